@@ -1,0 +1,1 @@
+// Placeholder: WaakvlamCore is built in its own issue.

@@ -1,0 +1,1 @@
+// Placeholder: WaakvlamJournal is built in its own issue.

@@ -1,0 +1,1 @@
+// Placeholder: WaakvlamRelay is built in its own issue.

@@ -1,0 +1,1 @@
+// Placeholder: WaakvlamTransport is built in its own issue.

@@ -1,0 +1,12 @@
+import Foundation
+
+func runConfigCommand(_ arguments: [String]) -> Int32 {
+    FileHandle.standardError.write(Data("waakvlam: not built yet\n".utf8))
+    return 2
+}
+
+func runPolicyCommand(_ arguments: [String]) -> Int32 {
+    FileHandle.standardError.write(Data("waakvlam: not built yet\n".utf8))
+    return 2
+}
+

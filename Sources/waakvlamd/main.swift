@@ -1,0 +1,1 @@
+print("waakvlamd: not yet built")

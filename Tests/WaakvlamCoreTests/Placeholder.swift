@@ -1,0 +1,5 @@
+import XCTest
+
+final class CorePlaceholderTests: XCTestCase {
+    func testPlaceholderUntilModuleLands() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class RelayPlaceholderTests: XCTestCase {
+    func testPlaceholderUntilModuleLands() {}
+}

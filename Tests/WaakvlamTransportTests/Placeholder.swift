@@ -1,0 +1,5 @@
+import XCTest
+
+final class TransportPlaceholderTests: XCTestCase {
+    func testPlaceholderUntilModuleLands() {}
+}
