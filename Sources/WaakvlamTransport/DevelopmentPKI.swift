@@ -200,12 +200,12 @@ public enum PEMFile {
     public static func write(_ text: String, to path: String, secret: Bool) throws {
         let temporary = path + ".tmp-\(getpid())"
         let mode: mode_t = secret ? 0o600 : 0o644
-        let fd = try syscall("open(\(temporary))") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
         do {
+            let fd = try syscall("open") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
             defer { close(fd) }
-            try syscall("fchmod(\(temporary))") { fchmod(fd, mode) }
+            try syscall("fchmod") { fchmod(fd, mode) }
             try Array(text.utf8).withUnsafeBytes { try writeAll(fd, $0) }
-            try syscall("fsync(\(temporary))") { fsync(fd) }
+            try syscall("fsync") { fsync(fd) }
         } catch {
             unlink(temporary)
             throw TransportError.file(path: path, problem: "cannot write: \(error)")

@@ -52,6 +52,7 @@ public final class HTTPClientConnection {
         self.endpoint = endpoint
         self.configuration = configuration
         self.parser = HTTPResponseParser(limits: configuration.responseLimits)
+        Socket.ignoreSIGPIPE
         let start = monotonicNanoseconds()
         let fd = try Socket.connect(to: endpoint, deadline: start + Self.nanoseconds(configuration.connectTimeout))
         let connection = try TLSConnection(context: tls, fd: fd)

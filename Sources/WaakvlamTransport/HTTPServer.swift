@@ -115,6 +115,7 @@ public final class HTTPServer: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         precondition(state == .created, "start() called twice")
+        Socket.ignoreSIGPIPE
         let (fd, port) = try Socket.listen(on: configuration.endpoint)
         listenerFD = fd
         boundPort = port

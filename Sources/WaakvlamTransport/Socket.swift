@@ -46,6 +46,12 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
 /// Thin socket helpers: non-blocking, close-on-exec sockets and poll-based waiting.
 enum Socket {
+    /// OpenSSL writes to sockets with plain write(2), which raises SIGPIPE when the peer has
+    /// gone; that must fail the write, not kill the process.
+    static let ignoreSIGPIPE: Void = {
+        signal(SIGPIPE, SIG_IGN)
+    }()
+
     enum WaitResult { case ready, timedOut, interrupted }
 
     /// Waits until `fd` is ready for `events`, the monotonic `deadline` passes, or `interrupt`
