@@ -107,7 +107,7 @@ final class ParseSession {
         }
         checkAcrossFiles()
 
-        let order = Dictionary(uniqueKeysWithValues: (files + [pins].compactMap { $0 }).enumerated().map { ($0.element.path, $0.offset) }.reversed())
+        let order = Dictionary((files + [pins].compactMap { $0 }).enumerated().map { ($0.element.path, $0.offset) }, uniquingKeysWith: { first, _ in first })
         let sorted = issues.issues.enumerated().sorted { lhs, rhs in
             let left = (order[lhs.element.file] ?? -1, lhs.element.line ?? 0, lhs.offset)
             let right = (order[rhs.element.file] ?? -1, rhs.element.line ?? 0, rhs.offset)

@@ -125,6 +125,9 @@ final class BrokenConfigurationTests: XCTestCase {
         XCTAssertTrue(reported("cfg/node.json: $.extra: error: unknown key 'extra'"))
         XCTAssertTrue(reported("cfg/node.json: $.node: error: missing the required key 'operator'"))
         XCTAssertTrue(reported("cfg/convenants/c.json: $: error: expected a convenant (an object in braces), found a list"))
+        // The same file twice (e.g. in an uploaded bundle) is reported, not a crash.
+        let twice = ConfigurationParser.parse([ConfigSource(path: "node.json", bytes: Data("{}".utf8)), ConfigSource(path: "node.json", bytes: Data("{}".utf8))], now: ConfigFixtures.now)
+        XCTAssertTrue(twice.errors.contains { $0.message.contains("a second node.json") })
     }
 
     func testWarningsForEndingConvenantAndMissingPinsDoNotMakeItInvalid() throws {

@@ -119,6 +119,16 @@ final class JSONAndPayloadTests: XCTestCase {
         XCTAssertNil(LocalDate("2025-02-29"))
         XCTAssertNil(LocalDate("2025-1-01"))
         XCTAssertEqual(LocalDate("1970-01-01")?.dayNumber, 0)
+        for number in stride(from: -800_000, through: 3_000_000, by: 997) {
+            XCTAssertEqual(LocalDate(dayNumber: number).dayNumber, number)
+        }
+        XCTAssertEqual(LocalDate(dayNumber: 20_513).description, "2026-03-01")
+        // Amsterdam: 23:30 UTC is the next day in winter (UTC+1) and in summer (UTC+2).
+        let amsterdam = TimeZone(identifier: "Europe/Amsterdam")!
+        XCTAssertEqual(LocalDate(Date(timeIntervalSince1970: 1_795_217_400), in: amsterdam).description, "2026-11-21")
+        XCTAssertEqual(LocalDate(Date(timeIntervalSince1970: 1_782_257_400), in: amsterdam).description, "2026-06-24")
+        XCTAssertEqual(LocalDate(Date(timeIntervalSince1970: 1_782_257_400), in: TimeZone(identifier: "UTC")!).description, "2026-06-23")
+        XCTAssertEqual(LocalDate(Date(timeIntervalSince1970: -1), in: TimeZone(identifier: "UTC")!).description, "1969-12-31")
         XCTAssertEqual(LocalDate("2026-09-15")!.days(until: LocalDate("2026-11-21")!), 67)
         XCTAssertEqual(ListenAddress("[::1]:8443"), ListenAddress(host: "::1", port: 8443))
         XCTAssertNil(ListenAddress("host:0"))
