@@ -14,8 +14,6 @@ public struct ConfigChange: Codable, Equatable, Sendable {
         case convenantAdded, convenantRemoved, versionChanged, versionNotRaised, titleChanged, validityChanged
         case purposeChanged, legalBasisChanged, specialCategoryBasisChanged, processingActivityChanged
         case partyJoined, partyLeft
-        /// The convenant's text changed without changing anything listed above or who receives what.
-        case otherConvenantChange
         // Who receives what: one flow is one sender, one recipient, one signal type.
         case flowOpened, flowClosed, fieldsGained, fieldsLost
         /// A field the recipient already received is now of a special category.
@@ -259,7 +257,8 @@ private struct DiffContext {
 
     /// Field names in the order the signal type defines them, each special one marked.
     func describe(_ fields: [String: DataCategory], type: String) -> String {
-        ordered(Array(fields.keys), type: type).map { name in
+        guard !fields.isEmpty else { return "no fields" }
+        return ordered(Array(fields.keys), type: type).map { name in
             let category = fields[name]!
             return category.isSpecial ? "\(name) [\(category.rawValue)]" : name
         }.joined(separator: ", ")
@@ -370,9 +369,6 @@ private struct DiffContext {
         }
         changes += ruleChanges(before, after)
         changes += flowChanges(id, before: before.flows(in: old), after: after.flows(in: new))
-        if changes.isEmpty, before != after {
-            changes.append(ConfigChange(kind: .otherConvenantChange, text: "the rules were rewritten without changing who receives what", convenant: id))
-        }
         return changes
     }
 

@@ -335,6 +335,10 @@ final class ConfigDiffTests: XCTestCase {
         let node = try only(diff, .nodeSettingChanged)
         XCTAssertEqual(node.text, "listen.peer: 127.0.0.1:8443 -> 0.0.0.0:8443")
         XCTAssertEqual(node.setting, "listen.peer")
+
+        // A change that touches no field's name or category is still reported.
+        let described = try self.diff { $0.edit("signal-types.json", "Woonoverlast op een adres.", "Woonoverlast op of rond een adres.") }
+        XCTAssertEqual(try only(described, .signalTypeChanged).signalType, "overlast")
     }
 
     func testJSONFormRoundTripsAndCarriesSummaryAndWarnings() throws {
