@@ -202,6 +202,7 @@ extension ParseSession {
         let senderIsTenantOrganisation = senders?.sectors.contains(.huurdersorganisatie) == true
         for (name, location) in list {
             let definitions = types.compactMap { $0.field(named: name) }
+            if types.contains(where: { unreadableFields.contains("\($0.id).\(name)") }) { continue }
             if definitions.isEmpty {
                 if !types.isEmpty {
                     let known = types.flatMap { $0.fields.map(\.name) }

@@ -23,11 +23,13 @@ public enum FeedbackPolicy {
         }
         let allowedNames = Set(allowed.fields.map(\.name))
         let kept = fields.filter { allowedNames.contains($0.key) }
-        let issues = PayloadValidator.validate(kept, against: allowed.fields.map { field in
-            var optional = field
-            optional.required = false
-            return optional
-        }, owner: "this feedback", prefix: "fields")
+        let optional = allowed.fields.map { field in
+            var copy = field
+            copy.required = false
+            return copy
+        }
+        let issues = PayloadValidator.validate(kept, against: optional, lookup: { name in optional.first { $0.name == name } },
+                                               owner: "this feedback", prefix: "fields")
         guard issues.isEmpty else { return .invalid(issues) }
         return .allowed(status: status, fields: kept, dropped: fields.keys.filter { !allowedNames.contains($0) }.sorted())
     }

@@ -409,7 +409,11 @@ public struct FeedbackCatalogue: Sendable, Equatable {
 public struct SignalType: Sendable, Equatable {
     public var id: String
     public var description: String
-    public var fields: [FieldDefinition]
+    public var fields: [FieldDefinition] {
+        didSet { positions = SignalType.index(fields) }
+    }
+    /// Field name to position in `fields`: the engine looks fields up per payload field.
+    private var positions: [String: Int]
     public var person: PersonFields?
     public var address: AddressFields?
     /// The postcode field used to route "to the gemeente of this address".
@@ -423,6 +427,7 @@ public struct SignalType: Sendable, Equatable {
         self.id = id
         self.description = description
         self.fields = fields
+        self.positions = SignalType.index(fields)
         self.person = person
         self.address = address
         self.routingField = routingField
@@ -430,7 +435,11 @@ public struct SignalType: Sendable, Equatable {
         self.feedback = feedback
     }
 
-    public func field(named name: String) -> FieldDefinition? { fields.first { $0.name == name } }
+    public func field(named name: String) -> FieldDefinition? { positions[name].map { fields[$0] } }
+
+    private static func index(_ fields: [FieldDefinition]) -> [String: Int] {
+        Dictionary(fields.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+    }
 }
 
 // MARK: - Convenants
@@ -458,13 +467,24 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
         self.init(year: year, month: month, day: day)
     }
 
+    /// The calendar date of `instant` in `timeZone` (daylight saving time included). Computed
+    /// from the zone's offset instead of a Calendar: the policy engine asks it per signal.
     public init(_ instant: Date, in timeZone: TimeZone) {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        let parts = calendar.dateComponents([.year, .month, .day], from: instant)
-        year = parts.year!
-        month = parts.month!
-        day = parts.day!
+        let seconds = Int(instant.timeIntervalSince1970.rounded(.down)) + timeZone.secondsFromGMT(for: instant)
+        self.init(dayNumber: Int((Double(seconds) / 86_400).rounded(.down)))
+    }
+
+    /// The date `dayNumber` days after 1970-01-01 (the inverse of `dayNumber`).
+    public init(dayNumber: Int) {
+        let shifted = dayNumber + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
     }
 
     static func daysIn(month: Int, year: Int) -> Int {
@@ -535,7 +555,11 @@ public struct Rule: Sendable, Equatable {
     public var to: PartySelector
     public var signalTypes: [String]
     /// The allowlist: the only fields a recipient under this rule receives.
-    public var fields: [String]
+    public var fields: [String] {
+        didSet { allowlist = Set(fields) }
+    }
+    /// `fields` as a set, for the per-field check of the engine.
+    private(set) var allowlist: Set<String>
     /// Special categories this rule grants explicitly (with a basis in the convenant).
     public var specialCategories: [DataCategory]
     public var retentionDays: Int
@@ -549,6 +573,7 @@ public struct Rule: Sendable, Equatable {
         self.to = to
         self.signalTypes = signalTypes
         self.fields = fields
+        self.allowlist = Set(fields)
         self.specialCategories = specialCategories
         self.retentionDays = retentionDays
         self.preconditions = preconditions

@@ -124,12 +124,13 @@ public enum Payload {
 /// Checks a payload against field definitions (a signal type, or the feedback a rule
 /// allows). Messages name the field and what is expected, never the value sent.
 enum PayloadValidator {
-    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], owner: String, prefix: String = "payload") -> [PayloadIssue] {
+    /// - Parameter lookup: finds a definition of `fields` by name.
+    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], lookup: (String) -> FieldDefinition?,
+                         owner: String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
-        let definitions = Dictionary(fields.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for name in payload.keys.sorted() {
             let field = "\(prefix).\(name)"
-            guard let definition = definitions[name] else {
+            guard let definition = lookup(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
                 continue

@@ -237,7 +237,7 @@ public enum PolicyEngine {
             return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,
                                                    message: "unknown signal type '\(submission.type)': use one of \(known.joined(separator: ", "))")])
         }
-        issues += PayloadValidator.validate(submission.payload, against: type.fields, owner: "signal type '\(type.id)'")
+        issues += PayloadValidator.validate(submission.payload, against: type.fields, lookup: type.field(named:), owner: "signal type '\(type.id)'")
         guard issues.isEmpty else { return .invalid(issues) }
 
         let today = configuration.localDate(of: instant)
@@ -330,7 +330,7 @@ public enum PolicyEngine {
         for name in payload.keys.sorted() {
             // Validation has checked every payload field against the type.
             let definition = type.field(named: name)!
-            guard rule.fields.contains(name) else {
+            guard rule.allowlist.contains(name) else {
                 dropped.append(DroppedField(name: name, category: definition.category, reason: .notInRule))
                 continue
             }

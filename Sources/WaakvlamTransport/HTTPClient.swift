@@ -57,7 +57,11 @@ public final class HTTPClientConnection {
         let fd = try Socket.connect(to: endpoint, deadline: start + Self.nanoseconds(configuration.connectTimeout))
         let connection = try TLSConnection(context: tls, fd: fd)
         try connection.expectServer(endpoint)
-        try connection.handshake(deadline: monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout))
+        do {
+            try connection.handshake(deadline: monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout))
+        } catch TransportError.connectionClosed {
+            throw TransportError.handshake(reason: "the server closed the connection (it may be at its connection limit)")
+        }
         guard let certificate = connection.peerCertificate() else {
             throw TransportError.handshake(reason: "the server sent no certificate")
         }

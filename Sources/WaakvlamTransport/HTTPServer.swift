@@ -270,8 +270,13 @@ public final class HTTPServer: @unchecked Sendable {
         }
         do {
             try connection.handshake(deadline: deadline(configuration.handshakeTimeout), interrupt: shutdownSignal.readFD)
+        } catch TransportError.shuttingDown {
+            return
+        } catch TransportError.connectionClosed {
+            // A port probe or health check: nothing to warn about.
+            Log.shared.debug("connection_closed_before_tls", ["remote": remote])
+            return
         } catch {
-            if case TransportError.shuttingDown = error { return }
             Log.shared.warning("tls_handshake_failed", ["remote": remote, "reason": "\(error)"])
             return
         }

@@ -48,11 +48,13 @@ final class TLSConnection {
     }
 
     /// Runs the handshake; on the server this is where the client certificate is verified.
+    /// Throws `.connectionClosed` when the peer just went away, `.handshake` when TLS failed.
     func handshake(deadline: UInt64, interrupt: Int32? = nil) throws {
         do {
             _ = try perform("TLS handshake", deadline: deadline, interrupt: interrupt) { SSL_do_handshake($0) }
         } catch TransportError.connectionClosed {
-            throw TransportError.handshake(reason: verificationFailure() ?? "the peer closed the connection during the handshake")
+            if let failure = verificationFailure() { throw TransportError.handshake(reason: failure) }
+            throw TransportError.connectionClosed
         } catch TransportError.io(let reason) {
             throw TransportError.handshake(reason: verificationFailure() ?? reason)
         }

@@ -82,10 +82,9 @@ public final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate_chain_file(pointer, certificateChain) == 1 else {
             throw TransportError.file(path: certificateChain, problem: "not a PEM certificate chain (\(openSSLErrors("unreadable")))")
         }
-        guard SSL_CTX_use_PrivateKey_file(pointer, privateKey, SSL_FILETYPE_PEM) == 1 else {
-            throw TransportError.file(path: privateKey, problem: "not a PEM private key (\(openSSLErrors("unreadable")))")
-        }
-        guard SSL_CTX_check_private_key(pointer) == 1 else {
+        let key = try PrivateKey(pemFile: privateKey)
+        guard SSL_CTX_use_PrivateKey(pointer, key.pointer) == 1, SSL_CTX_check_private_key(pointer) == 1 else {
+            ERR_clear_error()
             throw TransportError.file(path: privateKey, problem: "this key does not belong to the certificate in \(certificateChain)")
         }
         guard SSL_CTX_load_verify_file(pointer, trustedCAs) == 1 else {

@@ -11,6 +11,13 @@ private func printError(_ text: String) {
 /// `waakvlam config check [DIR]`: every issue as `FILE: PATH: severity: message`; exit 0
 /// without errors, 1 with errors, 2 on a usage mistake.
 func runConfigCommand(_ arguments: [String]) -> Int32 {
+    switch arguments.first {
+    case "diff": return runConfigDiffCommand(Array(arguments.dropFirst()))
+    case "history": return runConfigHistoryCommand(Array(arguments.dropFirst()))
+    case "show": return runConfigShowCommand(Array(arguments.dropFirst()))
+    case "rollback": return runConfigRollbackCommand(Array(arguments.dropFirst()))
+    default: break
+    }
     guard arguments.first == "check", arguments.count <= 2 else {
         printError("usage: waakvlam config check [DIR]   (DIR defaults to Config)")
         return 2
