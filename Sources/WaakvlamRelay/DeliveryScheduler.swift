@@ -246,7 +246,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func fail(_ delivery: DeliveryState, attempts: Int, firstQueuedAt: Date, outcome: String, at now: Date) {
         let settings = configuration.current.configuration.node.delivery
         let age = now.timeIntervalSince(firstQueuedAt)
-        let lifetime = settings.maximumLifetimeHours * 3600
+        let lifetime = TimeInterval(settings.maximumLifetimeSeconds)
         metrics.increment("waakvlam_delivery_retries_total", ["recipient": delivery.recipientID])
         condition.lock()
         var state = health[delivery.recipientID] ?? RecipientHealth()
@@ -296,7 +296,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func sweep(_ now: Date) {
         let settings = configuration.current.configuration.node.delivery
         let index = journal.deliveryState()
-        let cutoff = now.addingTimeInterval(-settings.maximumLifetimeHours * 3600)
+        let cutoff = now.addingTimeInterval(-TimeInterval(settings.maximumLifetimeSeconds))
         let expiring = index.pendingQueued(before: cutoff, limit: Self.sweepBatch).filter { delivery in
             condition.lock()
             defer { condition.unlock() }

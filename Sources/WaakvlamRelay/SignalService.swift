@@ -196,11 +196,17 @@ final class SignalService: @unchecked Sendable {
                           message: "The rule under which you received this signal is no longer in the configuration, so no feedback can be passed on.")
         }
         let forwarded: [String: PayloadValue]
-        switch FeedbackPolicy.decide(status: parsed.status, fields: parsed.fields, allowed: rule.feedback) {
+        guard let type = snapshot.configuration.signalType(id: received.signalType) else {
+            return .error(status: 409, code: "rule_no_longer_in_force",
+                          message: "The signal type of this signal is no longer in the configuration, so no feedback can be passed on.")
+        }
+        switch FeedbackPolicy.decide(status: parsed.status, fields: parsed.fields, allowed: PolicyEngine.feedbackAllowance(rule: rule, type: type)) {
         case .denied(let denial):
             metrics.increment("waakvlam_feedback_denied_total", ["reason": denial.code.rawValue])
             return .error(status: 403, code: denial.code.rawValue, message: denial.message)
-        case .allowed(let fields):
+        case .invalid(let issues):
+            return Self.invalid(InvalidPayload(issues))
+        case .allowed(_, let fields, _):
             forwarded = fields
         }
         guard let sender = snapshot.configuration.organisation(id: received.senderID) else {

@@ -68,6 +68,10 @@ public final class HTTPServer: @unchecked Sendable {
         /// Connections still open at the deadline, whose sockets were then shut down.
         public let forcedConnections: Int
         public var completedInTime: Bool { forcedConnections == 0 }
+
+        public init(forcedConnections: Int) {
+            self.forcedConnections = forcedConnections
+        }
     }
 
     private enum State { case created, running, draining, stopped }
