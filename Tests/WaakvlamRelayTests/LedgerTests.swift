@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import WaakvlamCore
 @testable import WaakvlamRelay
-import WaakvlamTransport
+@testable import WaakvlamTransport
 
 /// The rent-ledger reader: CSV as spreadsheets write it, the column mapping, the per-row
 /// checks with their messages, and the episode ids.
@@ -323,5 +323,233 @@ final class LedgerTests: XCTestCase {
         XCTAssertTrue(summary.contains("sent:         1 (gemeente-hoorn 1)"), summary)
         XCTAssertTrue(summary.contains("already sent: 1"), summary)
         XCTAssertTrue(summary.contains("reasons: (invalid_row 1)"), summary)
+    }
+}
+
+/// The ledger sender's reading of the node's answers, against a small node that keeps the
+/// contract of docs/API.md for `POST /v1/signals` (first answer replayed for a known id with
+/// the same content, 409 for other content, the sender's trace continued) and decides by a
+/// fixed table. It lets the tests move the clock of earlier decisions and lose answers, which
+/// the real node (VroegEropafEndToEndTests) does not allow.
+final class LedgerSenderTests: XCTestCase {
+    static let oin = "00000099000000020000"
+    private var node: ContractNode!
+    private var pki: String!
+
+    override func setUpWithError() throws {
+        pki = NSTemporaryDirectory() + "waakvlam-ledger-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+        let ca = try DevelopmentCA.create(organisation: "Ledger test CA", commonName: "Ledger test CA")
+        try PEMFile.write(ca.certificatePEM, to: pki + "/ca.pem", secret: false)
+        try ca.issue(CertificateSpec(commonName: "localhost", organisation: "Node", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: .server))
+            .write(certificateTo: pki + "/node.crt", keyTo: pki + "/node.key")
+        try ca.issue(CertificateSpec(commonName: "intermaris", organisation: "Intermaris", subjectSerialNumber: Self.oin))
+            .write(certificateTo: pki + "/client.crt", keyTo: pki + "/client.key")
+        node = try ContractNode(pki: pki)
+    }
+
+    override func tearDown() {
+        _ = node?.server.shutdown(gracePeriod: 1)
+        try? FileManager.default.removeItem(atPath: pki)
+    }
+
+    private func client(port: UInt16? = nil, retryDelays: [TimeInterval] = [0.01, 0.01]) throws -> SignalClient {
+        try SignalClient(settings: ClientSettings(node: "https://127.0.0.1:\(port ?? node.server.port)", certificate: pki + "/client.crt",
+                                                  key: pki + "/client.key", ca: pki + "/ca.pem"), connections: 4, retryDelays: retryDelays)
+    }
+
+    private func send(_ entries: [LedgerEntry], today: String = "2026-11-21") throws -> [LedgerRowResult] {
+        let sender = LedgerSender(client: try client(), corporation: Self.oin, concurrency: 4, today: LocalDate(today)!,
+                                  timeZone: TimeZone(identifier: "UTC")!)
+        var last: LedgerProgress?
+        let results = sender.send(entries, progressInterval: 0.01) { last = $0 }
+        XCTAssertEqual(last?.done, entries.count)
+        XCTAssertEqual(last?.total, entries.count)
+        return results
+    }
+
+    /// A ledger entry as `Ledger.read` makes it.
+    private func alert(_ tenant: String, row: Int, postcode: String = "1621AB", amount: Double = 500) -> LedgerEntry {
+        LedgerEntry(row: row, tenant: tenant, content: .alert(LedgerAlert(arrearsStart: LocalDate("2026-01-15")!, payload: [
+            "bedrag": .number(amount), "Postcode": .string(postcode), "Huisnummer": .integer(row), "ontstaansdatum": .string("2026-01-15"),
+        ])))
+    }
+
+    private func id(_ tenant: String, attempt: Int = 0) -> String {
+        Ledger.signalID(corporation: Self.oin, tenant: tenant, arrearsStart: LocalDate("2026-01-15")!, attempt: attempt)
+    }
+
+    func testOutcomesAndASecondRunThatSendsNothingNew() throws {
+        let entries = [
+            alert("H-1", row: 2),
+            alert("H-2", row: 3, amount: 10),         // below the table's threshold
+            alert("H-3", row: 4, postcode: "9999ZZ"), // outside every area
+            LedgerEntry(row: 5, tenant: "H-4", content: .refused(LedgerRowRefusal(code: "invalid_row", reasons: ["'Postcode' is empty"]))),
+            LedgerEntry(row: 6, tenant: "H-1", content: .duplicate(ofRow: 2)),
+            alert("H-5", row: 7, postcode: "1000AA"), // the node finds the payload invalid
+        ]
+        let first = try send(entries)
+        XCTAssertEqual(first.map(\.outcome), [.sent, .refused, .refused, .refused, .duplicate, .refused])
+        XCTAssertEqual(first[0], LedgerRowResult(row: 2, tenant: "H-1", outcome: .sent, signalID: id("H-1"), recipients: ["gemeente-hoorn"]))
+        XCTAssertEqual(first[1].code, "arrears_below_threshold")
+        XCTAssertEqual(first[1].recipients, ["gemeente-hoorn"])
+        XCTAssertEqual(first[2].code, "address_outside_areas")
+        XCTAssertEqual(first[3].reason, "'Postcode' is empty")
+        XCTAssertNil(first[3].signalID, "a row refused in the file check is not sent")
+        XCTAssertEqual(first[5].code, "bad_format")
+        XCTAssertEqual(first[5].reason, "payload.Postcode: 'Postcode' must be a postcode such as \"1621AB\"")
+        XCTAssertEqual(node.decided, 3, "an invalid payload (400) is not decided")
+
+        let second = try send(entries)
+        XCTAssertEqual(node.decided, 3, "the second run makes the node decide nothing new")
+        XCTAssertEqual(second.map(\.outcome), [.alreadySent, .refused, .refused, .refused, .duplicate, .refused])
+        XCTAssertEqual(second[0].recipients, ["gemeente-hoorn"])
+        XCTAssertTrue(second[0].reason?.hasPrefix("sent earlier (received 2026-") == true, second[0].reason ?? "")
+        XCTAssertEqual(second[1].code, "arrears_below_threshold")
+        XCTAssertTrue(second[1].reason?.contains("refused earlier today") == true, second[1].reason ?? "")
+    }
+
+    func testChangedDetailsCountAsSentAndACorrectedRefusalGoesOutUnderTheNextAttempt() throws {
+        _ = try send([alert("H-1", row: 2), alert("H-2", row: 3, postcode: "9999ZZ")])
+        XCTAssertEqual(node.decided, 2)
+        // The next day's export: a higher amount for H-1, a corrected postcode for H-2.
+        let nextDay = [alert("H-1", row: 2, amount: 650), alert("H-2", row: 3, postcode: "1622AB")]
+        let results = try send(nextDay, today: "2026-11-22")
+        XCTAssertEqual(results[0].outcome, .alreadySent)
+        XCTAssertTrue(results[0].reason?.contains("with other details") == true, results[0].reason ?? "")
+        XCTAssertEqual(results[0].signalID, id("H-1"))
+        XCTAssertEqual(results[1].outcome, .sent)
+        XCTAssertEqual(results[1].signalID, id("H-2", attempt: 1))
+        XCTAssertEqual(node.decided, 3, "only the corrected row was decided again")
+
+        let again = try send(nextDay, today: "2026-11-22")
+        XCTAssertEqual(again.map(\.outcome), [.alreadySent, .alreadySent])
+        XCTAssertEqual(again[1].signalID, id("H-2", attempt: 1))
+        XCTAssertEqual(node.decided, 3)
+    }
+
+    func testARefusalOfAnEarlierDayIsAskedAgainOncePerDay() throws {
+        node.clock = Date(timeIntervalSince1970: 1_795_132_800) // 2026-11-20, the day before
+        _ = try send([alert("H-2", row: 3, amount: 10)], today: "2026-11-20")
+        node.clock = nil
+        let today = try send([alert("H-2", row: 3, amount: 10)])
+        XCTAssertEqual(node.decided, 2, "a refusal of yesterday is not today's answer: asked again under attempt 1")
+        XCTAssertEqual(today[0].outcome, .refused)
+        XCTAssertEqual(today[0].signalID, id("H-2", attempt: 1))
+        _ = try send([alert("H-2", row: 3, amount: 10)])
+        XCTAssertEqual(node.decided, 2, "asked once per day")
+    }
+
+    func testALostAnswerIsRetriedUnderTheSameTraceSoTheRowCountsAsSent() throws {
+        node.loseAnswers = 1  // decided and stored, but the answer does not arrive: 503
+        let results = try send([alert("H-1", row: 2)])
+        XCTAssertEqual(results.map(\.outcome), [.sent], "\(results)")
+        XCTAssertEqual(node.decided, 1)
+        XCTAssertEqual(node.submissions, 2, "sent again after the lost answer, which replayed the first decision")
+    }
+
+    func testAnUnreachableNodeFailsTheRestWithoutTryingThem() throws {
+        let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        close(probe.fd)
+        let sender = LedgerSender(client: try client(port: probe.port), corporation: Self.oin, concurrency: 2, today: LocalDate("2026-11-21")!)
+        let started = Date()
+        let results = sender.send((0..<50).map { alert("H-\($0)", row: $0 + 2) })
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertTrue(results.allSatisfy { $0.outcome == .failed }, "\(results.map(\.outcome))")
+        XCTAssertTrue(results.contains { $0.code == "unreachable" && $0.reason?.contains("cannot reach the node") == true })
+        XCTAssertGreaterThan(results.filter { $0.code == "not_sent" }.count, 40)
+    }
+}
+
+/// See `LedgerSenderTests`.
+final class ContractNode: @unchecked Sendable {
+    private struct Stored {
+        let requestHash: [UInt8]
+        let status: Int
+        let body: [String: Any]
+    }
+
+    private let lock = NSLock()
+    private var signals: [String: Stored] = [:]
+    private var _decided = 0, _submissions = 0, _loseAnswers = 0
+    private var _clock: Date?
+    private(set) var server: HTTPServer!
+
+    var decided: Int { lock.withLock { _decided } }
+    var submissions: Int { lock.withLock { _submissions } }
+    var loseAnswers: Int {
+        get { lock.withLock { _loseAnswers } }
+        set { lock.withLock { _loseAnswers = newValue } }
+    }
+    /// The time recorded for new decisions (nil: now).
+    var clock: Date? {
+        get { lock.withLock { _clock } }
+        set { lock.withLock { _clock = newValue } }
+    }
+
+    init(pki: String) throws {
+        let tls = try TLSContext(role: .server, certificateChain: pki + "/node.crt", privateKey: pki + "/node.key", trustedCAs: pki + "/ca.pem")
+        server = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)), tls: tls) { [unowned self] request, _ in
+            self.respond(request)
+        }
+        try server.start()
+    }
+
+    private func respond(_ request: HTTPRequest) -> HTTPResponse {
+        switch (request.method, String(request.path)) {
+        case ("GET", "/v1/whoami"):
+            return .json(status: 200, object: ["organisation": ["id": "intermaris", "oin": LedgerSenderTests.oin, "name": "Intermaris", "sector": "corporatie"]])
+        case ("POST", "/v1/signals"):
+            return submit(request)
+        case ("GET", let path) where path.hasPrefix("/v1/signals/"):
+            guard let stored = lock.withLock({ signals[String(path.dropFirst("/v1/signals/".count))] }) else {
+                return .error(status: 404, code: "not_found", message: "no such signal")
+            }
+            return .json(status: 200, object: stored.body)
+        default:
+            return .error(status: 404, code: "not_found", message: "no route")
+        }
+    }
+
+    private func submit(_ request: HTTPRequest) -> HTTPResponse {
+        guard case .success(let submission) = SignalSubmission.parse(Data(request.body)) else {
+            return .error(status: 400, code: "invalid", message: "not a submission")
+        }
+        let hash = Array(submission.type.utf8) + Array(Payload.canonicalJSON(submission.payload))
+        lock.lock()
+        defer { lock.unlock() }
+        _submissions += 1
+        if let stored = signals[submission.id] {
+            guard stored.requestHash == hash else {
+                return .error(status: 409, code: "id_reused_with_other_content", message: "A signal with this id and different content was already accepted.")
+            }
+            return .json(status: stored.status, object: stored.body)
+        }
+        guard case .string(let postcode)? = submission.payload["Postcode"], !postcode.hasPrefix("10") else {
+            return .json(status: 400, object: ["error": ["code": "bad_format", "field": "payload.Postcode",
+                                                         "message": "'Postcode' must be a postcode such as \"1621AB\""]])
+        }
+        var recipient: [String: Any]
+        if postcode.hasPrefix("9") {
+            recipient = ["recipient": "gemeente-of-address", "decision": "denied", "code": "address_outside_areas", "message": "No gemeente serves this area."]
+        } else if case .number(let amount)? = submission.payload["bedrag"], amount < 50 {
+            recipient = ["recipient": "gemeente-hoorn", "decision": "denied", "code": "arrears_below_threshold", "message": "The arrears are too young."]
+        } else {
+            recipient = ["recipient": "gemeente-hoorn", "decision": "allowed", "fields": submission.payload.keys.sorted(), "state": "pending"]
+        }
+        let traceID = request.headers["traceparent"]!.split(separator: "-")[1]
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var body: [String: Any] = ["id": submission.id, "type": submission.type, "receivedAt": formatter.string(from: _clock ?? Date()),
+                                   "traceparent": "00-\(traceID)-00f067aa0ba902b7-01", "recipients": [recipient]]
+        let allowed = recipient["decision"] as? String == "allowed"
+        if !allowed { body["error"] = ["code": "all_recipients_denied", "message": "No recipient may receive this signal."] }
+        signals[submission.id] = Stored(requestHash: hash, status: allowed ? 202 : 403, body: body)
+        _decided += 1
+        if _loseAnswers > 0 {
+            _loseAnswers -= 1
+            return .error(status: 503, code: "journal_unavailable", message: "try again")
+        }
+        return .json(status: allowed ? 202 : 403, object: body)
     }
 }
