@@ -246,12 +246,13 @@ public struct Postcode: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     /// Accepts "1621AB", "1621 ab"; nil for anything else.
     public init?(_ text: String) {
-        let compact = text.uppercased().filter { $0 != " " }
-        guard compact.count == 6, let number = Int(compact.prefix(4)), number >= 1000, number <= 9999,
-              compact.prefix(4).allSatisfy({ $0.isASCII && $0.isNumber }),
-              compact.suffix(2).allSatisfy({ $0.isASCII && $0.isLetter }) else { return nil }
-        digits = number
-        letters = String(compact.suffix(2))
+        let bytes = text.utf8.filter { $0 != UInt8(ascii: " ") }
+        guard bytes.count == 6, bytes[0] != UInt8(ascii: "0"),
+              bytes[0..<4].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        let upper = bytes[4...].map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 - 32 : $0 }
+        guard upper.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return nil }
+        digits = bytes[0..<4].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        letters = String(decoding: upper, as: UTF8.self)
     }
 
     /// A total order over all postcodes: the four digits, then the letters.
@@ -462,9 +463,9 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     public init?(_ text: String) {
         let utf8 = Array(text.utf8)
         guard utf8.count == 10, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"),
-              let year = Int(text.prefix(4)), let month = Int(text.dropFirst(5).prefix(2)), let day = Int(text.suffix(2)),
               utf8.enumerated().allSatisfy({ $0.offset == 4 || $0.offset == 7 || ($0.element >= 48 && $0.element <= 57) }) else { return nil }
-        self.init(year: year, month: month, day: day)
+        func number(_ range: Range<Int>) -> Int { utf8[range].reduce(0) { $0 * 10 + Int($1 - 48) } }
+        self.init(year: number(0..<4), month: number(5..<7), day: number(8..<10))
     }
 
     /// The calendar date of `instant` in `timeZone` (daylight saving time included). Computed

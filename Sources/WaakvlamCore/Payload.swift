@@ -184,7 +184,8 @@ enum PayloadValidator {
             }
         case .text, .postcode, .date, .bsn, .phone, .email, .enumeration:
             guard case .string(let text) = value else { return wrongType() }
-            if let maxLength = definition.maxLength, text.count > maxLength {
+            // Characters never outnumber UTF-8 bytes: count them only when the bytes do not settle it.
+            if let maxLength = definition.maxLength, text.utf8.count > maxLength, text.count > maxLength {
                 return (.tooLong, "is longer than \(maxLength) characters; shorten it")
             }
             return checkText(text, definition.format, expected)
