@@ -102,6 +102,7 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
+    private let keySync: ParallelSync
 
     /// The journal folder inside a node's state folder.
     public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
@@ -152,6 +153,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(segmentFD)
             throw error
         }
+        keySync = ParallelSync()
         recovery = RecoveryReport(
             records: state.records, hashedRecords: state.hashedRecords, segments: state.segments,
             checkpointSequence: state.checkpoint?.sequence, tornBytesCut: state.tornBytesCut,
@@ -194,33 +196,40 @@ public final class Journal: @unchecked Sendable {
             slotLock.unlock()
         }
         var stored: [JournalRecord] = []
-        var keys: [(slot: UInt32, key: [UInt8])?] = []
-        var bodies: [[UInt8]] = []
+        var frames: [PendingFrame] = []
         stored.reserveCapacity(records.count)
+        frames.reserveCapacity(records.count)
         var byteCount = 0
         for record in records {
             var record = record
-            var key: (UInt32, [UInt8])?
-            if case .decision(var d) = record, let plaintext = d.payload {
-                let secret = SecureRandom.bytes(AESGCM.keyCount)
-                let ciphertext = try AESGCM.seal(plaintext, key: secret,
-                                                 aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
-                d.payload = nil
-                d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
-                key = (slot, secret)
-                slot += 1
-                record = .decision(d)
+            var frame = PendingFrame(kind: record.kind.rawValue)
+            switch record {
+            case .decision(var d):
+                if let plaintext = d.payload {
+                    let secret = SecureRandom.bytes(AESGCM.keyCount)
+                    let ciphertext = try AESGCM.seal(plaintext, key: secret,
+                                                     aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
+                    d.payload = nil
+                    d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
+                    frame.key = (slot, secret)
+                    frame.delivery = d.signalID + "\u{0}" + d.recipientID
+                    slot += 1
+                    record = .decision(d)
+                }
+            case .payloadPurged(let r):
+                frame.purge = (r.signalID, r.recipientID)
+            default:
+                break
             }
-            let body = record.encodeBody()
-            byteCount += Frame.headerSize + body.count
+            frame.body = record.encodeBody()
+            byteCount += Frame.headerSize + frame.body.count
             guard byteCount <= Journal.maxAppendBytes else {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
             stored.append(record)
-            keys.append(key)
-            bodies.append(body)
+            frames.append(frame)
         }
-        let pending = PendingAppend(records: stored, bodies: bodies, keys: keys, byteCount: byteCount)
+        let pending = PendingAppend(records: stored, frames: frames, byteCount: byteCount)
         queueLock.lock()
         guard !closing else {
             queueLock.unlock()
@@ -350,15 +359,18 @@ public final class Journal: @unchecked Sendable {
                 count += 1
                 bytes += p.byteCount
             }
-            let group = Array(queue.prefix(count))
+            var group = Array(queue.prefix(count))
             queue.removeFirst(count)
             queueLock.unlock()
-            commit(group, bytes: bytes)
+            commit(&group, bytes: bytes)
         }
+        keySync.stop()
         writerExited.signal()
     }
 
-    private func commit(_ group: [PendingAppend], bytes: Int) {
+    /// Writes one group, updates the index, and wakes its callers. The writer lets go of the
+    /// appends before waking anyone, so that their records are freed on the callers' threads.
+    private func commit(_ group: inout [PendingAppend], bytes: Int) {
         let result: Result<[[RecordPosition]], JournalError>
         if let broken {
             result = .failure(broken)
@@ -367,34 +379,34 @@ public final class Journal: @unchecked Sendable {
         }
         switch result {
         case .success(let positions):
-            var applied: [(JournalRecord, RecordPosition)] = []
-            for (p, list) in zip(group, positions) { applied.append(contentsOf: zip(p.records, list)) }
-            index.apply(applied)
+            index.apply(zip(group, positions).map { ($0.records, $1) })
+            var records = 0
+            for (p, list) in zip(group, positions) {
+                p.result = .success(list)
+                records += list.count
+            }
             statsLock.lock()
             stats.appends += UInt64(group.count)
-            stats.records += UInt64(applied.count)
+            stats.records += UInt64(records)
             stats.groupCommits += 1
             stats.largestGroup = max(stats.largestGroup, group.count)
             statsLock.unlock()
-            for (p, list) in zip(group, positions) {
-                p.result = .success(list)
-                p.done.signal()
-            }
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
         case .failure(let error):
             statsLock.lock()
             stats.failedAppends += UInt64(group.count)
             statsLock.unlock()
             Log.shared.error("journal_write_failed", ["appends": group.count, "error": error.description])
-            for p in group {
-                p.result = .failure(error)
-                p.done.signal()
-            }
+            for p in group { p.result = .failure(error) }
         }
+        let wakeups = group.map(\.done)
+        group.removeAll()
+        for done in wakeups { done.signal() }
     }
 
-    /// Writes one group: key slots first (fdatasync'ed), then the records (one pwrite, one
-    /// fdatasync). On failure the segment is cut back to where the group began.
+    /// Writes one group: key slots (pwrite, fdatasync on the helper thread) alongside the
+    /// records (one pwrite, one fdatasync); both must succeed. On failure the segment is cut
+    /// back to where the group began.
     private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
@@ -405,46 +417,52 @@ public final class Journal: @unchecked Sendable {
         var hash = lastHash
         var sequence = nextSequence
         var positions: [[RecordPosition]] = []
+        positions.reserveCapacity(group.count)
         var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
         var groupSlots: [String: UInt32] = [:]
         for p in group {
             var list: [RecordPosition] = []
-            list.reserveCapacity(p.records.count)
-            for i in p.records.indices {
+            list.reserveCapacity(p.frames.count)
+            for (i, frame) in p.frames.enumerated() {
                 let offset = start + UInt64(buffer.count)
-                let flags = i == p.records.count - 1 ? Frame.flagEndOfAppend : 0
-                hash = Frame.append(to: &buffer, sequence: sequence, kind: p.records[i].kind.rawValue, flags: flags,
-                                    previousHash: hash, body: p.bodies[i])
+                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
+                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
+                                    previousHash: hash, body: frame.body)
                 list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
-                switch p.records[i] {
-                case .decision(let d):
-                    if let key = p.keys[i] {
-                        slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
-                        groupSlots[d.signalID + "\u{0}" + d.recipientID] = key.slot
-                    }
-                case .payloadPurged(let r):
-                    let slot = groupSlots[r.signalID + "\u{0}" + r.recipientID]
-                        ?? index.payloadKey(signalID: r.signalID, recipientID: r.recipientID)?.slot
+                if let key = frame.key, let delivery = frame.delivery {
+                    slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
+                    groupSlots[delivery] = key.slot
+                }
+                if let purge = frame.purge {
+                    let slot = groupSlots[purge.signalID + "\u{0}" + purge.recipientID]
+                        ?? index.payloadKey(signalID: purge.signalID, recipientID: purge.recipientID)?.slot
                     if let slot { slotWrites.append((slot, [UInt8](repeating: 0, count: KeySlot.size))) }
-                default:
-                    break
                 }
                 sequence += 1
             }
             positions.append(list)
         }
+        var keySyncRunning = false
         if !slotWrites.isEmpty {
             try writeSlots(slotWrites)
+            keySync.start(keyFD)
+            keySyncRunning = true
         }
         do {
             try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
             try dataSync(segmentFD)
+            if keySyncRunning {
+                keySyncRunning = false
+                try keySync.wait()
+            }
         } catch {
+            if keySyncRunning { try? keySync.wait() }
             rollBack(to: start, after: error)
             throw error
         }
         statsLock.lock()
         stats.segmentSyncs += 1
+        stats.keySyncs += slotWrites.isEmpty ? 0 : 1
         stats.bytesWritten += UInt64(buffer.count)
         statsLock.unlock()
         segmentSize = start + UInt64(buffer.count)
@@ -453,7 +471,7 @@ public final class Journal: @unchecked Sendable {
         return positions
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite, then one fdatasync.
+    /// Writes key slots, coalescing neighbours into one pwrite.
     private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
         var i = 0
@@ -467,10 +485,6 @@ public final class Journal: @unchecked Sendable {
             try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
             i = j
         }
-        try dataSync(keyFD)
-        statsLock.lock()
-        stats.keySyncs += 1
-        statsLock.unlock()
     }
 
     /// Cuts the segment back to `offset` after a failed write, so that the next group
@@ -633,7 +647,8 @@ public final class Journal: @unchecked Sendable {
         } catch {
             Log.shared.warning("journal_checkpoint_ignored", ["reason": "\(error)", "effect": "the whole chain is hashed"])
         }
-        var batch: [(JournalRecord, RecordPosition)] = []
+        var batch: [JournalRecord] = []
+        var batchPositions: [RecordPosition] = []
         var maxSlot: Int64 = -1
         var checkpointSeen = false
         let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes)
@@ -648,10 +663,12 @@ public final class Journal: @unchecked Sendable {
                 checkpointSeen = true
             }
             if case .decision(let d) = record, let sealed = d.sealed { maxSlot = max(maxSlot, Int64(sealed.keySlot)) }
-            batch.append((record, position))
+            batch.append(record)
+            batchPositions.append(position)
             if frame.endsAppend {
-                index.apply(batch)
+                index.apply([(batch, batchPositions)])
                 batch.removeAll(keepingCapacity: true)
+                batchPositions.removeAll(keepingCapacity: true)
             }
         }
         if let problem = outcome.problem {
@@ -740,19 +757,73 @@ public struct SignalRecord: Equatable, Sendable {
     public let decisions: [DecisionState]
 }
 
+/// One record of a queued append, prepared by the caller so that the writer only frames it.
+private struct PendingFrame {
+    let kind: UInt8
+    var body: [UInt8] = []
+    /// A fresh payload key and its slot.
+    var key: (slot: UInt32, key: [UInt8])?
+    /// "signal\0recipient" of a decision with a key, so a purge in the same group finds it.
+    var delivery: String?
+    /// The delivery whose key a `payloadPurged` record destroys.
+    var purge: (signalID: String, recipientID: String)?
+
+    init(kind: UInt8) { self.kind = kind }
+}
+
 /// One queued append, waiting for its group commit.
 private final class PendingAppend {
     let records: [JournalRecord]
-    let bodies: [[UInt8]]
-    let keys: [(slot: UInt32, key: [UInt8])?]
+    let frames: [PendingFrame]
     let byteCount: Int
     let done = DispatchSemaphore(value: 0)
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], bodies: [[UInt8]], keys: [(slot: UInt32, key: [UInt8])?], byteCount: Int) {
+    init(records: [JournalRecord], frames: [PendingFrame], byteCount: Int) {
         self.records = records
-        self.bodies = bodies
-        self.keys = keys
+        self.frames = frames
         self.byteCount = byteCount
+    }
+}
+
+/// Runs fdatasync of the key file on a thread of its own, so that it overlaps the segment's
+/// sync instead of following it. The semaphores order the handoff.
+private final class ParallelSync: @unchecked Sendable {
+    private let go = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var fd: Int32 = -1
+    private var failure: Error?
+
+    init() {
+        let thread = Thread { [self] in
+            while true {
+                go.wait()
+                if fd < 0 { return }
+                do {
+                    try dataSync(fd)
+                    failure = nil
+                } catch {
+                    failure = error
+                }
+                finished.signal()
+            }
+        }
+        thread.name = "waakvlam-journal-keysync"
+        thread.start()
+    }
+
+    func start(_ fd: Int32) {
+        self.fd = fd
+        go.signal()
+    }
+
+    func wait() throws {
+        finished.wait()
+        if let failure { throw failure }
+    }
+
+    func stop() {
+        fd = -1
+        go.signal()
     }
 }

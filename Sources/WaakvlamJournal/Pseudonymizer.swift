@@ -91,10 +91,14 @@ public struct Pseudonymizer: Sendable {
 
     private let secret: [UInt8]
 
-    /// Loads STATE/secret, creating it (32 random bytes, mode 0600) on first use. Refuses a
-    /// secret that others can read or that has the wrong length.
-    public init(stateDirectory: String) throws {
-        secret = try Pseudonymizer.loadOrCreate(stateDirectory + "/" + Pseudonymizer.secretFileName, directory: stateDirectory)
+    /// Loads STATE/secret, creating it (32 random bytes, mode 0600) on first use unless
+    /// `create` is false. Refuses a secret that others can read or that has the wrong length.
+    public init(stateDirectory: String, create: Bool = true) throws {
+        let path = stateDirectory + "/" + Pseudonymizer.secretFileName
+        if !create, !FileManager.default.fileExists(atPath: path) {
+            throw JournalError.invalidSetup("there is no node secret at \(path); pseudonyms need the secret of the node that wrote the journal")
+        }
+        secret = try Pseudonymizer.loadOrCreate(path, directory: stateDirectory)
     }
 
     public init(secret: [UInt8]) throws {
