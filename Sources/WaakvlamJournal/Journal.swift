@@ -82,6 +82,8 @@ public final class Journal: @unchecked Sendable {
     private var segmentSize: UInt64
     private var nextSequence: UInt64
     private var lastHash: [UInt8]
+    /// Where the last durable record ends; checkpoints name it.
+    private var lastRecord: (segment: UInt32, end: UInt64)
     private var checkpointedSequence: UInt64
     private let keyFD: Int32
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
@@ -142,6 +144,7 @@ public final class Journal: @unchecked Sendable {
         segmentSize = state.segmentSize
         nextSequence = state.nextSequence
         lastHash = state.lastHash
+        lastRecord = state.lastRecord
         nextSlot = state.nextSlot
         checkpointedSequence = state.checkpoint?.sequence ?? 0
         segmentFD = try syscall("open segment") {
@@ -467,6 +470,7 @@ public final class Journal: @unchecked Sendable {
         statsLock.unlock()
         segmentSize = start + UInt64(buffer.count)
         lastHash = hash
+        lastRecord = (segmentNumber, segmentSize)
         nextSequence = sequence
         return positions
     }
@@ -512,7 +516,7 @@ public final class Journal: @unchecked Sendable {
             unlink(path)
             throw error
         }
-        let previous = (segment: segmentNumber, end: segmentSize)
+        let previousBytes = segmentSize
         Glibc.close(segmentFD)
         segmentFD = fd
         segmentNumber = number
@@ -520,21 +524,17 @@ public final class Journal: @unchecked Sendable {
         statsLock.lock()
         stats.rotations += 1
         statsLock.unlock()
-        Log.shared.info("journal_segment_rotated", ["segment": Segment.fileName(number), "previous_bytes": Int(previous.end)])
-        if nextSequence > 1 {
-            let checkpoint = Checkpoint(segment: previous.segment, endOffset: UInt32(previous.end),
-                                        sequence: nextSequence - 1, hash: lastHash)
-            scheduleCheckpoint(checkpoint)
-        }
+        Log.shared.info("journal_segment_rotated", ["segment": Segment.fileName(number), "previous_bytes": Int(previousBytes)])
+        if nextSequence > 1, checkpointedSequence != nextSequence - 1 { scheduleCheckpoint() }
     }
 
     private func currentCheckpoint() -> Checkpoint {
-        Checkpoint(segment: segmentNumber, endOffset: UInt32(segmentSize), sequence: nextSequence - 1, hash: lastHash)
+        Checkpoint(segment: lastRecord.segment, endOffset: UInt32(lastRecord.end), sequence: nextSequence - 1, hash: lastHash)
     }
 
     /// Writes a checkpoint in the background; called by the writer after durable groups.
-    private func scheduleCheckpoint(_ checkpoint: Checkpoint? = nil) {
-        let checkpoint = checkpoint ?? currentCheckpoint()
+    private func scheduleCheckpoint() {
+        let checkpoint = currentCheckpoint()
         checkpointedSequence = checkpoint.sequence
         let directory = self.directory
         checkpointQueue.async { [weak self] in
@@ -624,6 +624,7 @@ public final class Journal: @unchecked Sendable {
         var segmentSize = UInt64(Segment.headerSize)
         var nextSequence: UInt64 = 1
         var lastHash = [UInt8](repeating: 0, count: 32)
+        var lastRecord: (segment: UInt32, end: UInt64) = (1, UInt64(Segment.headerSize))
         var nextSlot: UInt32 = 0
         var records: UInt64 = 0
         var hashedRecords: UInt64 = 0
@@ -723,6 +724,7 @@ public final class Journal: @unchecked Sendable {
                                                          reason: "the journal ends before its checkpoint"))
             }
             state.lastHash = hash
+            state.lastRecord = (outcome.committed.recordSegment, outcome.committed.recordEnd)
         }
         state.nextSlot = UInt32(maxSlot + 1)
         state.records = outcome.committed.sequence
