@@ -8,6 +8,10 @@ public enum CryptoError: Error, Equatable, Sendable {
     case invalidKeyLength
 }
 
+/// SHA-256, fetched once: OpenSSL 3's one-shot SHA256() looks the digest up by name (locks
+/// and string compares) on every call, which dominated hashing many small records.
+private let sha256Digest: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
 /// SHA-256 over bytes.
 public enum SHA256 {
     public static let byteCount = 32
@@ -15,7 +19,7 @@ public enum SHA256 {
     public static func hash<D: ContiguousBytes>(_ data: D) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: byteCount)
         data.withUnsafeBytes { raw in
-            _ = COpenSSL.SHA256(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, &out)
+            _ = EVP_Digest(raw.baseAddress, raw.count, &out, nil, sha256Digest, nil)
         }
         return out
     }

@@ -55,6 +55,7 @@ struct ChainWalk {
         outcome.segments = try listSegments(directory: directory)
         var expectedSequence: UInt64 = 1
         var previousHash: [UInt8]? = hashFrom <= 1 ? [UInt8](repeating: 0, count: 32) : nil
+        let hasher = SHA256Context()
 
         func fail(_ segment: UInt32, _ offset: UInt64, _ sequence: UInt64?, _ reason: String,
                   torn: Bool = false, header: Bool = false) -> Outcome {
@@ -108,7 +109,7 @@ struct ChainWalk {
                                     "the hash chain is broken: the record does not name the hash of record #\(sequence - 1) (a record before it was changed, removed or reordered)").problem
                         return
                     }
-                    hash = frame.hash()
+                    hash = frame.hash(hasher)
                     outcome.hashedRecords += 1
                 }
                 previousHash = hash

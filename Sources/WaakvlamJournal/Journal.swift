@@ -105,6 +105,8 @@ public final class Journal: @unchecked Sendable {
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
     private let keySync: ParallelSync
+    /// The writer thread's hashing context.
+    private let hasher = SHA256Context()
 
     /// The journal folder inside a node's state folder.
     public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
@@ -430,7 +432,7 @@ public final class Journal: @unchecked Sendable {
                 let offset = start + UInt64(buffer.count)
                 let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
                 hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
-                                    previousHash: hash, body: frame.body)
+                                    previousHash: hash, body: frame.body, hasher: hasher)
                 list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
                 if let key = frame.key, let delivery = frame.delivery {
                     slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
