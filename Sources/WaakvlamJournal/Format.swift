@@ -334,6 +334,9 @@ enum KeySlot {
 
     static func offset(_ slot: UInt32) -> Int64 { Int64(size) * (Int64(slot) + 1) }
 
+    /// What a destroyed (or never used) slot holds.
+    static let empty = [UInt8](repeating: 0, count: size)
+
     static func fileHeader() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: size)
         bytes.withUnsafeMutableBytes { p in

@@ -56,6 +56,10 @@ public struct JournalStatistics: Equatable, Sendable {
     public var checkpoints: UInt64 = 0
     /// The largest number of appends that shared one group commit.
     public var largestGroup: Int = 0
+    /// The last durable record's sequence and chain hash (hex). Logged or stored elsewhere
+    /// now and then, they anchor the chain: a later rewrite of the whole chain cannot match.
+    public var headSequence: UInt64 = 0
+    public var headHash: String = ""
 }
 
 /// The append-only, hash-chained delivery journal of one node. See docs/JOURNAL.md.
@@ -159,6 +163,8 @@ public final class Journal: @unchecked Sendable {
             throw error
         }
         keySync = ParallelSync()
+        stats.headSequence = state.nextSequence - 1
+        stats.headHash = Hex.encode(state.lastHash)
         recovery = RecoveryReport(
             records: state.records, hashedRecords: state.hashedRecords, segments: state.segments,
             checkpointSequence: state.checkpoint?.sequence, tornBytesCut: state.tornBytesCut,
@@ -222,7 +228,7 @@ public final class Journal: @unchecked Sendable {
                     record = .decision(d)
                 }
             case .payloadPurged(let r):
-                frame.purge = (r.signalID, r.recipientID)
+                frame.purge = r.signalID + "\u{0}" + r.recipientID
             default:
                 break
             }
@@ -395,6 +401,8 @@ public final class Journal: @unchecked Sendable {
             stats.records += UInt64(records)
             stats.groupCommits += 1
             stats.largestGroup = max(stats.largestGroup, group.count)
+            stats.headSequence = nextSequence - 1
+            stats.headHash = Hex.encode(lastHash)
             statsLock.unlock()
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
         case .failure(let error):
@@ -435,13 +443,15 @@ public final class Journal: @unchecked Sendable {
                                     previousHash: hash, body: frame.body, hasher: hasher)
                 list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
                 if let key = frame.key, let delivery = frame.delivery {
+                    // A decision that replaces an earlier one for the same delivery destroys
+                    // the earlier payload's key: nothing could reach or purge it any more.
+                    if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append((replaced, KeySlot.empty)) }
                     slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
                     groupSlots[delivery] = key.slot
                 }
-                if let purge = frame.purge {
-                    let slot = groupSlots[purge.signalID + "\u{0}" + purge.recipientID]
-                        ?? index.payloadKey(signalID: purge.signalID, recipientID: purge.recipientID)?.slot
-                    if let slot { slotWrites.append((slot, [UInt8](repeating: 0, count: KeySlot.size))) }
+                if let purge = frame.purge, let slot = currentSlot(purge, groupSlots) {
+                    slotWrites.append((slot, KeySlot.empty))
+                    groupSlots[purge] = nil
                 }
                 sequence += 1
             }
@@ -475,6 +485,14 @@ public final class Journal: @unchecked Sendable {
         lastRecord = (segmentNumber, segmentSize)
         nextSequence = sequence
         return positions
+    }
+
+    /// The key slot currently holding the payload key of `delivery` ("signal\0recipient"):
+    /// from this group, else from the index.
+    private func currentSlot(_ delivery: String, _ groupSlots: [String: UInt32]) -> UInt32? {
+        if let slot = groupSlots[delivery] { return slot }
+        let parts = delivery.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false)
+        return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
     }
 
     /// Writes key slots, coalescing neighbours into one pwrite.
@@ -769,8 +787,8 @@ private struct PendingFrame {
     var key: (slot: UInt32, key: [UInt8])?
     /// "signal\0recipient" of a decision with a key, so a purge in the same group finds it.
     var delivery: String?
-    /// The delivery whose key a `payloadPurged` record destroys.
-    var purge: (signalID: String, recipientID: String)?
+    /// "signal\0recipient" of a `payloadPurged` record: the delivery whose key it destroys.
+    var purge: String?
 
     init(kind: UInt8) { self.kind = kind }
 }
