@@ -34,4 +34,28 @@ static inline long waakvlam_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mo
     return SSL_CTX_set_session_cache_mode(ctx, mode);
 }
 
+/* --- Transport and development PKI (WaakvlamTransport) --- */
+
+/* SSL_OP_* are built with a 64-bit shift macro that Swift cannot import. */
+static inline uint64_t waakvlam_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
+static inline uint64_t waakvlam_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
+static inline uint64_t waakvlam_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
+static inline uint64_t waakvlam_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
+static inline uint64_t waakvlam_SSL_OP_IGNORE_UNEXPECTED_EOF(void) { return SSL_OP_IGNORE_UNEXPECTED_EOF; }
+static inline long waakvlam_SSL_CTX_set_session_id_context_default(SSL_CTX *ctx) {
+    static const unsigned char context[] = "waakvlam";
+    return SSL_CTX_set_session_id_context(ctx, context, sizeof(context) - 1);
+}
+/* EVP_EC_gen expands to the variadic EVP_PKEY_Q_keygen. */
+static inline EVP_PKEY *waakvlam_EVP_EC_gen(const char *curve) {
+    return EVP_EC_gen(curve);
+}
+static inline unsigned long waakvlam_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
+static inline void waakvlam_OPENSSL_free(void *pointer) {
+    OPENSSL_free(pointer);
+}
+static inline long waakvlam_BIO_get_mem_data(BIO *bio, char **data) {
+    return BIO_get_mem_data(bio, data);
+}
+
 #endif

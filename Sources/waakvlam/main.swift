@@ -8,6 +8,8 @@ usage: waakvlam <command> [options]
 
 commands:
   config check [DIR]                      validate a configuration folder (default: Config)
+  config diff OLD NEW [--json]            what a configuration change opens or closes (exit 3: special-category warning)
+  config history|show|rollback --state DIR  applied configuration versions; roll back to one
   policy explain --config DIR --from ORG --type TYPE [--to ORG ...] --payload FILE [--json]
                                           show what the policy engine decides, sending nothing
   pki init --config DIR --out DIR         create a development CA and certificates for every organisation

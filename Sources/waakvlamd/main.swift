@@ -1,1 +1,85 @@
-print("waakvlamd: not yet built")
+import Foundation
+import WaakvlamRelay
+import WaakvlamSystem
+
+// `waakvlamd --config DIR [--check]`: the daemon. SIGTERM/SIGINT shut down gracefully within
+// a deadline; SIGHUP reloads the configuration (an invalid one is refused, the old stays).
+
+let usage = """
+usage: waakvlamd --config DIR [--check]
+
+  --config DIR   the configuration folder (node.json, organisations.json, ...)
+  --check        load the configuration and the TLS files, report, and exit
+"""
+
+/// How long in-flight requests get to finish after SIGTERM.
+let shutdownGracePeriod: TimeInterval = 10
+
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("waakvlamd: \(message)\n".utf8))
+    exit(status)
+}
+
+var configFolder: String?
+var checkOnly = false
+var arguments = Array(CommandLine.arguments.dropFirst())
+while !arguments.isEmpty {
+    let argument = arguments.removeFirst()
+    switch argument {
+    case "--config":
+        guard !arguments.isEmpty else { fail("--config needs a folder\n\(usage)", status: 2) }
+        configFolder = arguments.removeFirst()
+    case "--check": checkOnly = true
+    case "--help", "-h":
+        print(usage)
+        exit(0)
+    default: fail("unknown argument '\(argument)'\n\(usage)", status: 2)
+    }
+}
+guard let configFolder else { fail("--config DIR is required\n\(usage)", status: 2) }
+
+let node: Node
+do {
+    node = try Node(configFolder: configFolder)
+} catch {
+    fail("\(error)")
+}
+if checkOnly {
+    print("\(configFolder): configuration and TLS files are usable")
+    exit(0)
+}
+do {
+    try node.start()
+} catch {
+    fail("\(error)")
+}
+Log.shared.info("node_started", ["node": node.configuration.node.name, "peer_port": Int(node.peerPort),
+                                 "organisations": node.configuration.organisations.count])
+
+// Signals are delivered to dispatch sources instead of async handlers.
+let signalQueue = DispatchQueue(label: "waakvlamd.signals")
+var signalSources: [DispatchSourceSignal] = []
+for signalNumber in [SIGTERM, SIGINT] {
+    signal(signalNumber, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
+    source.setEventHandler {
+        Log.shared.info("shutdown_requested", ["signal": signalNumber == SIGTERM ? "SIGTERM" : "SIGINT",
+                                               "grace_seconds": shutdownGracePeriod])
+        let result = node.shutdown(gracePeriod: shutdownGracePeriod)
+        exit(result.completedInTime ? 0 : 1)
+    }
+    source.resume()
+    signalSources.append(source)
+}
+signal(SIGHUP, SIG_IGN)
+let reloadSource = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+reloadSource.setEventHandler {
+    do {
+        try node.reloadConfiguration()
+        Log.shared.info("config_reloaded", ["organisations": node.configuration.organisations.count])
+    } catch {
+        Log.shared.error("config_reload_refused", ["reason": "\(error); the running configuration stays"])
+    }
+}
+reloadSource.resume()
+dispatchMain()

@@ -1,1 +1,0 @@
-// Placeholder: WaakvlamCore is built in its own issue.

@@ -1,0 +1,318 @@
+import Foundation
+
+/// Header fields in the order received. Names are stored lower-cased (they are
+/// case-insensitive in HTTP); values have surrounding whitespace removed.
+public struct HTTPHeaders: Sendable, Equatable, Sequence {
+    public private(set) var fields: [(name: String, value: String)] = []
+
+    public init() {}
+
+    public init(_ fields: [(String, String)]) {
+        for (name, value) in fields { add(name, value) }
+    }
+
+    public mutating func add(_ name: String, _ value: String) {
+        fields.append((name.lowercased(), value))
+    }
+
+    /// Replaces every field called `name` by a single one.
+    public mutating func set(_ name: String, _ value: String) {
+        remove(name)
+        add(name, value)
+    }
+
+    public mutating func remove(_ name: String) {
+        let lower = name.lowercased()
+        fields.removeAll { $0.name == lower }
+    }
+
+    /// The first value of `name`, if any.
+    public subscript(name: String) -> String? {
+        let lower = name.lowercased()
+        return fields.first { $0.name == lower }?.value
+    }
+
+    public func values(_ name: String) -> [String] {
+        let lower = name.lowercased()
+        return fields.filter { $0.name == lower }.map(\.value)
+    }
+
+    public var count: Int { fields.count }
+
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+        fields.makeIterator()
+    }
+
+    public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
+        lhs.fields.count == rhs.fields.count
+            && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    /// The comma-separated tokens of every `name` field, lower-cased, empty elements dropped.
+    func tokens(_ name: String) -> [String] {
+        values(name).flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            .filter { !$0.isEmpty }
+    }
+}
+
+public enum HTTPVersion: String, Sendable, Equatable {
+    case http10 = "HTTP/1.0"
+    case http11 = "HTTP/1.1"
+}
+
+/// A complete request as parsed by `HTTPRequestParser`.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: String
+    /// The request target exactly as sent (origin form: path and query).
+    public var target: String
+    public var version: HTTPVersion
+    public var headers: HTTPHeaders
+    /// The body after removing any chunked framing.
+    public var body: [UInt8]
+    /// Whether the client lets the connection stay open after the response.
+    public var keepAlive: Bool
+
+    public init(method: String, target: String, version: HTTPVersion = .http11,
+                headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], keepAlive: Bool = true) {
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.keepAlive = keepAlive
+    }
+
+    /// The target without its query string.
+    public var path: Substring {
+        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        return target[...]
+    }
+
+    /// The query string without `?`, if any.
+    public var query: Substring? {
+        guard let q = target.firstIndex(of: "?") else { return nil }
+        return target[target.index(after: q)...]
+    }
+}
+
+/// A response to write (server) or as parsed (client).
+public struct HTTPResponse: Sendable, Equatable {
+    public var status: Int
+    /// Extra header fields. The writer adds Content-Length, Connection and Date itself.
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A response with a JSON body (already serialised).
+    public static func json(status: Int, _ body: [UInt8]) -> HTTPResponse {
+        HTTPResponse(status: status, headers: HTTPHeaders([("Content-Type", "application/json")]), body: body)
+    }
+
+    /// A response with a JSON-serialisable object as body.
+    public static func json(status: Int, object: Any) -> HTTPResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return json(status: status, [UInt8](data))
+    }
+
+    /// The project's error shape: `{"error":{"code":"...","message":"..."}}`.
+    public static func error(status: Int, code: String, message: String) -> HTTPResponse {
+        json(status: status, object: ["error": ["code": code, "message": message]])
+    }
+
+    /// The error code and message of a body in the project's error shape, if it is one.
+    public var errorBody: (code: String, message: String)? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let error = object["error"] as? [String: Any],
+              let code = error["code"] as? String, let message = error["message"] as? String
+        else { return nil }
+        return (code, message)
+    }
+
+    public static func reason(_ status: Int) -> String {
+        switch status {
+        case 100: "Continue"
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 410: "Gone"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 415: "Unsupported Media Type"
+        case 417: "Expectation Failed"
+        case 422: "Unprocessable Content"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        case 505: "HTTP Version Not Supported"
+        default: "Status \(status)"
+        }
+    }
+
+    /// The bytes of this response on the wire. `keepAlive: false` adds `Connection: close`.
+    /// A body is always framed with Content-Length; a response to HEAD sends the length of the
+    /// body it would have had but no body bytes.
+    public func serialized(keepAlive: Bool, date: String? = nil, headRequest: Bool = false) -> [UInt8] {
+        var text = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
+        for field in headers.fields where field.name != "content-length" && field.name != "connection" {
+            text += HTTPResponse.canonicalName(field.name) + ": " + field.value + "\r\n"
+        }
+        if let date { text += "Date: \(date)\r\n" }
+        if status >= 200 && status != 204 && status != 304 { text += "Content-Length: \(body.count)\r\n" }
+        if !keepAlive { text += "Connection: close\r\n" }
+        text += "\r\n"
+        var out = Array(text.utf8)
+        if !headRequest { out.append(contentsOf: body) }
+        return out
+    }
+
+    /// `content-type` -> `Content-Type`, for readable output.
+    static func canonicalName(_ name: String) -> String {
+        name.split(separator: "-", omittingEmptySubsequences: false)
+            .map { $0.prefix(1).uppercased() + $0.dropFirst() }
+            .joined(separator: "-")
+    }
+}
+
+/// Request limits; anything beyond them is refused with 413, 414 or 431 before it is buffered.
+public struct HTTPLimits: Sendable, Equatable {
+    /// The request line (method, target, version).
+    public var maximumRequestLineBytes: Int
+    /// The whole head: request line plus header fields (also bounds a chunked body's trailers).
+    public var maximumHeaderBytes: Int
+    public var maximumHeaderCount: Int
+    /// The body after removing chunked framing.
+    public var maximumBodyBytes: Int
+
+    public init(maximumRequestLineBytes: Int = 8192, maximumHeaderBytes: Int = 32768,
+                maximumHeaderCount: Int = 100, maximumBodyBytes: Int = 1 << 20) {
+        self.maximumRequestLineBytes = maximumRequestLineBytes
+        self.maximumHeaderBytes = maximumHeaderBytes
+        self.maximumHeaderCount = maximumHeaderCount
+        self.maximumBodyBytes = maximumBodyBytes
+    }
+}
+
+/// Why a message was refused. Each case maps to a status, a stable code and a sentence that
+/// tells the sender what to fix; after any of them the connection is closed.
+public enum HTTPParseError: Error, Equatable, Sendable {
+    case malformedStartLine
+    case requestLineTooLong(limit: Int)
+    case unsupportedVersion
+    case malformedHeader
+    case obsoleteLineFolding
+    case headersTooLarge(limit: Int)
+    case tooManyHeaders(limit: Int)
+    case missingHost
+    case duplicateHost
+    case contentLengthWithTransferEncoding
+    case invalidContentLength
+    case duplicateContentLength
+    case invalidTransferEncoding
+    case unsupportedTransferEncoding
+    case unsupportedExpectation
+    case bodyTooLarge(limit: Int)
+    case malformedChunk
+    /// The connection ended in the middle of a message.
+    case truncatedMessage
+
+    public var status: Int {
+        switch self {
+        case .requestLineTooLong: 414
+        case .unsupportedVersion: 505
+        case .headersTooLarge, .tooManyHeaders: 431
+        case .unsupportedTransferEncoding: 501
+        case .unsupportedExpectation: 417
+        case .bodyTooLarge: 413
+        default: 400
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .malformedStartLine: "malformed_request_line"
+        case .requestLineTooLong: "request_line_too_long"
+        case .unsupportedVersion: "unsupported_http_version"
+        case .malformedHeader: "malformed_header"
+        case .obsoleteLineFolding: "obsolete_line_folding"
+        case .headersTooLarge: "headers_too_large"
+        case .tooManyHeaders: "too_many_headers"
+        case .missingHost: "missing_host"
+        case .duplicateHost: "duplicate_host"
+        case .contentLengthWithTransferEncoding: "content_length_with_transfer_encoding"
+        case .invalidContentLength: "invalid_content_length"
+        case .duplicateContentLength: "duplicate_content_length"
+        case .invalidTransferEncoding: "invalid_transfer_encoding"
+        case .unsupportedTransferEncoding: "unsupported_transfer_encoding"
+        case .unsupportedExpectation: "unsupported_expectation"
+        case .bodyTooLarge: "body_too_large"
+        case .malformedChunk: "malformed_chunk"
+        case .truncatedMessage: "truncated_message"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .malformedStartLine:
+            "The request line must be 'METHOD /path HTTP/1.1' with single spaces and end in CRLF."
+        case .requestLineTooLong(let limit):
+            "The request line is longer than \(limit) bytes; shorten the path or query."
+        case .unsupportedVersion:
+            "Only HTTP/1.1 and HTTP/1.0 are supported."
+        case .malformedHeader:
+            "A header field is malformed: it must be 'Name: value' with a token name, no whitespace before the colon, no control characters, and lines ending in CRLF."
+        case .obsoleteLineFolding:
+            "A header field continues on the next line (obsolete line folding); send each field on one line."
+        case .headersTooLarge(let limit):
+            "The request head is larger than \(limit) bytes; send fewer or shorter header fields."
+        case .tooManyHeaders(let limit):
+            "The request has more than \(limit) header fields; send fewer."
+        case .missingHost:
+            "An HTTP/1.1 request must carry a Host header field."
+        case .duplicateHost:
+            "The request carries more than one Host header field; send exactly one."
+        case .contentLengthWithTransferEncoding:
+            "The request carries both Content-Length and Transfer-Encoding; send only one of them."
+        case .invalidContentLength:
+            "Content-Length must be a single non-negative decimal number."
+        case .duplicateContentLength:
+            "The request carries Content-Length more than once; send it exactly once."
+        case .invalidTransferEncoding:
+            "Transfer-Encoding must end in 'chunked', name it once, and is not allowed in HTTP/1.0."
+        case .unsupportedTransferEncoding:
+            "Only the 'chunked' transfer coding is supported."
+        case .unsupportedExpectation:
+            "Only 'Expect: 100-continue' is supported."
+        case .bodyTooLarge(let limit):
+            "The body is larger than \(limit) bytes; send a smaller body."
+        case .malformedChunk:
+            "The chunked body is malformed: each chunk is a hexadecimal size line, the data, and CRLF, ending with a zero-size chunk."
+        case .truncatedMessage:
+            "The connection closed before the message was complete."
+        }
+    }
+
+    /// The JSON error response for this error.
+    public var response: HTTPResponse {
+        .error(status: status, code: code, message: message)
+    }
+}

@@ -1,1 +1,0 @@
-// Placeholder: WaakvlamTransport is built in its own issue.

@@ -1,5 +1,0 @@
-import XCTest
-
-final class CorePlaceholderTests: XCTestCase {
-    func testPlaceholderUntilModuleLands() {}
-}

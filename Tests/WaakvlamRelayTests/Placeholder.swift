@@ -1,5 +1,0 @@
-import XCTest
-
-final class RelayPlaceholderTests: XCTestCase {
-    func testPlaceholderUntilModuleLands() {}
-}

@@ -1,0 +1,276 @@
+import Foundation
+import XCTest
+import WaakvlamCore
+import WaakvlamRelay
+@testable import WaakvlamTransport
+
+/// The node's first face, end to end: the repository's Config copied to a temporary folder,
+/// `waakvlam pki init` run on it, the node started, and partners asking who they are.
+final class WhoamiTests: XCTestCase {
+    private static var shared: Site?
+    private var site: Site { Self.shared! }
+
+    override class func setUp() {
+        shared = try! Site()
+        try! shared!.startNode()
+    }
+
+    override class func tearDown() {
+        shared?.node?.shutdown(gracePeriod: 1)
+        shared = nil
+    }
+
+    func testPKIInitPrintsAWorkingCurlCommandAndIsIdempotent() throws {
+        // The first run (in setUp) printed a curl command: run it as printed.
+        let command = try XCTUnwrap(site.pkiOutput.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("curl ") })
+        let result = try runProcess("/bin/sh", ["-c", String(command) + " --max-time 10 -sS"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let body = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((body["organisation"] as? [String: Any])?["id"] as? String, "gemeente-hoorn")
+
+        // A second run keeps everything.
+        let caBefore = try String(contentsOfFile: site.pki("ca.pem"))
+        let pinsBefore = try String(contentsOfFile: site.pki("pins.json"))
+        let again = try site.runPKIInit()
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("kept:"), again.stdout)
+        XCTAssertEqual(try String(contentsOfFile: site.pki("ca.pem")), caBefore)
+        XCTAssertEqual(try String(contentsOfFile: site.pki("pins.json")), pinsBefore)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: site.pki("intermaris.key"))[.posixPermissions] as? Int), 0o600)
+    }
+
+    func testPKIInitForceReplacesTheCA() throws {
+        let other = try Site()
+        let caBefore = try String(contentsOfFile: other.pki("ca.pem"))
+        let forced = try other.runPKIInit(["--force"])
+        XCTAssertEqual(forced.status, 0, forced.stderr)
+        XCTAssertNotEqual(try String(contentsOfFile: other.pki("ca.pem")), caBefore)
+        let verify = try runProcess("/usr/bin/openssl", ["verify", "-CAfile", other.pki("ca.pem"), other.pki("node.crt"), other.pki("1hoorn.crt")])
+        XCTAssertEqual(verify.status, 0, verify.stdout)
+    }
+
+    func testEveryOrganisationIsRecognisedByCurlAndTheOwnClient() throws {
+        let configuration = try XCTUnwrap(site.node?.configuration)
+        for organisation in configuration.organisations {
+            let result = try site.curl(organisation.id, "/v1/whoami")
+            XCTAssertEqual(result.status, 200, organisation.id)
+            XCTAssertEqual(result.json["organisation"] as? [String: String],
+                           ["id": organisation.id, "oin": organisation.oin, "name": organisation.name, "sector": organisation.sector.rawValue])
+            let certificate = result.json["certificate"] as? [String: Any]
+            XCTAssertEqual(certificate?["pin"] as? String, organisation.pins.first)
+
+            let client = HTTPClient(tls: try site.clientContext(organisation.id))
+            let response = try client.send(HTTPRequest(method: "GET", target: "/v1/whoami"), to: site.endpoint)
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual((json(response)["organisation"] as? [String: Any])?["oin"] as? String, organisation.oin)
+        }
+    }
+
+    func testACertificateOfTheRightCAWithoutAnOrganisationGets403() throws {
+        let ca = try site.ca()
+        // An OIN that no configured organisation has.
+        try site.issue(ca, "unknown", CertificateSpec(commonName: "stranger", organisation: "Stranger BV", subjectSerialNumber: "00000099000000990000"))
+        let unknown = try site.curl("unknown", "/v1/whoami")
+        XCTAssertEqual(unknown.status, 403)
+        XCTAssertEqual((unknown.json["error"] as? [String: String])?["code"], "unknown_organisation")
+        XCTAssertTrue(((unknown.json["error"] as? [String: String])?["message"] ?? "").contains("00000099000000990000"))
+        XCTAssertNil(unknown.json["organisation"])
+
+        // Intermaris' OIN, but a key that is not pinned for Intermaris.
+        let intermaris = try XCTUnwrap(site.node?.configuration.organisation(id: "intermaris"))
+        try site.issue(ca, "wrong-key", CertificateSpec(commonName: "impostor", organisation: intermaris.name, subjectSerialNumber: intermaris.oin))
+        let wrongPin = try site.curl("wrong-key", "/v1/whoami")
+        XCTAssertEqual(wrongPin.status, 403)
+        XCTAssertEqual((wrongPin.json["error"] as? [String: String])?["code"], "key_not_pinned")
+
+        // No OIN at all.
+        try site.issue(ca, "no-oin", CertificateSpec(commonName: "anonymous"))
+        let noOIN = try site.curl("no-oin", "/v1/whoami")
+        XCTAssertEqual(noOIN.status, 403)
+        XCTAssertEqual((noOIN.json["error"] as? [String: String])?["code"], "certificate_without_oin")
+
+        // Refused on every route, not only whoami.
+        XCTAssertEqual(try site.curl("unknown", "/v1/anything").status, 403)
+    }
+
+    func testARenewedCertificateWithTheSameKeyKeepsWorking() throws {
+        let ca = try site.ca()
+        let key = try PrivateKey(pemFile: site.pki("1hoorn.key"))
+        let renewed = try ca.issue(CertificateSpec(commonName: "1hoorn renewed", organisation: "1.Hoorn", subjectSerialNumber: "00000099000000040000"), key: key)
+        try renewed.write(certificateTo: site.pki("1hoorn-renewed.crt"), keyTo: site.pki("1hoorn-renewed.key"))
+        XCTAssertNotEqual(try String(contentsOfFile: site.pki("1hoorn-renewed.crt")), try String(contentsOfFile: site.pki("1hoorn.crt")))
+        let result = try site.curl("1hoorn-renewed", "/v1/whoami")
+        XCTAssertEqual(result.status, 200)
+        XCTAssertEqual((result.json["organisation"] as? [String: String])?["id"], "1hoorn")
+    }
+
+    func testUnknownRoutesAndMethods() throws {
+        let missing = try site.curl("intermaris", "/v1/nothing-here")
+        XCTAssertEqual(missing.status, 404)
+        XCTAssertEqual((missing.json["error"] as? [String: String])?["code"], "not_found")
+        let post = try site.curl("intermaris", "/v1/whoami", ["-X", "POST", "--data", "{}"])
+        XCTAssertEqual(post.status, 405)
+        XCTAssertEqual((post.json["error"] as? [String: String])?["code"], "method_not_allowed")
+    }
+
+    /// The CRL refresh of Deploy/PRODUCTION.md: a new CRL and a reload refuse a revoked
+    /// certificate; a new pin and a reload admit a new key.
+    func testReloadAppliesANewCRLAndNewPins() throws {
+        let other = try Site()
+        try other.setNodeJSON(replacing: "crl: null", with: "crl: \"../run/pki/crl.pem\"")
+        try other.startNode()
+        defer { other.node?.shutdown(gracePeriod: 1) }
+        XCTAssertEqual(try other.curl("politie-nhn", "/v1/whoami").status, 200, "the empty CRL of pki init is loaded")
+
+        let ca = try other.ca()
+        let serial = try PeerCertificate(pemFile: other.pki("politie-nhn.crt")).serialNumber
+        try PEMFile.write(try ca.revocationList(revoking: [serial], number: 2), to: other.pki("crl.pem"), secret: false)
+        let second = try other.issue(ca, "ggz-second", CertificateSpec(commonName: "ggz second key", organisation: "GGZ Noord-Holland-Noord",
+                                                                        subjectSerialNumber: "00000099000000050000"))
+        var pins = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: other.pki("pins.json")))) as? [String: [String]])
+        pins["ggz-nhn", default: []].append(second.publicKeyPin)
+        try JSONSerialization.data(withJSONObject: pins).write(to: URL(fileURLWithPath: other.pki("pins.json")))
+        XCTAssertEqual(try other.curl("ggz-second", "/v1/whoami").status, 403, "not pinned yet")
+
+        try other.node?.reloadConfiguration()
+        XCTAssertNotEqual(try other.curl("politie-nhn", "/v1/whoami").status, 200, "revoked by the new CRL")
+        XCTAssertEqual(try other.curl("ggz-second", "/v1/whoami").status, 200, "pinned by the new pins file")
+        XCTAssertEqual(try other.curl("intermaris", "/v1/whoami").status, 200)
+    }
+
+    func testDaemonAnswersAndShutsDownOnSIGTERM() throws {
+        let other = try Site()
+        let daemon = Process()
+        daemon.executableURL = Site.binary("waakvlamd")
+        daemon.arguments = ["--config", other.config]
+        let errors = Pipe()
+        daemon.standardError = errors
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+        var status = 0
+        let end = Date(timeIntervalSinceNow: 10)
+        while status != 200 && Date() < end {
+            status = (try? other.curl("vh-de-boog", "/v1/whoami").status) ?? 0
+            if status != 200 { usleep(50_000) }
+        }
+        XCTAssertEqual(status, 200)
+        daemon.terminate() // SIGTERM
+        let stopped = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            daemon.waitUntilExit()
+            stopped.signal()
+        }
+        XCTAssertEqual(stopped.wait(timeout: .now() + 12), .success)
+        XCTAssertEqual(daemon.terminationStatus, 0)
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        for event in ["node_started", "shutdown_requested", "server_stopped"] {
+            XCTAssertTrue(log.contains("\"event\":\"\(event)\""), "\(event) in \(log)")
+        }
+        // One JSON object per line.
+        for line in log.split(separator: "\n") {
+            XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(line.utf8)), String(line))
+        }
+    }
+}
+
+/// A copy of the repository's Config on a free port, with `waakvlam pki init` run on it.
+final class Site {
+    let root: String
+    let config: String
+    let port: UInt16
+    private(set) var pkiOutput = ""
+    private(set) var node: Node?
+
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A product of this package, next to the test bundle.
+    static func binary(_ name: String) -> URL {
+        let beside = Bundle.main.bundleURL.appendingPathComponent(name)
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return Bundle(for: Site.self).bundleURL.deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    init() throws {
+        root = NSTemporaryDirectory() + "waakvlam-whoami-\(UUID().uuidString)"
+        config = root + "/Config"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.packageRoot.appendingPathComponent("Config").path, toPath: config)
+        let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        close(probe.fd)
+        port = probe.port
+        try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
+        let result = try runPKIInit()
+        guard result.status == 0 else { throw TransportError.pki("pki init failed: \(result.stderr)") }
+        pkiOutput = result.stdout
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: port) }
+
+    func pki(_ name: String) -> String { root + "/run/pki/" + name }
+
+    func setNodeJSON(replacing old: String, with new: String) throws {
+        let path = config + "/node.json"
+        let text = try String(contentsOfFile: path)
+        precondition(text.contains(old), "node.json has no '\(old)'")
+        try text.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    func runPKIInit(_ extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runProcess(Self.binary("waakvlam").path, ["pki", "init", "--config", config, "--out", root + "/run/pki"] + extra)
+    }
+
+    func startNode() throws {
+        let node = try Node(configFolder: config)
+        try node.start()
+        self.node = node
+    }
+
+    func ca() throws -> DevelopmentCA {
+        try DevelopmentCA(certificateFile: pki("ca.pem"), keyFile: pki("ca.key"))
+    }
+
+    @discardableResult
+    func issue(_ ca: DevelopmentCA, _ name: String, _ spec: CertificateSpec) throws -> IssuedCertificate {
+        let issued = try ca.issue(spec)
+        try issued.write(certificateTo: pki("\(name).crt"), keyTo: pki("\(name).key"))
+        return issued
+    }
+
+    func clientContext(_ name: String) throws -> TLSContext {
+        try TLSContext(role: .client, certificateChain: pki("\(name).crt"), privateKey: pki("\(name).key"), trustedCAs: pki("ca.pem"))
+    }
+
+    /// curl with the certificate `name`; the HTTP status (0 when the TLS handshake failed) and the JSON body.
+    func curl(_ name: String, _ path: String, _ extra: [String] = []) throws -> (status: Int, json: [String: Any]) {
+        let result = try runProcess("/usr/bin/curl", ["-sS", "--max-time", "10", "--cacert", pki("ca.pem"), "--cert", pki("\(name).crt"),
+                                                      "--key", pki("\(name).key"), "-w", "\n%{http_code}"] + extra + ["https://localhost:\(port)\(path)"])
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? 0
+        let body = lines.dropLast().joined(separator: "\n")
+        return (status, (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:])
+    }
+}
+
+func json(_ response: HTTPResponse) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+}
+
+/// Runs a process and returns its exit status, stdout and stderr.
+func runProcess(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class TransportPlaceholderTests: XCTestCase {
-    func testPlaceholderUntilModuleLands() {}
-}
