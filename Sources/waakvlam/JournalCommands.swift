@@ -1,4 +1,5 @@
 import Foundation
+import WaakvlamCore
 import WaakvlamJournal
 
 // `waakvlam journal verify|query|subject|export --state DIR`: reads a node's journal
@@ -11,7 +12,7 @@ usage: waakvlam journal <command> --state DIR [options]
   query [--signal ID] [--org ID] [--type SIGNALTYPE] [--kind RECORDKIND]
         [--since TIME] [--until TIME] [--json]
                                   list records (TIME: 2026-11-21 or 2026-11-21T10:00:00Z)
-  subject --bsn NUMBER | --name SURNAME --initials X --birthdate YYYY-MM-DD --postcode P
+  subject --bsn NUMBER | --name SURNAME --birthdate YYYY-MM-DD --postcode P
         | --address POSTCODE HOUSENUMBER [ADDITION] | --pseudonym P   [--json]
                                   who received data about this person or address (access
                                   request); give "-" as the BSN to read it from stdin
@@ -179,41 +180,35 @@ private func describe(_ stored: StoredRecord) -> String {
 }
 
 private func journalSubject(_ options: JournalCommandOptions) throws -> Int32 {
-    try options.check(allowed: ["--state", "--bsn", "--name", "--initials", "--birthdate", "--postcode", "--address", "--pseudonym", "--json"])
+    try options.check(allowed: ["--state", "--bsn", "--name", "--birthdate", "--postcode", "--address", "--pseudonym", "--json"])
     let reader = try options.reader()
     let pseudonym: String
     if let given = try options.value("--pseudonym") {
         pseudonym = given
     } else {
-        let subject: DataSubject
+        // The same canonical strings as the policy engine computes from a payload.
+        let canonical: String?
         if var bsn = try options.value("--bsn") {
             if bsn == "-" { bsn = readLine(strippingNewline: true) ?? "" }
-            subject = try DataSubject.bsn(bsn)
+            canonical = SubjectKeys.person(bsn: bsn.filter { !$0.isWhitespace })
+            if canonical == nil { throw JournalCommandOptions.UsageError(message: "--bsn needs a BSN of 9 digits that passes the elfproef") }
         } else if let name = options.list("--name") {
             guard let birthdate = try options.value("--birthdate"), let postcode = try options.value("--postcode") else {
-                throw JournalCommandOptions.UsageError(message: "--name needs --birthdate and --postcode too")
+                throw JournalCommandOptions.UsageError(message: "--name needs --birthdate YYYY-MM-DD and --postcode too")
             }
-            var surnameWords = name
-            var initials = try options.value("--initials")
-            if initials == nil, let first = surnameWords.first, first.contains(".") {
-                initials = first
-                surnameWords.removeFirst()
-            }
-            guard let initials else {
-                throw JournalCommandOptions.UsageError(message: "give the initials with --initials (or as \"J.P. Jansen\")")
-            }
-            subject = try DataSubject.person(surname: surnameWords.joined(separator: " "), initials: initials,
-                                             birthdate: birthdate, postcode: postcode)
+            canonical = SubjectKeys.person(surname: name.joined(separator: " "), birthDate: birthdate, postcode: postcode)
+            if canonical == nil { throw JournalCommandOptions.UsageError(message: "give the birth date as YYYY-MM-DD and a postcode like 1621AB") }
         } else if let address = options.list("--address") {
             guard (2...3).contains(address.count) else {
                 throw JournalCommandOptions.UsageError(message: "--address takes POSTCODE HOUSENUMBER [ADDITION]")
             }
-            subject = try DataSubject.address(postcode: address[0], houseNumber: address[1], addition: address.count == 3 ? address[2] : nil)
+            canonical = SubjectKeys.address(postcode: address[0], houseNumber: address[1], addition: address.count == 3 ? address[2] : nil)
+            if canonical == nil { throw JournalCommandOptions.UsageError(message: "give a postcode like 1621AB and a house number like 12") }
         } else {
             throw JournalCommandOptions.UsageError(message: "give --bsn, --name, --address or --pseudonym")
         }
-        guard let state = try options.value("--state") else { return 2 }
-        pseudonym = try Pseudonymizer(stateDirectory: state, create: false).pseudonym(subject)
+        guard let state = try options.value("--state"), let canonical else { return 2 }
+        pseudonym = try Pseudonymizer(stateDirectory: state, create: false).pseudonym(canonical)
     }
     let disclosures = try reader.subject(pseudonym: pseudonym)
     if options.has("--json") {
