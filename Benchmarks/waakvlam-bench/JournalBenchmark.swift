@@ -38,6 +38,8 @@ private struct BenchOptions {
     var seconds = 3.0
     var records = 1_000_000
     var segmentSize = 64 << 20
+    /// "appends", "recovery" or "all".
+    var part = "all"
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -56,7 +58,12 @@ private struct BenchOptions {
             case "--seconds": o.seconds = Double(try number(flag, value))
             case "--records": o.records = try number(flag, value)
             case "--segment-size": o.segmentSize = try number(flag, value)
-            default: throw UsageError(description: "unknown option \(flag) (options: --dir --threads --seconds --records --segment-size)")
+            case "--part":
+                guard ["appends", "recovery", "all"].contains(value) else {
+                    throw UsageError(description: "--part is appends, recovery or all")
+                }
+                o.part = value
+            default: throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part; child modes: --threads --segment-size)")
             }
         }
         return o
@@ -68,13 +75,17 @@ private struct BenchOptions {
     }
 }
 
+private let payloadHash = String(repeating: "5e", count: 32)
+private let requestHash = String(repeating: "a7", count: 32)
+private let subjects = ["bsn:" + String(repeating: "3c", count: 32)]
+private let payloadTail = [UInt8](repeating: 32, count: 180)
+
 /// What the relay appends when it accepts a signal: `received` plus one allowed decision
 /// carrying a sealed ~300-byte payload.
 private func signalRecords(_ id: String, at: Date = Date()) -> [JournalRecord] {
     [.received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
-                        requestedRecipients: ["gemeente-hoorn"], payloadHash: String(repeating: "5e", count: 32),
-                        requestHash: String(repeating: "a7", count: 32),
-                        subjectPseudonyms: ["bsn:" + String(repeating: "3c", count: 32)],
+                        requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
+                        subjectPseudonyms: subjects,
                         traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at)),
      .decision(Decision(signalID: id, recipientID: "gemeente-hoorn", allowed: true, ruleID: "vroegsignalering-huur",
                         convenantID: "hoorn-vroeg-eropaf", convenantVersion: "3",
@@ -86,7 +97,7 @@ private func signalRecords(_ id: String, at: Date = Date()) -> [JournalRecord] {
 
 private func payloadBytes(_ id: String) -> [UInt8] {
     Array("{\"id\":\"\(id)\",\"bedrag\":\"812.40\",\"ontstaansdatum\":\"2026-09-01\",\"Achternaam\":\"X\",\"Postcode\":\"1621AB\",\"Huisnummer\":\"12\"}".utf8)
-        + [UInt8](repeating: 32, count: 180)
+        + payloadTail
 }
 
 // MARK: - Child modes
@@ -168,38 +179,46 @@ private func runMainBenchmark(_ options: BenchOptions) -> Int32 {
     defer { if options.directory == nil { try? FileManager.default.removeItem(atPath: base) } }
     print("journal benchmark in \(base) (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
 
-    let raw = rawSyncRate(directory: base, seconds: options.seconds)
+    if options.part != "recovery", !measureAppends(base: base, seconds: options.seconds) { return 1 }
+    if options.part != "appends", !measureRecovery(base: base, records: options.records) { return 1 }
+    return 0
+}
+
+private func measureAppends(base: String, seconds: Double) -> Bool {
+    let raw = rawSyncRate(directory: base, seconds: seconds)
     print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
     print("")
     print("writers  appends/s  records/s  x raw   p50 ms   p99 ms  appends/sync")
     for writers in [1, 8, 64] {
         let dir = base + "/writers-\(writers)"
-        guard let r = appendLoad(directory: dir, writers: writers, seconds: options.seconds, pacedRate: nil) else { return 1 }
+        guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil) else { return false }
         print(String(format: "%7d  %9.0f  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f", writers, r.appendsPerSecond, r.appendsPerSecond * 2,
                      r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
         try? FileManager.default.removeItem(atPath: dir)
     }
-    if let r = appendLoad(directory: base + "/paced", writers: 16, seconds: options.seconds, pacedRate: 1000) {
-        print(String(format: "paced 1,000 appends/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
-                     r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
-        try? FileManager.default.removeItem(atPath: base + "/paced")
-    }
-
+    guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000) else { return false }
+    print(String(format: "paced 1,000 appends/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
+                 r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+    try? FileManager.default.removeItem(atPath: base + "/paced")
     print("")
+    return true
+}
+
+private func measureRecovery(base: String, records: Int) -> Bool {
     let dir = base + "/recovery"
     let built = monotonicNanoseconds()
-    guard let signals = buildJournal(directory: dir, records: options.records) else { return 1 }
-    print(String(format: "built a journal of %d records (%d signals) in %.1f s, %.0f MB on disk", options.records, signals,
+    guard let signals = buildJournal(directory: dir, records: records) else { return false }
+    print(String(format: "built a journal of %d records (%d signals) in %.1f s, %.0f MB on disk", records, signals,
                  Double(monotonicNanoseconds() - built) / 1e9, Double(directorySize(dir)) / 1e6))
     for (label, dropCheckpoint) in [("from the checkpoint (clean shutdown)", false), ("without checkpoint (whole chain hashed)", true)] {
         if dropCheckpoint { try? FileManager.default.removeItem(atPath: dir + "/checkpoint") }
-        guard let figures = recoverInChild(directory: dir) else { return 1 }
+        guard let figures = recoverInChild(directory: dir) else { return false }
         print(String(format: "recovery %@: %.2f s for %d records (%d hashed), peak RSS %.0f MB, index %.1f MB for %d signals / %d pending",
                      label, figures["seconds"] as? Double ?? 0, figures["records"] as? Int ?? 0, figures["hashed_records"] as? Int ?? 0,
                      Double(figures["max_rss_kib"] as? Int ?? 0) / 1024, Double(figures["index_bytes"] as? Int ?? 0) / 1e6,
                      figures["signals"] as? Int ?? 0, figures["pending"] as? Int ?? 0))
     }
-    return 0
+    return true
 }
 
 private func rawSyncRate(directory: String, seconds: Double) -> (rate: Double, p50: Double) {

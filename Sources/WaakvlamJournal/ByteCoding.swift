@@ -116,10 +116,10 @@ struct ByteReader {
 
     mutating func data() throws -> [UInt8] { Array(try take(try count())) }
 
+    /// Bodies are checksummed and were written from Swift strings, so the fast decoding path
+    /// (which would repair rather than reject invalid UTF-8) is safe here.
     mutating func string() throws -> String {
-        let raw = try take(try count())
-        guard let s = String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) else { throw Malformed() }
-        return s
+        String(decoding: try take(try count()).bindMemory(to: UInt8.self), as: UTF8.self)
     }
 
     mutating func strings() throws -> [String] {

@@ -17,11 +17,15 @@ struct ChainWalk {
         let inHeader: Bool
     }
 
-    /// The last record that ended an append (a complete append, all or nothing).
+    /// The point after the last complete append: where the next write goes (`segment`,
+    /// `endOffset`, which moves to an empty segment's start) and the last record itself.
     struct Committed {
         var segment: UInt32 = 0
         var endOffset: UInt64 = 0
         var sequence: UInt64 = 0
+        /// Where the record `sequence` ends (it may lie in an earlier segment than `segment`).
+        var recordSegment: UInt32 = 0
+        var recordEnd: UInt64 = 0
         /// Known when the record was hashed (at or after `hashFrom`).
         var hash: [UInt8]?
     }
@@ -51,6 +55,7 @@ struct ChainWalk {
         outcome.segments = try listSegments(directory: directory)
         var expectedSequence: UInt64 = 1
         var previousHash: [UInt8]? = hashFrom <= 1 ? [UInt8](repeating: 0, count: 32) : nil
+        let hasher = SHA256Context()
 
         func fail(_ segment: UInt32, _ offset: UInt64, _ sequence: UInt64?, _ reason: String,
                   torn: Bool = false, header: Bool = false) -> Outcome {
@@ -104,7 +109,7 @@ struct ChainWalk {
                                     "the hash chain is broken: the record does not name the hash of record #\(sequence - 1) (a record before it was changed, removed or reordered)").problem
                         return
                     }
-                    hash = frame.hash()
+                    hash = frame.hash(hasher)
                     outcome.hashedRecords += 1
                 }
                 previousHash = hash
@@ -118,7 +123,8 @@ struct ChainWalk {
                 outcome.records += 1
                 expectedSequence += 1
                 if frame.endsAppend {
-                    outcome.committed = Committed(segment: number, endOffset: UInt64(frame.end), sequence: sequence, hash: hash)
+                    outcome.committed = Committed(segment: number, endOffset: UInt64(frame.end), sequence: sequence,
+                                                  recordSegment: number, recordEnd: UInt64(frame.end), hash: hash)
                     outcome.uncommittedRecords = 0
                 } else {
                     outcome.uncommittedRecords += 1

@@ -215,9 +215,12 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    func apply(_ records: [(JournalRecord, RecordPosition)]) {
+    /// Applies appends (records with their positions) in order.
+    func apply(_ appends: [([JournalRecord], [RecordPosition])]) {
         locked {
-            for (record, position) in records { apply(record, position) }
+            for (records, positions) in appends {
+                for i in records.indices { apply(records[i], positions[i]) }
+            }
             if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
                 for recipient in Array(schedules.keys) { schedules[recipient]!.compact(isCurrent: isScheduled) }
             }

@@ -84,7 +84,7 @@ enum Frame {
 
     /// Appends one frame to `buffer` and returns its chain hash.
     static func append(to buffer: inout [UInt8], sequence: UInt64, kind: UInt8, flags: UInt8,
-                       previousHash: [UInt8], body: [UInt8]) -> [UInt8] {
+                       previousHash: [UInt8], body: [UInt8], hasher: SHA256Context) -> [UInt8] {
         let start = buffer.count
         buffer.append(contentsOf: repeatElement(0, count: headerSize))
         buffer.append(contentsOf: body)
@@ -97,7 +97,7 @@ enum Frame {
             previousHash.withUnsafeBytes { (p + 20).copyMemory(from: $0.baseAddress!, byteCount: 32) }
             let frame = UnsafeRawBufferPointer(start: p, count: headerSize + body.count)
             putU32(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[4...])), p)
-            return SHA256.hash(frame)
+            return hasher.hash(frame)
         }
     }
 }
@@ -113,7 +113,7 @@ struct FrameView {
     var previousHash: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[20..<52]) }
     var body: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Frame.headerSize...]) }
     var end: UInt32 { offset + UInt32(bytes.count) }
-    func hash() -> [UInt8] { SHA256.hash(bytes) }
+    func hash(_ hasher: SHA256Context) -> [UInt8] { hasher.hash(bytes) }
     func decode() -> JournalRecord? { JournalRecord.decode(kind: kind, body: body) }
 }
 
@@ -333,6 +333,9 @@ enum KeySlot {
     static let size = 64
 
     static func offset(_ slot: UInt32) -> Int64 { Int64(size) * (Int64(slot) + 1) }
+
+    /// What a destroyed (or never used) slot holds.
+    static let empty = [UInt8](repeating: 0, count: size)
 
     static func fileHeader() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: size)

@@ -56,6 +56,10 @@ public struct JournalStatistics: Equatable, Sendable {
     public var checkpoints: UInt64 = 0
     /// The largest number of appends that shared one group commit.
     public var largestGroup: Int = 0
+    /// The last durable record's sequence and chain hash (hex). Logged or stored elsewhere
+    /// now and then, they anchor the chain: a later rewrite of the whole chain cannot match.
+    public var headSequence: UInt64 = 0
+    public var headHash: String = ""
 }
 
 /// The append-only, hash-chained delivery journal of one node. See docs/JOURNAL.md.
@@ -82,6 +86,8 @@ public final class Journal: @unchecked Sendable {
     private var segmentSize: UInt64
     private var nextSequence: UInt64
     private var lastHash: [UInt8]
+    /// Where the last durable record ends; checkpoints name it.
+    private var lastRecord: (segment: UInt32, end: UInt64)
     private var checkpointedSequence: UInt64
     private let keyFD: Int32
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
@@ -108,6 +114,9 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
+    private let keySync: ParallelSync
+    /// The writer thread's hashing context.
+    private let hasher = SHA256Context()
 
     /// The journal folder inside a node's state folder.
     public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
@@ -147,6 +156,7 @@ public final class Journal: @unchecked Sendable {
         segmentSize = state.segmentSize
         nextSequence = state.nextSequence
         lastHash = state.lastHash
+        lastRecord = state.lastRecord
         nextSlot = state.nextSlot
         checkpointedSequence = state.checkpoint?.sequence ?? 0
         segmentFD = try syscall("open segment") {
@@ -158,6 +168,9 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(segmentFD)
             throw error
         }
+        keySync = ParallelSync()
+        stats.headSequence = state.nextSequence - 1
+        stats.headHash = Hex.encode(state.lastHash)
         recovery = RecoveryReport(
             records: state.records, hashedRecords: state.hashedRecords, segments: state.segments,
             checkpointSequence: state.checkpoint?.sequence, tornBytesCut: state.tornBytesCut,
@@ -200,33 +213,40 @@ public final class Journal: @unchecked Sendable {
             slotLock.unlock()
         }
         var stored: [JournalRecord] = []
-        var keys: [(slot: UInt32, key: [UInt8])?] = []
-        var bodies: [[UInt8]] = []
+        var frames: [PendingFrame] = []
         stored.reserveCapacity(records.count)
+        frames.reserveCapacity(records.count)
         var byteCount = 0
         for record in records {
             var record = record
-            var key: (UInt32, [UInt8])?
-            if case .decision(var d) = record, let plaintext = d.payload {
-                let secret = SecureRandom.bytes(AESGCM.keyCount)
-                let ciphertext = try AESGCM.seal(plaintext, key: secret,
-                                                 aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
-                d.payload = nil
-                d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
-                key = (slot, secret)
-                slot += 1
-                record = .decision(d)
+            var frame = PendingFrame(kind: record.kind.rawValue)
+            switch record {
+            case .decision(var d):
+                if let plaintext = d.payload {
+                    let secret = SecureRandom.bytes(AESGCM.keyCount)
+                    let ciphertext = try AESGCM.seal(plaintext, key: secret,
+                                                     aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
+                    d.payload = nil
+                    d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
+                    frame.key = (slot, secret)
+                    frame.delivery = d.signalID + "\u{0}" + d.recipientID
+                    slot += 1
+                    record = .decision(d)
+                }
+            case .payloadPurged(let r):
+                frame.purge = r.signalID + "\u{0}" + r.recipientID
+            default:
+                break
             }
-            let body = record.encodeBody()
-            byteCount += Frame.headerSize + body.count
+            frame.body = record.encodeBody()
+            byteCount += Frame.headerSize + frame.body.count
             guard byteCount <= Journal.maxAppendBytes else {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
             stored.append(record)
-            keys.append(key)
-            bodies.append(body)
+            frames.append(frame)
         }
-        let pending = PendingAppend(records: stored, bodies: bodies, keys: keys, byteCount: byteCount)
+        let pending = PendingAppend(records: stored, frames: frames, byteCount: byteCount)
         queueLock.lock()
         guard !closing else {
             queueLock.unlock()
@@ -366,15 +386,18 @@ public final class Journal: @unchecked Sendable {
                 count += 1
                 bytes += p.byteCount
             }
-            let group = Array(queue.prefix(count))
+            var group = Array(queue.prefix(count))
             queue.removeFirst(count)
             queueLock.unlock()
-            commit(group, bytes: bytes)
+            commit(&group, bytes: bytes)
         }
+        keySync.stop()
         writerExited.signal()
     }
 
-    private func commit(_ group: [PendingAppend], bytes: Int) {
+    /// Writes one group, updates the index, and wakes its callers. The writer lets go of the
+    /// appends before waking anyone, so that their records are freed on the callers' threads.
+    private func commit(_ group: inout [PendingAppend], bytes: Int) {
         let result: Result<[[RecordPosition]], JournalError>
         let started = monotonicNanoseconds()
         if let broken {
@@ -389,34 +412,36 @@ public final class Journal: @unchecked Sendable {
         statsLock.unlock()
         switch result {
         case .success(let positions):
-            var applied: [(JournalRecord, RecordPosition)] = []
-            for (p, list) in zip(group, positions) { applied.append(contentsOf: zip(p.records, list)) }
-            index.apply(applied)
-            statsLock.lock()
-            stats.appends += UInt64(group.count)
-            stats.records += UInt64(applied.count)
-            stats.groupCommits += 1
-            stats.largestGroup = max(stats.largestGroup, group.count)
-            statsLock.unlock()
+            index.apply(zip(group, positions).map { ($0.records, $1) })
+            var records = 0
             for (p, list) in zip(group, positions) {
                 p.result = .success(list)
-                p.done.signal()
+                records += list.count
             }
+            statsLock.lock()
+            stats.appends += UInt64(group.count)
+            stats.records += UInt64(records)
+            stats.groupCommits += 1
+            stats.largestGroup = max(stats.largestGroup, group.count)
+            stats.headSequence = nextSequence - 1
+            stats.headHash = Hex.encode(lastHash)
+            statsLock.unlock()
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
         case .failure(let error):
             statsLock.lock()
             stats.failedAppends += UInt64(group.count)
             statsLock.unlock()
             Log.shared.error("journal_write_failed", ["appends": group.count, "error": error.description])
-            for p in group {
-                p.result = .failure(error)
-                p.done.signal()
-            }
+            for p in group { p.result = .failure(error) }
         }
+        let wakeups = group.map(\.done)
+        group.removeAll()
+        for done in wakeups { done.signal() }
     }
 
-    /// Writes one group: key slots first (fdatasync'ed), then the records (one pwrite, one
-    /// fdatasync). On failure the segment is cut back to where the group began.
+    /// Writes one group: key slots (pwrite, fdatasync on the helper thread) alongside the
+    /// records (one pwrite, one fdatasync); both must succeed. On failure the segment is cut
+    /// back to where the group began.
     private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
@@ -427,55 +452,72 @@ public final class Journal: @unchecked Sendable {
         var hash = lastHash
         var sequence = nextSequence
         var positions: [[RecordPosition]] = []
+        positions.reserveCapacity(group.count)
         var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
         var groupSlots: [String: UInt32] = [:]
         for p in group {
             var list: [RecordPosition] = []
-            list.reserveCapacity(p.records.count)
-            for i in p.records.indices {
+            list.reserveCapacity(p.frames.count)
+            for (i, frame) in p.frames.enumerated() {
                 let offset = start + UInt64(buffer.count)
-                let flags = i == p.records.count - 1 ? Frame.flagEndOfAppend : 0
-                hash = Frame.append(to: &buffer, sequence: sequence, kind: p.records[i].kind.rawValue, flags: flags,
-                                    previousHash: hash, body: p.bodies[i])
+                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
+                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
+                                    previousHash: hash, body: frame.body, hasher: hasher)
                 list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
-                switch p.records[i] {
-                case .decision(let d):
-                    if let key = p.keys[i] {
-                        slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
-                        groupSlots[d.signalID + "\u{0}" + d.recipientID] = key.slot
-                    }
-                case .payloadPurged(let r):
-                    let slot = groupSlots[r.signalID + "\u{0}" + r.recipientID]
-                        ?? index.payloadKey(signalID: r.signalID, recipientID: r.recipientID)?.slot
-                    if let slot { slotWrites.append((slot, [UInt8](repeating: 0, count: KeySlot.size))) }
-                default:
-                    break
+                if let key = frame.key, let delivery = frame.delivery {
+                    // A decision that replaces an earlier one for the same delivery destroys
+                    // the earlier payload's key: nothing could reach or purge it any more.
+                    if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append((replaced, KeySlot.empty)) }
+                    slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
+                    groupSlots[delivery] = key.slot
+                }
+                if let purge = frame.purge, let slot = currentSlot(purge, groupSlots) {
+                    slotWrites.append((slot, KeySlot.empty))
+                    groupSlots[purge] = nil
                 }
                 sequence += 1
             }
             positions.append(list)
         }
+        var keySyncRunning = false
         if !slotWrites.isEmpty {
             try writeSlots(slotWrites)
+            keySync.start(keyFD)
+            keySyncRunning = true
         }
         do {
             try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
             try dataSync(segmentFD)
+            if keySyncRunning {
+                keySyncRunning = false
+                try keySync.wait()
+            }
         } catch {
+            if keySyncRunning { try? keySync.wait() }
             rollBack(to: start, after: error)
             throw error
         }
         statsLock.lock()
         stats.segmentSyncs += 1
+        stats.keySyncs += slotWrites.isEmpty ? 0 : 1
         stats.bytesWritten += UInt64(buffer.count)
         statsLock.unlock()
         segmentSize = start + UInt64(buffer.count)
         lastHash = hash
+        lastRecord = (segmentNumber, segmentSize)
         nextSequence = sequence
         return positions
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite, then one fdatasync.
+    /// The key slot currently holding the payload key of `delivery` ("signal\0recipient"):
+    /// from this group, else from the index.
+    private func currentSlot(_ delivery: String, _ groupSlots: [String: UInt32]) -> UInt32? {
+        if let slot = groupSlots[delivery] { return slot }
+        let parts = delivery.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false)
+        return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
+    }
+
+    /// Writes key slots, coalescing neighbours into one pwrite.
     private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
         var i = 0
@@ -489,10 +531,6 @@ public final class Journal: @unchecked Sendable {
             try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
             i = j
         }
-        try dataSync(keyFD)
-        statsLock.lock()
-        stats.keySyncs += 1
-        statsLock.unlock()
     }
 
     /// Cuts the segment back to `offset` after a failed write, so that the next group
@@ -520,7 +558,7 @@ public final class Journal: @unchecked Sendable {
             unlink(path)
             throw error
         }
-        let previous = (segment: segmentNumber, end: segmentSize)
+        let previousBytes = segmentSize
         Glibc.close(segmentFD)
         segmentFD = fd
         segmentNumber = number
@@ -528,21 +566,17 @@ public final class Journal: @unchecked Sendable {
         statsLock.lock()
         stats.rotations += 1
         statsLock.unlock()
-        Log.shared.info("journal_segment_rotated", ["segment": Segment.fileName(number), "previous_bytes": Int(previous.end)])
-        if nextSequence > 1 {
-            let checkpoint = Checkpoint(segment: previous.segment, endOffset: UInt32(previous.end),
-                                        sequence: nextSequence - 1, hash: lastHash)
-            scheduleCheckpoint(checkpoint)
-        }
+        Log.shared.info("journal_segment_rotated", ["segment": Segment.fileName(number), "previous_bytes": Int(previousBytes)])
+        if nextSequence > 1, checkpointedSequence != nextSequence - 1 { scheduleCheckpoint() }
     }
 
     private func currentCheckpoint() -> Checkpoint {
-        Checkpoint(segment: segmentNumber, endOffset: UInt32(segmentSize), sequence: nextSequence - 1, hash: lastHash)
+        Checkpoint(segment: lastRecord.segment, endOffset: UInt32(lastRecord.end), sequence: nextSequence - 1, hash: lastHash)
     }
 
     /// Writes a checkpoint in the background; called by the writer after durable groups.
-    private func scheduleCheckpoint(_ checkpoint: Checkpoint? = nil) {
-        let checkpoint = checkpoint ?? currentCheckpoint()
+    private func scheduleCheckpoint() {
+        let checkpoint = currentCheckpoint()
         checkpointedSequence = checkpoint.sequence
         let directory = self.directory
         checkpointQueue.async { [weak self] in
@@ -632,6 +666,7 @@ public final class Journal: @unchecked Sendable {
         var segmentSize = UInt64(Segment.headerSize)
         var nextSequence: UInt64 = 1
         var lastHash = [UInt8](repeating: 0, count: 32)
+        var lastRecord: (segment: UInt32, end: UInt64) = (1, UInt64(Segment.headerSize))
         var nextSlot: UInt32 = 0
         var records: UInt64 = 0
         var hashedRecords: UInt64 = 0
@@ -655,7 +690,8 @@ public final class Journal: @unchecked Sendable {
         } catch {
             Log.shared.warning("journal_checkpoint_ignored", ["reason": "\(error)", "effect": "the whole chain is hashed"])
         }
-        var batch: [(JournalRecord, RecordPosition)] = []
+        var batch: [JournalRecord] = []
+        var batchPositions: [RecordPosition] = []
         var maxSlot: Int64 = -1
         var checkpointSeen = false
         let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes)
@@ -670,10 +706,12 @@ public final class Journal: @unchecked Sendable {
                 checkpointSeen = true
             }
             if case .decision(let d) = record, let sealed = d.sealed { maxSlot = max(maxSlot, Int64(sealed.keySlot)) }
-            batch.append((record, position))
+            batch.append(record)
+            batchPositions.append(position)
             if frame.endsAppend {
-                index.apply(batch)
+                index.apply([(batch, batchPositions)])
                 batch.removeAll(keepingCapacity: true)
+                batchPositions.removeAll(keepingCapacity: true)
             }
         }
         if let problem = outcome.problem {
@@ -728,6 +766,7 @@ public final class Journal: @unchecked Sendable {
                                                          reason: "the journal ends before its checkpoint"))
             }
             state.lastHash = hash
+            state.lastRecord = (outcome.committed.recordSegment, outcome.committed.recordEnd)
         }
         state.nextSlot = UInt32(maxSlot + 1)
         state.records = outcome.committed.sequence
@@ -762,19 +801,73 @@ public struct SignalRecord: Equatable, Sendable {
     public let decisions: [DecisionState]
 }
 
+/// One record of a queued append, prepared by the caller so that the writer only frames it.
+private struct PendingFrame {
+    let kind: UInt8
+    var body: [UInt8] = []
+    /// A fresh payload key and its slot.
+    var key: (slot: UInt32, key: [UInt8])?
+    /// "signal\0recipient" of a decision with a key, so a purge in the same group finds it.
+    var delivery: String?
+    /// "signal\0recipient" of a `payloadPurged` record: the delivery whose key it destroys.
+    var purge: String?
+
+    init(kind: UInt8) { self.kind = kind }
+}
+
 /// One queued append, waiting for its group commit.
 private final class PendingAppend {
     let records: [JournalRecord]
-    let bodies: [[UInt8]]
-    let keys: [(slot: UInt32, key: [UInt8])?]
+    let frames: [PendingFrame]
     let byteCount: Int
     let done = DispatchSemaphore(value: 0)
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], bodies: [[UInt8]], keys: [(slot: UInt32, key: [UInt8])?], byteCount: Int) {
+    init(records: [JournalRecord], frames: [PendingFrame], byteCount: Int) {
         self.records = records
-        self.bodies = bodies
-        self.keys = keys
+        self.frames = frames
         self.byteCount = byteCount
+    }
+}
+
+/// Runs fdatasync of the key file on a thread of its own, so that it overlaps the segment's
+/// sync instead of following it. The semaphores order the handoff.
+private final class ParallelSync: @unchecked Sendable {
+    private let go = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var fd: Int32 = -1
+    private var failure: Error?
+
+    init() {
+        let thread = Thread { [self] in
+            while true {
+                go.wait()
+                if fd < 0 { return }
+                do {
+                    try dataSync(fd)
+                    failure = nil
+                } catch {
+                    failure = error
+                }
+                finished.signal()
+            }
+        }
+        thread.name = "waakvlam-journal-keysync"
+        thread.start()
+    }
+
+    func start(_ fd: Int32) {
+        self.fd = fd
+        go.signal()
+    }
+
+    func wait() throws {
+        finished.wait()
+        if let failure { throw failure }
+    }
+
+    func stop() {
+        fd = -1
+        go.signal()
     }
 }

@@ -209,13 +209,18 @@ extension Disclosure {
     }
 }
 
-/// RFC 3339 UTC timestamps with milliseconds, from one formatter (not thread-safe).
-struct TimestampFormatter {
-    private let formatter: ISO8601DateFormatter = {
+/// RFC 3339 UTC timestamps with milliseconds, from one shared formatter.
+struct TimestampFormatter: Sendable {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f
     }()
 
-    func string(_ date: Date) -> String { formatter.string(from: date) }
+    func string(_ date: Date) -> String {
+        Self.lock.lock()
+        defer { Self.lock.unlock() }
+        return Self.formatter.string(from: date)
+    }
 }

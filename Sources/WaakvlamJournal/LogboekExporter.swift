@@ -110,7 +110,7 @@ struct LogboekExporter {
             var attributes = extra
             attributes["dpl.core.processing_activity_id"] = activity ?? Self.unknownActivity
             attributes["dpl.core.data_subject_id"] = subject
-            attributes["dpl.core.data_subject_id_type"] = DataSubject.logboekType(ofPseudonym: subject)
+            attributes["dpl.core.data_subject_id_type"] = Pseudonymizer.dataSubjectIDType(ofPseudonym: subject)
             attributes["waakvlam.signal_id"] = r.signalID
             attributes["waakvlam.signal_type"] = r.signalType
             attributes["waakvlam.sender"] = r.senderID

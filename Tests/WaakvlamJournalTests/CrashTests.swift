@@ -8,22 +8,8 @@ import XCTest
 /// kill -9 at random moments: every append that had returned must survive, and the chain
 /// must verify.
 final class CrashTests: XCTestCase {
-    /// `waakvlam-bench`, built by `swift test` next to the test bundle.
-    private func benchBinary() throws -> String {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path,
-            Bundle.main.bundleURL.deletingLastPathComponent().path,
-            Bundle(for: CrashTests.self).bundleURL.deletingLastPathComponent().path,
-        ]
-        for folder in candidates where FileManager.default.isExecutableFile(atPath: folder + "/waakvlam-bench") {
-            return folder + "/waakvlam-bench"
-        }
-        XCTFail("waakvlam-bench is not built next to the tests (looked in \(candidates)); run `swift build` first")
-        throw XCTSkip("no writer binary")
-    }
-
     func testKillNineAtRandomMomentsLosesNoAcknowledgedAppend() throws {
-        let bench = try benchBinary()
+        let bench = try productBinary("waakvlam-bench")
         let dir = temporaryDirectory(self)
         var acknowledged: [String] = []
         var tornCuts = 0

@@ -129,6 +129,40 @@ final class JournalTests: XCTestCase {
         XCTAssertEqual(verification.records, 6)
     }
 
+    func testASecondDecisionReplacesTheFirstAndDestroysItsKey() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append([Sample.received("x"), Sample.decision("x", payload: Array("first".utf8))])
+        let firstSlot = try XCTUnwrap(journal.deliveryState().delivery(signalID: "x", recipientID: "gemeente-hoorn"))
+        try journal.append([Sample.decision("x", payload: Array("second".utf8), mode: .inbox, at: time(9))])
+        XCTAssertEqual(try journal.payload(signalID: "x", recipientID: "gemeente-hoorn"), Array("second".utf8))
+        XCTAssertEqual(journal.deliveryState().signal("x")?.deliveries.count, 1)
+        XCTAssertEqual(journal.deliveryState().inbox(recipientID: "gemeente-hoorn", limit: 5).map(\.signalID), ["x"])
+        XCTAssertEqual(journal.deliveryState().duePushes(at: time(100), limit: 5).count, 0)
+        guard case .decision(let d) = try journal.record(at: firstSlot.decision), let slot = d.sealed?.keySlot else {
+            return XCTFail("first decision lost")
+        }
+        journal.close()
+        let keys = readFile(dir + "/keys")
+        XCTAssertTrue(keys[Int(KeySlot.offset(slot))..<Int(KeySlot.offset(slot)) + KeySlot.size].allSatisfy { $0 == 0 })
+        XCTAssertEqual(readFile(dir + "/keys").count, 3 * KeySlot.size)
+    }
+
+    func testStatisticsNameTheHeadOfTheChain() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append(Sample.signal("h1"))
+        try journal.append(Sample.signal("h2"))
+        let stats = journal.statistics
+        journal.close()
+        let verification = try JournalReader(directory: dir).verify()
+        XCTAssertEqual(stats.headSequence, 4)
+        XCTAssertEqual(stats.headHash, verification.headHash)
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.statistics.headHash, verification.headHash)
+        reopened.close()
+    }
+
     func testGroupCommitBatchesConcurrentAppends() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir)

@@ -90,3 +90,35 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
     group.wait()
 }
+
+/// An executable of the package (`waakvlam`, `waakvlam-bench`), built by `swift test` next to
+/// the test bundle.
+func productBinary(_ name: String) throws -> String {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path,
+        Bundle.main.bundleURL.deletingLastPathComponent().path,
+    ]
+    for folder in candidates where FileManager.default.isExecutableFile(atPath: folder + "/" + name) {
+        return folder + "/" + name
+    }
+    XCTFail("\(name) is not built next to the tests (looked in \(candidates)); run `swift build` first")
+    throw XCTSkip("no \(name) binary")
+}
+
+/// Runs an executable and returns its exit status, stdout and stderr.
+func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}

@@ -167,6 +167,22 @@ final class TamperTests: XCTestCase {
         }
     }
 
+    func testACrashRightAfterRotationLeavesAnEmptySegmentThatStays() throws {
+        let (dir, _) = try makeJournal()
+        let count = segmentFiles(dir).count
+        let next = dir + "/" + Segment.fileName(UInt32(count + 1))
+        writeFile(next, Segment.header(number: UInt32(count + 1), firstSequence: 61))
+        // As after a crash: the last checkpoint is older than the last record.
+        try FileManager.default.removeItem(atPath: dir + "/" + Checkpoint.fileName)
+        var journal = try Journal.openForTest(dir)
+        journal.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage, "the checkpoint names the last record, not the empty segment")
+        journal = try Journal.openForTest(dir)
+        XCTAssertEqual(try journal.append(Sample.signal("next")).first?.segment, UInt32(count + 1))
+        journal.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+
     func testAnInterruptedRotationIsUndone() throws {
         let (dir, _) = try makeJournal()
         let next = dir + "/" + Segment.fileName(UInt32(segmentFiles(dir).count + 1))
