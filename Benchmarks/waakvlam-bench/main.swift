@@ -9,6 +9,7 @@ usage: waakvlam-bench <benchmark> [options]
 benchmarks:
   journal      durable appends/s and ack latency for 1, 8, 64 writers vs raw fdatasync; recovery time
   transport    handshakes/s and keep-alive whoami requests/s vs nginx with the same mutual TLS
+  policy       policy decisions and submission bodies parsed per CPU-second on one core
 """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -20,6 +21,7 @@ let rest = Array(arguments.dropFirst())
 switch name {
 case "journal": exit(runJournalBenchmark(rest))
 case "transport": exit(runTransportBenchmark(rest))
+case "policy": exit(runPolicyBenchmark(rest))
 default:
     print(usage)
     exit(2)

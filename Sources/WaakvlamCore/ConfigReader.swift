@@ -62,8 +62,8 @@ struct ObjectReader {
                 continue
             }
             guard keys.contains(member.key) else {
-                let hint = suggestion(for: member.key, among: keys).map { "did you mean '\($0)'? " } ?? ""
-                issues.error(memberLocation, "unknown key '\(member.key)': \(hint)the keys allowed here are \(keys.joined(separator: ", "))")
+                let hint = suggestion(for: member.key, among: keys).map { " (did you mean '\($0)'?)" } ?? ""
+                issues.error(memberLocation, "unknown key '\(member.key)'\(hint): correct or remove it; the keys allowed here are \(keys.joined(separator: ", "))")
                 continue
             }
             members[member.key] = member.value

@@ -56,7 +56,8 @@ extension ParseSession {
         let convenant = Convenant(id: id, version: version, title: title ?? "", parties: parties, validFrom: validFrom, validUntil: validUntil,
                                   purpose: purpose ?? "", legalBasis: legalBasis ?? "", specialCategoryBasis: basis,
                                   processingActivity: activity ?? "", rules: rules)
-        convenants.append((convenant, reader.location))
+        convenants.append(ReadConvenant(convenant: convenant, location: reader.location, version: reader.location(of: "version"),
+                                        validFrom: reader.location(of: "validFrom"), validUntil: reader.location(of: "validUntil")))
     }
 
     private func readParties(_ reader: ObjectReader) -> [String] {
@@ -201,6 +202,7 @@ extension ParseSession {
         let senderIsTenantOrganisation = senders?.sectors.contains(.huurdersorganisatie) == true
         for (name, location) in list {
             let definitions = types.compactMap { $0.field(named: name) }
+            if types.contains(where: { unreadableFields.contains("\($0.id).\(name)") }) { continue }
             if definitions.isEmpty {
                 if !types.isEmpty {
                     let known = types.flatMap { $0.fields.map(\.name) }

@@ -54,7 +54,7 @@ extension ParseSession {
             }
             if let oin {
                 if let owner = oinOwners[oin] {
-                    issues.error(reader.location(of: "oin"), "the OIN \(oin) is already the OIN of '\(owner)'; every organisation has its own OIN")
+                    issues.error(reader.location(of: "oin"), "the OIN \(oin) is already the OIN of '\(owner)'; every organisation has its own OIN: correct one of them")
                 } else {
                     oinOwners[oin] = id
                 }

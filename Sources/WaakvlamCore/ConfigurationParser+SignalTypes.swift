@@ -19,7 +19,7 @@ extension ParseSession {
             if fieldElements?.isEmpty == true {
                 issues.error(reader.location(of: "fields"), "a signal type needs at least one field; list them")
             }
-            let fields = readFields(fieldElements ?? [], owner: id ?? "this type")
+            let fields = readFields(fieldElements ?? [], owner: id ?? "this type", broken: { self.unreadableFields.insert("\(id ?? "").\($0)") })
             var type = SignalType(id: id ?? "", description: description, fields: fields)
             if let person = reader.object("person", what: "the fields that identify the person", keys: ["bsn", "surname", "birthDate", "postcode"]) {
                 type.person = PersonFields(bsn: fieldReference(person, "bsn", in: type, formats: ["bsn"]),
@@ -53,7 +53,7 @@ extension ParseSession {
             }
             if let feedback = reader.object("feedback", what: "what a recipient may answer", keys: ["statuses", "fields"]) {
                 type.feedback = FeedbackCatalogue(statuses: (feedback.strings("statuses") ?? []).map(\.0),
-                                                  fields: readFields(feedback.list("fields") ?? [], owner: "the feedback of \(id ?? "this type")"))
+                                                  fields: readFields(feedback.list("fields") ?? [], owner: "the feedback of \(id ?? "this type")", broken: { _ in }))
             }
             guard let id else { continue }
             if signalTypeIndex[id] != nil {
@@ -65,7 +65,8 @@ extension ParseSession {
         }
     }
 
-    private func readFields(_ elements: [Located], owner: String) -> [FieldDefinition] {
+    /// The well-formed field definitions; `broken` is told the names of the others.
+    private func readFields(_ elements: [Located], owner: String, broken: (String) -> Void) -> [FieldDefinition] {
         var fields: [FieldDefinition] = []
         for element in elements {
             guard let reader = ObjectReader(element, what: "a field", keys: ParseSession.fieldKeys, issues: issues) else { continue }
@@ -82,7 +83,11 @@ extension ParseSession {
             if maxLength != nil, let format, ![FieldFormat.text, .phone, .email].contains(format) {
                 issues.error(reader.location(of: "maxLength"), "maxLength applies to text, phone and email fields; a \(format.name) field has a fixed form: remove maxLength")
             }
-            guard let name, let category, let format else { continue }
+            guard let name else { continue }
+            guard let category, let format else {
+                broken(name)
+                continue
+            }
             if fields.contains(where: { $0.name == name }) {
                 issues.error(reader.location(of: "name"), "the field '\(name)' is defined twice in \(owner); field names must be unique")
                 continue

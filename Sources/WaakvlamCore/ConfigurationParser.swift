@@ -38,8 +38,19 @@ final class ParseSession {
     var signalTypesReadable = false
     var signalTypes: [SignalType] = []
     var signalTypeIndex: [String: Int] = [:]
+    /// Fields (as "type.field") whose definition is broken: rules naming them are not
+    /// checked further, so one mistake gives one message.
+    var unreadableFields = Set<String>()
 
-    var convenants: [(convenant: Convenant, location: Location)] = []
+    /// Each convenant read, with where its version and dates are written.
+    struct ReadConvenant {
+        var convenant: Convenant
+        var location: Location
+        var version: Location
+        var validFrom: Location
+        var validUntil: Location
+    }
+    var convenants: [ReadConvenant] = []
     var node: NodeSettings?
     var timeZone = NodeSettings.defaultTimeZone
 
@@ -96,7 +107,7 @@ final class ParseSession {
         }
         checkAcrossFiles()
 
-        let order = Dictionary(uniqueKeysWithValues: (files + [pins].compactMap { $0 }).enumerated().map { ($0.element.path, $0.offset) }.reversed())
+        let order = Dictionary((files + [pins].compactMap { $0 }).enumerated().map { ($0.element.path, $0.offset) }, uniquingKeysWith: { first, _ in first })
         let sorted = issues.issues.enumerated().sorted { lhs, rhs in
             let left = (order[lhs.element.file] ?? -1, lhs.element.line ?? 0, lhs.offset)
             let right = (order[rhs.element.file] ?? -1, rhs.element.line ?? 0, rhs.offset)
@@ -262,20 +273,25 @@ final class ParseSession {
             let convenant = entry.convenant
             for earlier in convenants[..<index] where earlier.convenant.id == convenant.id {
                 if earlier.convenant.version == convenant.version {
-                    issues.error(entry.location.appending(key: "version", line: nil),
+                    issues.error(entry.version,
                                  "convenant '\(convenant.id)' version \(convenant.version) is also defined in \(earlier.location.file); give this one a new version number")
                 } else if convenant.validFrom <= earlier.convenant.validUntil && earlier.convenant.validFrom <= convenant.validUntil {
-                    issues.error(entry.location.appending(key: "validFrom", line: nil),
-                                 "version \(convenant.version) of convenant '\(convenant.id)' (\(convenant.validFrom) to \(convenant.validUntil)) overlaps version \(earlier.convenant.version) in \(earlier.location.file) (\(earlier.convenant.validFrom) to \(earlier.convenant.validUntil)); only one version may be in force on a day: end the older one the day before the newer one starts")
+                    // Reported on the newer version, which is usually the one being added.
+                    let (newer, older) = convenant.version > earlier.convenant.version ? (entry, earlier) : (earlier, entry)
+                    issues.error(newer.validFrom,
+                                 "version \(newer.convenant.version) of convenant '\(convenant.id)' (\(newer.convenant.validFrom) to \(newer.convenant.validUntil)) overlaps version \(older.convenant.version) in \(older.location.file) (\(older.convenant.validFrom) to \(older.convenant.validUntil)); only one version may be in force on a day: end the older one the day before the newer one starts")
                 }
             }
+            // A version followed by a later one is superseded, not ending.
+            let superseded = convenants.contains { $0.convenant.id == convenant.id && $0.convenant.validFrom > convenant.validUntil }
             let daysLeft = today.days(until: convenant.validUntil)
-            if daysLeft < 0 {
-                issues.warning(entry.location.appending(key: "validUntil", line: nil),
+            if superseded {
+                continue
+            } else if daysLeft < 0 {
+                issues.warning(entry.validUntil,
                                "convenant '\(convenant.id)' version \(convenant.version) ended on \(convenant.validUntil): nothing flows under it; add a new version or remove the file")
-            } else if daysLeft <= ConfigurationParser.expiryWarningDays,
-                      !convenants.contains(where: { $0.convenant.id == convenant.id && $0.convenant.validFrom > convenant.validUntil }) {
-                issues.warning(entry.location.appending(key: "validUntil", line: nil),
+            } else if daysLeft <= ConfigurationParser.expiryWarningDays {
+                issues.warning(entry.validUntil,
                                "convenant '\(convenant.id)' version \(convenant.version) ends on \(convenant.validUntil), in \(daysLeft) days: renew it with a new version, or signals under it stop")
             }
         }

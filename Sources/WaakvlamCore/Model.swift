@@ -246,12 +246,13 @@ public struct Postcode: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     /// Accepts "1621AB", "1621 ab"; nil for anything else.
     public init?(_ text: String) {
-        let compact = text.uppercased().filter { $0 != " " }
-        guard compact.count == 6, let number = Int(compact.prefix(4)), number >= 1000, number <= 9999,
-              compact.prefix(4).allSatisfy({ $0.isASCII && $0.isNumber }),
-              compact.suffix(2).allSatisfy({ $0.isASCII && $0.isLetter }) else { return nil }
-        digits = number
-        letters = String(compact.suffix(2))
+        let bytes = text.utf8.filter { $0 != UInt8(ascii: " ") }
+        guard bytes.count == 6, bytes[0] != UInt8(ascii: "0"),
+              bytes[0..<4].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        let upper = bytes[4...].map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 - 32 : $0 }
+        guard upper.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return nil }
+        digits = bytes[0..<4].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        letters = String(decoding: upper, as: UTF8.self)
     }
 
     /// A total order over all postcodes: the four digits, then the letters.
@@ -409,7 +410,11 @@ public struct FeedbackCatalogue: Sendable, Equatable {
 public struct SignalType: Sendable, Equatable {
     public var id: String
     public var description: String
-    public var fields: [FieldDefinition]
+    public var fields: [FieldDefinition] {
+        didSet { positions = SignalType.index(fields) }
+    }
+    /// Field name to position in `fields`: the engine looks fields up per payload field.
+    private var positions: [String: Int]
     public var person: PersonFields?
     public var address: AddressFields?
     /// The postcode field used to route "to the gemeente of this address".
@@ -423,6 +428,7 @@ public struct SignalType: Sendable, Equatable {
         self.id = id
         self.description = description
         self.fields = fields
+        self.positions = SignalType.index(fields)
         self.person = person
         self.address = address
         self.routingField = routingField
@@ -430,7 +436,11 @@ public struct SignalType: Sendable, Equatable {
         self.feedback = feedback
     }
 
-    public func field(named name: String) -> FieldDefinition? { fields.first { $0.name == name } }
+    public func field(named name: String) -> FieldDefinition? { positions[name].map { fields[$0] } }
+
+    private static func index(_ fields: [FieldDefinition]) -> [String: Int] {
+        Dictionary(fields.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+    }
 }
 
 // MARK: - Convenants
@@ -453,18 +463,29 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     public init?(_ text: String) {
         let utf8 = Array(text.utf8)
         guard utf8.count == 10, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"),
-              let year = Int(text.prefix(4)), let month = Int(text.dropFirst(5).prefix(2)), let day = Int(text.suffix(2)),
               utf8.enumerated().allSatisfy({ $0.offset == 4 || $0.offset == 7 || ($0.element >= 48 && $0.element <= 57) }) else { return nil }
-        self.init(year: year, month: month, day: day)
+        func number(_ range: Range<Int>) -> Int { utf8[range].reduce(0) { $0 * 10 + Int($1 - 48) } }
+        self.init(year: number(0..<4), month: number(5..<7), day: number(8..<10))
     }
 
+    /// The calendar date of `instant` in `timeZone` (daylight saving time included). Computed
+    /// from the zone's offset instead of a Calendar: the policy engine asks it per signal.
     public init(_ instant: Date, in timeZone: TimeZone) {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        let parts = calendar.dateComponents([.year, .month, .day], from: instant)
-        year = parts.year!
-        month = parts.month!
-        day = parts.day!
+        let seconds = Int(instant.timeIntervalSince1970.rounded(.down)) + timeZone.secondsFromGMT(for: instant)
+        self.init(dayNumber: Int((Double(seconds) / 86_400).rounded(.down)))
+    }
+
+    /// The date `dayNumber` days after 1970-01-01 (the inverse of `dayNumber`).
+    public init(dayNumber: Int) {
+        let shifted = dayNumber + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
     }
 
     static func daysIn(month: Int, year: Int) -> Int {
@@ -535,7 +556,11 @@ public struct Rule: Sendable, Equatable {
     public var to: PartySelector
     public var signalTypes: [String]
     /// The allowlist: the only fields a recipient under this rule receives.
-    public var fields: [String]
+    public var fields: [String] {
+        didSet { allowlist = Set(fields) }
+    }
+    /// `fields` as a set, for the per-field check of the engine.
+    private(set) var allowlist: Set<String>
     /// Special categories this rule grants explicitly (with a basis in the convenant).
     public var specialCategories: [DataCategory]
     public var retentionDays: Int
@@ -549,6 +574,7 @@ public struct Rule: Sendable, Equatable {
         self.to = to
         self.signalTypes = signalTypes
         self.fields = fields
+        self.allowlist = Set(fields)
         self.specialCategories = specialCategories
         self.retentionDays = retentionDays
         self.preconditions = preconditions

@@ -1,0 +1,225 @@
+import Foundation
+
+/// One value of a flat payload: text, a whole number, a decimal number or true/false.
+public enum PayloadValue: Sendable, Hashable {
+    case string(String)
+    case integer(Int)
+    case number(Double)
+    case boolean(Bool)
+
+    /// How the value is called in a message; never the value itself (privacy).
+    var kindName: String {
+        switch self {
+        case .string: "text"
+        case .integer, .number: "a number"
+        case .boolean: "true/false"
+        }
+    }
+}
+
+/// Why a payload or a submission is refused before any recipient is considered (HTTP 400).
+public struct PayloadIssue: Sendable, Equatable, CustomStringConvertible {
+    /// The field concerned (`payload.Postcode`, `recipients`), or `$` for the whole body.
+    public var field: String
+    public var code: PayloadIssueCode
+    /// A sentence saying what to fix. Never contains a payload value.
+    public var message: String
+
+    public init(field: String, code: PayloadIssueCode, message: String) {
+        self.field = field
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(field): \(code.rawValue): \(message)" }
+}
+
+/// Every issue of a refused payload or submission, reported together.
+public struct InvalidPayload: Error, Sendable, Equatable {
+    public var issues: [PayloadIssue]
+
+    public init(_ issues: [PayloadIssue]) {
+        self.issues = issues
+    }
+}
+
+/// Stable codes for refused payloads and submissions.
+public enum PayloadIssueCode: String, Sendable, Equatable, CaseIterable {
+    case notJSON = "not_json"
+    case notAnObject = "not_an_object"
+    case duplicateField = "duplicate_field"
+    case nestedValue = "nested_value"
+    case unknownKey = "unknown_key"
+    case invalidID = "invalid_id"
+    case unknownType = "unknown_type"
+    case noRecipients = "no_recipients"
+    case duplicateRecipient = "duplicate_recipient"
+    case unknownField = "unknown_field"
+    case missingField = "missing_field"
+    case wrongType = "wrong_type"
+    case badFormat = "bad_format"
+    case tooLong = "too_long"
+    case notInValues = "not_in_values"
+}
+
+public enum Payload {
+    /// A flat JSON object (comments allowed) as a payload: field name to text, number or
+    /// boolean; `null` means the field is absent.
+    public static func parse(_ data: Data) -> Result<[String: PayloadValue], InvalidPayload> {
+        let node: JSONNode
+        do {
+            node = try JSONParser.parse(data)
+        } catch {
+            return .failure(InvalidPayload([PayloadIssue(field: "$", code: .notJSON, message: error.description)]))
+        }
+        return payload(from: node, field: "payload")
+    }
+
+    static func payload(from node: JSONNode, field: String) -> Result<[String: PayloadValue], InvalidPayload> {
+        guard case .object(let members) = node.value else {
+            return .failure(InvalidPayload([PayloadIssue(field: field, code: .notAnObject, message: "the payload must be a JSON object of field names and values, found \(node.value.kindName)")]))
+        }
+        var values: [String: PayloadValue] = [:]
+        var issues: [PayloadIssue] = []
+        var seen = Set<String>()
+        for member in members {
+            let name = "\(field).\(member.key)"
+            guard seen.insert(member.key).inserted else {
+                issues.append(PayloadIssue(field: name, code: .duplicateField, message: "the field '\(member.key)' appears twice; send it once"))
+                continue
+            }
+            switch member.value.value {
+            case .null: continue
+            case .string(let text): values[member.key] = .string(text)
+            case .integer(let number): values[member.key] = .integer(number)
+            case .number(let number): values[member.key] = .number(number)
+            case .bool(let flag): values[member.key] = .boolean(flag)
+            case .array, .object:
+                issues.append(PayloadIssue(field: name, code: .nestedValue, message: "payloads are flat: '\(member.key)' must be text, a number or true/false, not \(member.value.value.kindName)"))
+            }
+        }
+        return issues.isEmpty ? .success(values) : .failure(InvalidPayload(issues))
+    }
+
+    /// The payload as JSON with sorted keys and no whitespace: equal payloads give equal
+    /// bytes, so the relay can hash and store them.
+    public static func canonicalJSON(_ payload: [String: PayloadValue]) -> Data {
+        var output = "{"
+        for (index, key) in payload.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
+            if index > 0 { output.append(",") }
+            JSONWriter.appendString(key, to: &output)
+            output.append(":")
+            switch payload[key]! {
+            case .string(let text): JSONWriter.appendString(text, to: &output)
+            case .integer(let number): output.append(String(number))
+            case .number(let number): output.append(number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)")
+            case .boolean(let flag): output.append(flag ? "true" : "false")
+            }
+        }
+        output.append("}")
+        return Data(output.utf8)
+    }
+}
+
+/// Checks a payload against field definitions (a signal type, or the feedback a rule
+/// allows). Messages name the field and what is expected, never the value sent.
+enum PayloadValidator {
+    /// - Parameter lookup: finds a definition of `fields` by name.
+    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], lookup: (String) -> FieldDefinition?,
+                         owner: String, prefix: String = "payload") -> [PayloadIssue] {
+        var issues: [PayloadIssue] = []
+        for name in payload.keys.sorted() {
+            let field = "\(prefix).\(name)"
+            guard let definition = lookup(name) else {
+                let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
+                issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
+                continue
+            }
+            if let problem = check(payload[name]!, definition) {
+                issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
+            }
+        }
+        for definition in fields where definition.required {
+            if payload[definition.name] == nil || payload[definition.name] == .string("") {
+                issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,
+                                           message: "'\(definition.name)' is required for \(owner); fill it in (\(expectation(definition.format)))"))
+            }
+        }
+        return issues
+    }
+
+    /// What a value of this format looks like, for messages.
+    static func expectation(_ format: FieldFormat) -> String {
+        switch format {
+        case .text: "text"
+        case .postcode: "a postcode such as \"1621AB\""
+        case .date: "a date as \"YYYY-MM-DD\""
+        case .amount: "an amount in euros as a number, e.g. 1234.56"
+        case .bsn: "a 9-digit BSN as text that passes the elfproef"
+        case .boolean: "true or false"
+        case .integer: "a whole number, without quotes"
+        case .phone: "a phone number of 10 to 15 digits as text"
+        case .email: "an e-mail address as text"
+        case .enumeration(let values): "one of " + values.map { "\"\($0)\"" }.joined(separator: ", ")
+        }
+    }
+
+    private static func check(_ value: PayloadValue, _ definition: FieldDefinition) -> (PayloadIssueCode, String)? {
+        let expected = expectation(definition.format)
+        func wrongType() -> (PayloadIssueCode, String) { (.wrongType, "must be \(expected), found \(value.kindName)") }
+        switch definition.format {
+        case .boolean:
+            guard case .boolean = value else { return wrongType() }
+        case .integer:
+            guard case .integer = value else { return wrongType() }
+        case .amount:
+            let amount: Double
+            switch value {
+            case .integer(let number): amount = Double(number)
+            case .number(let number): amount = number
+            default: return wrongType()
+            }
+            guard amount >= 0, amount < 1e12, abs(amount * 100 - (amount * 100).rounded()) < 1e-6 else {
+                return (.badFormat, "must be \(expected): not negative, at most two decimals")
+            }
+        case .text, .postcode, .date, .bsn, .phone, .email, .enumeration:
+            guard case .string(let text) = value else { return wrongType() }
+            // Characters never outnumber UTF-8 bytes: count them only when the bytes do not settle it.
+            if let maxLength = definition.maxLength, text.utf8.count > maxLength, text.count > maxLength {
+                return (.tooLong, "is longer than \(maxLength) characters; shorten it")
+            }
+            return checkText(text, definition.format, expected)
+        }
+        return nil
+    }
+
+    private static func checkText(_ text: String, _ format: FieldFormat, _ expected: String) -> (PayloadIssueCode, String)? {
+        let valid: Bool
+        switch format {
+        case .postcode: valid = Postcode(text) != nil
+        case .date: valid = LocalDate(text) != nil
+        case .bsn: valid = isValidBSN(text)
+        case .phone:
+            var digits = text.filter { !" -()".contains($0) }
+            if digits.hasPrefix("+") { digits.removeFirst() }
+            valid = (10...15).contains(digits.count) && digits.allSatisfy { $0.isASCII && $0.isNumber }
+        case .email:
+            let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+            valid = parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
+                && !text.contains(where: { $0.isWhitespace }) && text.count <= 254
+        case .enumeration(let values):
+            return values.contains(text) ? nil : (.notInValues, "must be \(expected)")
+        default:
+            valid = true
+        }
+        return valid ? nil : (.badFormat, "must be \(expected)")
+    }
+
+    /// A BSN is nine digits that pass the elfproef: 9·d1 + 8·d2 + … + 2·d8 − d9 ≡ 0 (mod 11).
+    static func isValidBSN(_ text: String) -> Bool {
+        let digits = text.compactMap { $0.isASCII ? $0.wholeNumberValue : nil }
+        guard digits.count == 9, text.count == 9, digits.contains(where: { $0 != 0 }) else { return false }
+        let sum = (0..<8).reduce(0) { $0 + (9 - $1) * digits[$1] } - digits[8]
+        return sum % 11 == 0
+    }
+}

@@ -1,0 +1,396 @@
+import Foundation
+
+// The policy engine: from (configuration, time, authenticated sender, signal) to one decision
+// per recipient. Pure and deterministic: the same inputs give the same decisions.
+
+/// Who a signal is addressed to.
+public enum RecipientRequest: Sendable, Hashable, CustomStringConvertible {
+    /// An organisation by short id or by OIN.
+    case organisation(String)
+    /// The gemeente whose postcode areas hold the address in the payload.
+    case gemeenteOfAddress
+
+    public var description: String {
+        switch self {
+        case .organisation(let identifier): identifier
+        case .gemeenteOfAddress: "gemeente-of-address"
+        }
+    }
+}
+
+/// A signal as a partner submits it: an id chosen by the sender (for deduplication), the
+/// signal type, the recipients and a flat payload.
+public struct SignalSubmission: Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var recipients: [RecipientRequest]
+    public var payload: [String: PayloadValue]
+
+    public init(id: String, type: String, recipients: [RecipientRequest], payload: [String: PayloadValue]) {
+        self.id = id
+        self.type = type
+        self.recipients = recipients
+        self.payload = payload
+    }
+
+    /// Signal ids: 1 to 128 of `A-Z a-z 0-9 . _ : -`, so they are safe in file names and logs.
+    public static func isValidID(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
+            (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || byte == 46 || byte == 95 || byte == 58 || byte == 45
+        }
+    }
+
+    /// Reads the submission body of the API:
+    /// `{"id": "...", "type": "...", "to": ["<id or OIN>", ...], "routeByAddress": true, "payload": {...}}`.
+    /// `to` and `routeByAddress` are each optional; together they must name a recipient.
+    public static func parse(_ data: Data) -> Result<SignalSubmission, InvalidPayload> {
+        let node: JSONNode
+        do {
+            node = try JSONParser.parse(data)
+        } catch {
+            return .failure(InvalidPayload([PayloadIssue(field: "$", code: .notJSON, message: error.description)]))
+        }
+        guard case .object(let members) = node.value else {
+            return .failure(InvalidPayload([PayloadIssue(field: "$", code: .notAnObject, message: "the body must be a JSON object with id, type, to and payload")]))
+        }
+        var issues: [PayloadIssue] = []
+        var fields: [String: JSONNode] = [:]
+        let keys = ["id", "type", "to", "routeByAddress", "payload"]
+        for member in members {
+            if !keys.contains(member.key) {
+                issues.append(PayloadIssue(field: member.key, code: .unknownKey, message: "unknown key '\(member.key)': the body holds \(keys.joined(separator: ", "))"))
+            } else if fields.updateValue(member.value, forKey: member.key) != nil {
+                issues.append(PayloadIssue(field: member.key, code: .duplicateField, message: "'\(member.key)' appears twice; send it once"))
+            }
+        }
+        func text(_ key: String) -> String? {
+            guard let value = fields[key] else {
+                issues.append(PayloadIssue(field: key, code: .missingField, message: "'\(key)' is required"))
+                return nil
+            }
+            guard case .string(let text) = value.value else {
+                issues.append(PayloadIssue(field: key, code: .wrongType, message: "'\(key)' must be text, found \(value.value.kindName)"))
+                return nil
+            }
+            return text
+        }
+        let id = text("id"), type = text("type")
+        var recipients: [RecipientRequest] = []
+        if let to = fields["to"] {
+            if case .array(let elements) = to.value, elements.allSatisfy({ if case .string = $0.value { true } else { false } }) {
+                recipients = elements.compactMap { if case .string(let name) = $0.value { .organisation(name) } else { nil } }
+            } else {
+                issues.append(PayloadIssue(field: "to", code: .wrongType, message: "'to' must be a list of organisation ids or OINs"))
+            }
+        }
+        if let route = fields["routeByAddress"] {
+            guard case .bool(let flag) = route.value else {
+                return .failure(InvalidPayload(issues + [PayloadIssue(field: "routeByAddress", code: .wrongType, message: "'routeByAddress' must be true or false")]))
+            }
+            if flag { recipients.append(.gemeenteOfAddress) }
+        }
+        var payload: [String: PayloadValue] = [:]
+        if let body = fields["payload"] {
+            switch Payload.payload(from: body, field: "payload") {
+            case .success(let values): payload = values
+            case .failure(let problems): issues += problems.issues
+            }
+        } else {
+            issues.append(PayloadIssue(field: "payload", code: .missingField, message: "'payload' is required: a flat object of the signal's fields"))
+        }
+        guard issues.isEmpty, let id, let type else { return .failure(InvalidPayload(issues)) }
+        return .success(SignalSubmission(id: id, type: type, recipients: recipients, payload: payload))
+    }
+}
+
+/// Stable reasons for a denial, as the sender sees them in the API and the journal records.
+public enum DenialCode: String, Sendable, Equatable, CaseIterable {
+    case recipientUnknown = "recipient_unknown"
+    case recipientSuspended = "recipient_suspended"
+    case senderSuspended = "sender_suspended"
+    case noMatchingRule = "no_matching_rule"
+    case notAParty = "not_a_party"
+    case convenantNotInForce = "convenant_not_in_force"
+    case specialCategoryNotGranted = "special_category_not_granted"
+    case requiredFieldNotAllowed = "required_field_not_allowed"
+    case preconditionNotMet = "precondition_not_met"
+    case tenantObjected = "tenant_objected"
+    case arrearsBelowThreshold = "arrears_below_threshold"
+    case addressNotRoutable = "address_not_routable"
+    case addressOutsideAreas = "address_outside_areas"
+    case feedbackNotAllowed = "feedback_not_allowed"
+    case feedbackStatusNotAllowed = "feedback_status_not_allowed"
+}
+
+/// Why nothing goes to a recipient: a stable code and a sentence the sender understands.
+public struct Denial: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: DenialCode
+    public var message: String
+
+    public init(code: DenialCode, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// A field the recipient does not get, and why.
+public struct DroppedField: Sendable, Equatable {
+    public enum Reason: Sendable, Equatable {
+        /// Not on the rule's allowlist.
+        case notInRule
+        /// On the allowlist, but of a special category the rule does not grant.
+        case specialCategoryNotGranted(DataCategory)
+    }
+
+    public var name: String
+    /// The field's data category in the signal type.
+    public var category: DataCategory
+    public var reason: Reason
+
+    public init(name: String, category: DataCategory, reason: Reason) {
+        self.name = name
+        self.category = category
+        self.reason = reason
+    }
+}
+
+/// What a recipient may answer the sender about a delivered signal.
+public struct FeedbackAllowance: Sendable, Equatable {
+    public var statuses: [String]
+    public var fields: [FieldDefinition]
+
+    public init(statuses: [String], fields: [FieldDefinition]) {
+        self.statuses = statuses
+        self.fields = fields
+    }
+}
+
+/// An allowed delivery: the rule that allows it and the minimised payload.
+public struct AllowedDelivery: Sendable, Equatable {
+    public var ruleID: String
+    public var convenantID: String
+    public var convenantVersion: Int
+    /// URI into the processing register (Logboek Dataverwerkingen `dpl.core.processing_activity_id`).
+    public var processingActivity: String
+    /// Only the fields the rule allows: this, and nothing else, leaves for the recipient.
+    public var payload: [String: PayloadValue]
+    /// Sorted names of the fields kept.
+    public var keptFields: [String]
+    /// The fields left out, sorted by name.
+    public var droppedFields: [DroppedField]
+    public var retentionDays: Int
+    public var feedback: FeedbackAllowance
+}
+
+public struct RecipientDecision: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        case allowed(AllowedDelivery)
+        case denied(Denial)
+    }
+
+    /// As the sender asked: an id, an OIN, or `gemeente-of-address`.
+    public var requested: String
+    /// The organisation it resolved to, when it did.
+    public var recipient: Organisation?
+    public var outcome: Outcome
+
+    public var allowed: AllowedDelivery? {
+        if case .allowed(let delivery) = outcome { delivery } else { nil }
+    }
+
+    public var denial: Denial? {
+        if case .denied(let denial) = outcome { denial } else { nil }
+    }
+}
+
+public enum PolicyResult: Sendable, Equatable {
+    /// The submission itself is wrong (HTTP 400); no recipient is considered.
+    case invalid([PayloadIssue])
+    /// One decision per requested recipient, in the order requested.
+    case decided([RecipientDecision])
+}
+
+public enum PolicyEngine {
+    /// Decides, per recipient, whether and what `sender` may send.
+    ///
+    /// Per recipient: default deny. A rule applies when it carries the type, its `from`
+    /// selects the sender and its `to` the recipient, both are parties of its convenant, and
+    /// the convenant is in force on the local date of `instant` in the node's time zone.
+    /// Candidate rules are tried in configuration order (convenant files by path, rules in
+    /// file order); the first that allows wins, else the first denial is given. The
+    /// recipient gets only the rule's fields, and special-category fields only where the rule
+    /// grants the category and the convenant states its basis. A field the type requires
+    /// that the rule cannot carry denies the recipient rather than sending an incomplete
+    /// signal.
+    public static func decide(_ submission: SignalSubmission, sender: Organisation, configuration: Configuration, at instant: Date) -> PolicyResult {
+        var issues: [PayloadIssue] = []
+        if !SignalSubmission.isValidID(submission.id) {
+            issues.append(PayloadIssue(field: "id", code: .invalidID, message: "a signal id is 1 to 128 characters of letters, digits, '.', '_', ':' and '-'"))
+        }
+        if submission.recipients.isEmpty {
+            issues.append(PayloadIssue(field: "recipients", code: .noRecipients, message: "name at least one recipient, or route by address"))
+        }
+        guard let type = configuration.signalType(id: submission.type) else {
+            let known = configuration.signalTypes.map(\.id)
+            return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,
+                                                   message: "unknown signal type '\(submission.type)': use one of \(known.joined(separator: ", "))")])
+        }
+        issues += PayloadValidator.validate(submission.payload, against: type.fields, lookup: type.field(named:), owner: "signal type '\(type.id)'")
+        guard issues.isEmpty else { return .invalid(issues) }
+
+        let today = configuration.localDate(of: instant)
+        var decisions: [RecipientDecision] = []
+        var seen: [String: String] = [:]
+        for request in submission.recipients {
+            let resolved = resolve(request, type: type, payload: submission.payload, configuration: configuration)
+            guard case .success(let recipient) = resolved else {
+                if case .failure(let denial) = resolved {
+                    decisions.append(RecipientDecision(requested: request.description, recipient: nil, outcome: .denied(denial)))
+                }
+                continue
+            }
+            if let earlier = seen.updateValue(request.description, forKey: recipient.id) {
+                return .invalid([PayloadIssue(field: "recipients", code: .duplicateRecipient,
+                                              message: "'\(recipient.id)' is requested twice (as '\(earlier)' and as '\(request.description)'); name each recipient once")])
+            }
+            let outcome = decide(type: type, payload: submission.payload, sender: sender, recipient: recipient, configuration: configuration, today: today)
+            decisions.append(RecipientDecision(requested: request.description, recipient: recipient, outcome: outcome))
+        }
+        return .decided(decisions)
+    }
+
+    private static func resolve(_ request: RecipientRequest, type: SignalType, payload: [String: PayloadValue],
+                                configuration: Configuration) -> Result<Organisation, Denial> {
+        switch request {
+        case .organisation(let identifier):
+            guard let organisation = configuration.organisation(identifier: identifier) else {
+                return .failure(Denial(code: .recipientUnknown, message: "No organisation '\(identifier)' is known to this node; use an organisation id or OIN from the configuration."))
+            }
+            return .success(organisation)
+        case .gemeenteOfAddress:
+            guard let field = type.routingField ?? type.address?.postcode else {
+                return .failure(Denial(code: .addressNotRoutable, message: "Signal type '\(type.id)' has no postcode field to route by; name the recipient instead."))
+            }
+            guard case .string(let text) = payload[field], let postcode = Postcode(text) else {
+                return .failure(Denial(code: .addressNotRoutable, message: "Routing by address needs the postcode in '\(field)'; fill it in or name the recipient."))
+            }
+            guard let gemeente = configuration.organisations.first(where: { $0.sector == .gemeente && $0.serves(postcode) }) else {
+                return .failure(Denial(code: .addressOutsideAreas, message: "No gemeente in this configuration serves postcode area \(postcode.digits); the address lies outside every gemeente's postcode areas."))
+            }
+            return .success(gemeente)
+        }
+    }
+
+    private static func decide(type: SignalType, payload: [String: PayloadValue], sender: Organisation, recipient: Organisation,
+                               configuration: Configuration, today: LocalDate) -> RecipientDecision.Outcome {
+        if sender.suspended {
+            return .denied(Denial(code: .senderSuspended, message: "Your organisation ('\(sender.id)') is suspended on this node: it can send nothing until an administrator lifts the suspension."))
+        }
+        if recipient.suspended {
+            return .denied(Denial(code: .recipientSuspended, message: "'\(recipient.id)' is suspended on this node: nothing may be sent to it until an administrator lifts the suspension."))
+        }
+        let matching = configuration.convenants.flatMap { convenant in
+            convenant.rules.filter { $0.signalTypes.contains(type.id) && $0.from.matches(sender) && $0.to.matches(recipient) }.map { (convenant, $0) }
+        }
+        guard !matching.isEmpty else {
+            return .denied(Denial(code: .noMatchingRule, message: "No rule in any convenant lets '\(sender.id)' send a \(type.id) to '\(recipient.id)'."))
+        }
+        let withParties = matching.filter { $0.0.parties.contains(sender.id) && $0.0.parties.contains(recipient.id) }
+        guard !withParties.isEmpty else {
+            let (convenant, _) = matching[0]
+            let outsider = convenant.parties.contains(sender.id) ? recipient.id : sender.id
+            return .denied(Denial(code: .notAParty, message: "'\(outsider)' is not a party of convenant '\(convenant.id)' version \(convenant.version), whose rules would cover this signal."))
+        }
+        let inForce = withParties.filter { $0.0.isInForce(on: today) }
+        guard !inForce.isEmpty else {
+            let (convenant, _) = withParties[0]
+            return .denied(Denial(code: .convenantNotInForce, message: "Convenant '\(convenant.id)' version \(convenant.version) is in force from \(convenant.validFrom) to \(convenant.validUntil), not on \(today)."))
+        }
+        var firstDenial: Denial?
+        for (convenant, rule) in inForce {
+            switch apply(rule, of: convenant, type: type, payload: payload, today: today) {
+            case .success(let delivery): return .allowed(delivery)
+            case .failure(let denial): firstDenial = firstDenial ?? denial
+            }
+        }
+        return .denied(firstDenial!)
+    }
+
+    /// Preconditions and minimisation under one rule.
+    private static func apply(_ rule: Rule, of convenant: Convenant, type: SignalType, payload: [String: PayloadValue],
+                              today: LocalDate) -> Result<AllowedDelivery, Denial> {
+        if let threshold = rule.preconditions.vroegEropafMinimumArrearsDays,
+           let denial = checkVroegEropaf(payload, threshold: threshold, today: today) {
+            return .failure(denial)
+        }
+        var kept: [String: PayloadValue] = [:]
+        var dropped: [DroppedField] = []
+        for name in payload.keys.sorted() {
+            // Validation has checked every payload field against the type.
+            let definition = type.field(named: name)!
+            guard rule.allowlist.contains(name) else {
+                dropped.append(DroppedField(name: name, category: definition.category, reason: .notInRule))
+                continue
+            }
+            if definition.category.isSpecial,
+               !rule.specialCategories.contains(definition.category) || convenant.specialCategoryBasis[definition.category] == nil {
+                dropped.append(DroppedField(name: name, category: definition.category, reason: .specialCategoryNotGranted(definition.category)))
+                continue
+            }
+            kept[name] = payload[name]
+        }
+        for field in type.fields where field.required && kept[field.name] == nil {
+            if field.category.isSpecial {
+                return .failure(Denial(code: .specialCategoryNotGranted, message: "Signal type '\(type.id)' requires '\(field.name)', which holds \(field.category.rawValue) data that rule '\(rule.id)' of convenant '\(convenant.id)' does not grant."))
+            }
+            return .failure(Denial(code: .requiredFieldNotAllowed, message: "Signal type '\(type.id)' requires '\(field.name)', which rule '\(rule.id)' of convenant '\(convenant.id)' does not allow; the signal would arrive incomplete."))
+        }
+        let allowedFeedbackFields = type.feedback.fields.filter { rule.feedback.fields.contains($0.name) }
+        return .success(AllowedDelivery(ruleID: rule.id, convenantID: convenant.id, convenantVersion: convenant.version,
+                                        processingActivity: convenant.processingActivity, payload: kept, keptFields: kept.keys.sorted(),
+                                        droppedFields: dropped, retentionDays: rule.retentionDays,
+                                        feedback: FeedbackAllowance(statuses: rule.feedback.statuses, fields: allowedFeedbackFields)))
+    }
+
+    /// Besluit gemeentelijke schuldhulpverlening art. 2: every unmet step is named.
+    private static func checkVroegEropaf(_ payload: [String: PayloadValue], threshold: Int, today: LocalDate) -> Denial? {
+        var unmet: [String] = []
+        for step in VroegEropaf.attestations where payload[step.field] != .boolean(true) {
+            unmet.append("(\(step.letter)) is not attested: \(step.field) must be true, meaning \(step.meaning)")
+        }
+        let start = date(payload[VroegEropaf.arrearsStartField])
+        if payload[VroegEropaf.attestations[2].field] == .boolean(true) {
+            if let reminder = date(payload[VroegEropaf.reminderDateField]) {
+                if reminder > today {
+                    unmet.append("(c) the written reminder (\(VroegEropaf.reminderDateField)) is dated in the future")
+                } else if let start, reminder < start {
+                    unmet.append("(c) the written reminder (\(VroegEropaf.reminderDateField)) is dated before the arrears began")
+                }
+            } else {
+                unmet.append("(c) the date of the written reminder (\(VroegEropaf.reminderDateField)) is missing")
+            }
+        }
+        let law = "Besluit gemeentelijke schuldhulpverlening art. 2"
+        if !unmet.isEmpty {
+            return Denial(code: .preconditionNotMet, message: "Vroeg Eropaf precondition not met (\(law)): " + unmet.joined(separator: "; ") + ".")
+        }
+        if payload[VroegEropaf.objectionField] == .boolean(true) {
+            return Denial(code: .tenantObjected, message: "The tenant refused to have the details passed on (\(VroegEropaf.objectionField) is true), so nothing may be sent (\(law) (d)).")
+        }
+        guard let start else {
+            return Denial(code: .preconditionNotMet, message: "The start of the arrears (\(VroegEropaf.arrearsStartField)) is missing; it is needed to check the \(threshold)-day threshold.")
+        }
+        let days = start.days(until: today)
+        if days < threshold {
+            return Denial(code: .arrearsBelowThreshold, message: "The arrears are \(days) days old; this rule requires at least \(threshold) days before the gemeente may be told.")
+        }
+        return nil
+    }
+
+    private static func date(_ value: PayloadValue?) -> LocalDate? {
+        guard case .string(let text) = value else { return nil }
+        return LocalDate(text)
+    }
+}

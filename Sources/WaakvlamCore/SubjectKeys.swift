@@ -1,0 +1,65 @@
+import Foundation
+
+/// Canonical strings naming who and what address a signal is about. The journal turns them
+/// into HMAC pseudonyms, so an access request ("who received data about me?") can be
+/// answered without keeping a BSN or a name in the clear. An auditor builds the same strings
+/// from what the person gives (with the static functions) and asks for their pseudonym.
+public struct SubjectKeys: Sendable, Equatable {
+    /// `bsn:<9 digits>` when the payload holds a BSN, else
+    /// `person:<surname>|<birth date>|<postcode>` when it holds all three, else nil.
+    public var person: String?
+    /// `address:<postcode>|<house number>|<addition>`, or nil.
+    public var address: String?
+
+    public init(person: String?, address: String?) {
+        self.person = person
+        self.address = address
+    }
+
+    public static func person(bsn: String) -> String? {
+        PayloadValidator.isValidBSN(bsn) ? "bsn:" + bsn : nil
+    }
+
+    /// The surname is folded (case, accents, spaces), so "Dijk, van" and "van dijk" differ but
+    /// "Çelik" and "celik" do not.
+    public static func person(surname: String, birthDate: String, postcode: String) -> String? {
+        guard let date = LocalDate(birthDate), let postcode = Postcode(postcode) else { return nil }
+        let folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
+            .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
+        guard !folded.isEmpty else { return nil }
+        return "person:\(folded)|\(date)|\(postcode)"
+    }
+
+    /// The house number without leading zeros, the addition upper-cased without separators.
+    public static func address(postcode: String, houseNumber: String, addition: String? = nil) -> String? {
+        guard let postcode = Postcode(postcode), let number = Int(houseNumber.trimmingCharacters(in: .whitespaces)), number > 0 else { return nil }
+        let suffix = (addition ?? "").uppercased().filter { $0.isLetter || $0.isNumber }
+        return "address:\(postcode)|\(number)|\(suffix)"
+    }
+}
+
+/// The subject keys of a payload of `type`, from the fields the type names as person and
+/// address fields. Computed from the submitted payload, before minimisation: the signal is
+/// about that person whatever each recipient gets.
+public func subjectKeys(for payload: [String: PayloadValue], type: SignalType) -> SubjectKeys {
+    func text(_ field: String?) -> String? {
+        guard let field else { return nil }
+        switch payload[field] {
+        case .string(let text): return text
+        case .integer(let number): return String(number)
+        default: return nil
+        }
+    }
+    var person: String?
+    if let person_ = type.person {
+        person = text(person_.bsn).flatMap { SubjectKeys.person(bsn: $0) }
+        if person == nil, let surname = text(person_.surname), let birthDate = text(person_.birthDate), let postcode = text(person_.postcode) {
+            person = SubjectKeys.person(surname: surname, birthDate: birthDate, postcode: postcode)
+        }
+    }
+    var address: String?
+    if let fields = type.address, let postcode = text(fields.postcode), let number = text(fields.houseNumber) {
+        address = SubjectKeys.address(postcode: postcode, houseNumber: number, addition: text(fields.houseNumberAddition))
+    }
+    return SubjectKeys(person: person, address: address)
+}
