@@ -1,6 +1,384 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
+import WaakvlamJournal
+import WaakvlamSystem
+
+// `waakvlam-bench journal`: durable appends/s and ack latency for 1, 8 and 64 concurrent
+// writers beside the raw fdatasync rate of the same disk, then recovery time and peak memory
+// for a journal of 1,000,000 records. Two hidden child modes serve the benchmark and the
+// crash test:
+//   journal writer  --dir D [--threads N] [--segment-size BYTES]
+//       appends signals from N threads forever, printing "<signal id>\n" after each append
+//       returned (is durable); meant to be killed with SIGKILL.
+//   journal recover --dir D
+//       opens (recovers) the journal and prints one JSON line with the figures.
 
 func runJournalBenchmark(_ arguments: [String]) -> Int32 {
-    print("not built yet")
+    var options = BenchOptions()
+    do {
+        options = try BenchOptions.parse(arguments)
+    } catch {
+        FileHandle.standardError.write(Data("waakvlam-bench journal: \(error)\n".utf8))
+        return 2
+    }
+    Log.shared.minimumLevel = .warning
+    switch options.mode {
+    case "writer": return runWriterChild(options)
+    case "recover": return runRecoverChild(options)
+    default: return runMainBenchmark(options)
+    }
+}
+
+private struct BenchOptions {
+    var mode = "run"
+    var directory: String?
+    var threads = 16
+    var seconds = 3.0
+    var records = 1_000_000
+    var segmentSize = 64 << 20
+    /// "appends", "recovery" or "all".
+    var part = "all"
+
+    struct UsageError: Error, CustomStringConvertible { let description: String }
+
+    static func parse(_ arguments: [String]) throws -> BenchOptions {
+        var o = BenchOptions()
+        var args = arguments[...]
+        if let first = args.first, !first.hasPrefix("--") {
+            o.mode = first
+            args = args.dropFirst()
+        }
+        while let flag = args.popFirst() {
+            guard let value = args.popFirst() else { throw UsageError(description: "\(flag) needs a value") }
+            switch flag {
+            case "--dir": o.directory = value
+            case "--threads": o.threads = try number(flag, value)
+            case "--seconds": o.seconds = Double(try number(flag, value))
+            case "--records": o.records = try number(flag, value)
+            case "--segment-size": o.segmentSize = try number(flag, value)
+            case "--part":
+                guard ["appends", "recovery", "all"].contains(value) else {
+                    throw UsageError(description: "--part is appends, recovery or all")
+                }
+                o.part = value
+            default: throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part; child modes: --threads --segment-size)")
+            }
+        }
+        return o
+    }
+
+    private static func number(_ flag: String, _ value: String) throws -> Int {
+        guard let n = Int(value), n > 0 else { throw UsageError(description: "\(flag) needs a positive number") }
+        return n
+    }
+}
+
+private let payloadHash = String(repeating: "5e", count: 32)
+private let requestHash = String(repeating: "a7", count: 32)
+private let subjects = ["bsn:" + String(repeating: "3c", count: 32)]
+private let payloadTail = [UInt8](repeating: 32, count: 180)
+
+/// What the relay appends when it accepts a signal: `received` plus one allowed decision
+/// carrying a sealed ~300-byte payload.
+private func signalRecords(_ id: String, at: Date = Date()) -> [JournalRecord] {
+    [.received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
+                        requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
+                        subjectPseudonyms: subjects,
+                        traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at)),
+     .decision(Decision(signalID: id, recipientID: "gemeente-hoorn", allowed: true, ruleID: "vroegsignalering-huur",
+                        convenantID: "hoorn-vroeg-eropaf", convenantVersion: "3",
+                        processingActivity: "https://register.hoorn.nl/verwerkingen/vroegsignalering", configVersion: "12",
+                        fieldsDelivered: ["bedrag", "ontstaansdatum", "Achternaam", "Postcode", "Huisnummer"],
+                        fieldsDropped: ["Burgerservicenummer"], retentionUntil: at.addingTimeInterval(86400 * 30),
+                        deliveryMode: .push, payload: payloadBytes(id), at: at))]
+}
+
+private func payloadBytes(_ id: String) -> [UInt8] {
+    Array("{\"id\":\"\(id)\",\"bedrag\":\"812.40\",\"ontstaansdatum\":\"2026-09-01\",\"Achternaam\":\"X\",\"Postcode\":\"1621AB\",\"Huisnummer\":\"12\"}".utf8)
+        + payloadTail
+}
+
+// MARK: - Child modes
+
+private func runWriterChild(_ options: BenchOptions) -> Int32 {
+    guard let directory = options.directory else { return usageFailure("writer needs --dir") }
+    let journal: Journal
+    do {
+        journal = try Journal.open(directory: directory, options: JournalOptions(segmentSizeLimit: options.segmentSize))
+    } catch {
+        FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
+        return 1
+    }
+    let run = String(getpid()) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    for t in 0..<options.threads {
+        Thread {
+            var i = 0
+            while true {
+                let id = "\(run)-\(t)-\(i)"
+                var records = signalRecords(id)
+                if i > 0, i % 4 == 0 {
+                    records.append(.delivered(Delivered(signalID: "\(run)-\(t)-\(i - 1)", recipientID: "gemeente-hoorn",
+                                                        via: .push, at: Date())))
+                }
+                do {
+                    try journal.append(records)
+                } catch {
+                    FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
+                    exit(1)
+                }
+                // One write(2) per line: lines from different threads never interleave.
+                let line = Array((id + "\n").utf8)
+                _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
+                i += 1
+            }
+        }.start()
+    }
+    while true { sleep(60) }
+}
+
+private func runRecoverChild(_ options: BenchOptions) -> Int32 {
+    guard let directory = options.directory else { return usageFailure("recover needs --dir") }
+    let started = monotonicNanoseconds()
+    do {
+        let journal = try Journal.open(directory: directory)
+        let seconds = Double(monotonicNanoseconds() - started) / 1e9
+        let index = journal.deliveryState()
+        let line: [String: Any] = [
+            "records": journal.recovery.records, "hashed_records": journal.recovery.hashedRecords,
+            "seconds": seconds, "max_rss_kib": maxResidentKiB(), "index_bytes": index.memoryFootprint,
+            "signals": index.signalCount, "pending": index.pendingCount,
+        ]
+        journal.close()
+        let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+        return 0
+    } catch {
+        FileHandle.standardError.write(Data("recover: \(error)\n".utf8))
+        return 1
+    }
+}
+
+private func usageFailure(_ message: String) -> Int32 {
+    FileHandle.standardError.write(Data("waakvlam-bench journal: \(message)\n".utf8))
     return 2
+}
+
+private func maxResidentKiB() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Int(usage.ru_maxrss)
+}
+
+// MARK: - The benchmark
+
+private func runMainBenchmark(_ options: BenchOptions) -> Int32 {
+    let base = options.directory ?? (NSTemporaryDirectory() + "waakvlam-bench-journal-\(getpid())")
+    try? FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+    defer { if options.directory == nil { try? FileManager.default.removeItem(atPath: base) } }
+    print("journal benchmark in \(base) (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
+
+    if options.part != "recovery", !measureAppends(base: base, seconds: options.seconds) { return 1 }
+    if options.part != "appends", !measureRecovery(base: base, records: options.records) { return 1 }
+    return 0
+}
+
+private func measureAppends(base: String, seconds: Double) -> Bool {
+    let raw = rawSyncRate(directory: base, seconds: seconds)
+    print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
+    print("")
+    print("writers  appends/s  records/s  x raw   p50 ms   p99 ms  appends/sync")
+    for writers in [1, 8, 64] {
+        let dir = base + "/writers-\(writers)"
+        guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil) else { return false }
+        print(String(format: "%7d  %9.0f  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f", writers, r.appendsPerSecond, r.appendsPerSecond * 2,
+                     r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+    guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000) else { return false }
+    print(String(format: "paced 1,000 appends/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
+                 r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+    try? FileManager.default.removeItem(atPath: base + "/paced")
+    print("")
+    return true
+}
+
+private func measureRecovery(base: String, records: Int) -> Bool {
+    let dir = base + "/recovery"
+    let built = monotonicNanoseconds()
+    guard let signals = buildJournal(directory: dir, records: records) else { return false }
+    print(String(format: "built a journal of %d records (%d signals) in %.1f s, %.0f MB on disk", records, signals,
+                 Double(monotonicNanoseconds() - built) / 1e9, Double(directorySize(dir)) / 1e6))
+    for (label, dropCheckpoint) in [("from the checkpoint (clean shutdown)", false), ("without checkpoint (whole chain hashed)", true)] {
+        if dropCheckpoint { try? FileManager.default.removeItem(atPath: dir + "/checkpoint") }
+        guard let figures = recoverInChild(directory: dir) else { return false }
+        print(String(format: "recovery %@: %.2f s for %d records (%d hashed), peak RSS %.0f MB, index %.1f MB for %d signals / %d pending",
+                     label, figures["seconds"] as? Double ?? 0, figures["records"] as? Int ?? 0, figures["hashed_records"] as? Int ?? 0,
+                     Double(figures["max_rss_kib"] as? Int ?? 0) / 1024, Double(figures["index_bytes"] as? Int ?? 0) / 1e6,
+                     figures["signals"] as? Int ?? 0, figures["pending"] as? Int ?? 0))
+    }
+    return true
+}
+
+private func rawSyncRate(directory: String, seconds: Double) -> (rate: Double, p50: Double) {
+    let path = directory + "/raw-sync"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    defer {
+        close(fd)
+        unlink(path)
+    }
+    let block = [UInt8](repeating: 0x42, count: 512)
+    var latencies: [UInt64] = []
+    let end = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while monotonicNanoseconds() < end {
+        let t0 = monotonicNanoseconds()
+        _ = block.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+        fdatasync(fd)
+        latencies.append(monotonicNanoseconds() - t0)
+    }
+    latencies.sort()
+    return (Double(latencies.count) / seconds, Double(latencies[latencies.count / 2]) / 1e9)
+}
+
+private struct LoadResult {
+    let appendsPerSecond: Double
+    let p50: Double
+    let p99: Double
+    let appendsPerSync: Double
+}
+
+/// Latencies gathered from several threads.
+private final class Latencies: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [UInt64] = []
+
+    func add(_ more: [UInt64]) {
+        lock.lock()
+        values += more
+        lock.unlock()
+    }
+
+    func sorted() -> [UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return values.sorted()
+    }
+}
+
+/// `writers` threads append signals for `seconds`; with `pacedRate` the total arrival rate
+/// is held at that many appends per second instead of as fast as possible.
+private func appendLoad(directory: String, writers: Int, seconds: Double, pacedRate: Double?) -> LoadResult? {
+    let journal: Journal
+    do {
+        journal = try Journal.open(directory: directory)
+    } catch {
+        print("cannot open journal: \(error)")
+        return nil
+    }
+    defer { journal.close() }
+    let collected = Latencies()
+    let start = monotonicNanoseconds()
+    let end = start + UInt64(seconds * 1e9)
+    let group = DispatchGroup()
+    for t in 0..<writers {
+        group.enter()
+        Thread {
+            var latencies: [UInt64] = []
+            var i = 0
+            let interval = pacedRate.map { Double(writers) / $0 * 1e9 }
+            while true {
+                if let interval {
+                    let due = start + UInt64(Double(i) * interval + Double(t) * interval / Double(writers))
+                    let now = monotonicNanoseconds()
+                    if due > now { usleep(UInt32((due - now) / 1000)) }
+                }
+                let t0 = monotonicNanoseconds()
+                if t0 >= end { break }
+                do {
+                    try journal.append(signalRecords("w\(writers)-\(t)-\(i)"))
+                } catch {
+                    print("append failed: \(error)")
+                    break
+                }
+                latencies.append(monotonicNanoseconds() - t0)
+                i += 1
+            }
+            collected.add(latencies)
+            group.leave()
+        }.start()
+    }
+    group.wait()
+    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    let all = collected.sorted()
+    guard !all.isEmpty else { return nil }
+    let stats = journal.statistics
+    return LoadResult(appendsPerSecond: Double(all.count) / elapsed, p50: Double(all[all.count / 2]) / 1e9,
+                      p99: Double(all[min(all.count - 1, all.count * 99 / 100)]) / 1e9,
+                      appendsPerSync: Double(stats.appends) / Double(max(stats.segmentSyncs, 1)))
+}
+
+/// Writes `records` records in large appends: signals of three records (received, decision
+/// with payload, delivered), with every tenth signal left pending.
+private func buildJournal(directory: String, records: Int) -> Int? {
+    try? FileManager.default.removeItem(atPath: directory)
+    do {
+        let journal = try Journal.open(directory: directory)
+        defer { journal.close() }
+        var batch: [JournalRecord] = []
+        var written = 0
+        var signals = 0
+        let at = Date()
+        while written < records {
+            let id = "bench-\(signals)"
+            var next = signalRecords(id, at: at)
+            if signals % 10 != 0 {
+                next.append(.delivered(Delivered(signalID: id, recipientID: "gemeente-hoorn", via: .push, at: at)))
+            }
+            next = Array(next.prefix(records - written))
+            batch += next
+            written += next.count
+            signals += 1
+            if batch.count >= 3000 || written == records {
+                try journal.append(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        return signals
+    } catch {
+        print("cannot build the journal: \(error)")
+        return nil
+    }
+}
+
+private func recoverInChild(directory: String) -> [String: Any]? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
+        process.executableURL = Bundle.main.executableURL
+    }
+    process.arguments = ["journal", "recover", "--dir", directory]
+    let output = Pipe()
+    process.standardOutput = output
+    do {
+        try process.run()
+    } catch {
+        print("cannot start the recovery child: \(error)")
+        return nil
+    }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0,
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        print("recovery child failed (status \(process.terminationStatus))")
+        return nil
+    }
+    return object
+}
+
+private func directorySize(_ path: String) -> Int {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+    return names.reduce(0) { total, name in
+        total + ((try? FileManager.default.attributesOfItem(atPath: path + "/" + name)[.size] as? Int) ?? 0)
+    }
 }

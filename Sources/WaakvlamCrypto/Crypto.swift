@@ -8,6 +8,10 @@ public enum CryptoError: Error, Equatable, Sendable {
     case invalidKeyLength
 }
 
+/// SHA-256, fetched once: OpenSSL 3's one-shot SHA256() looks the digest up by name (locks
+/// and string compares) on every call, which dominated hashing many small records.
+private let sha256Digest: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
 /// SHA-256 over bytes.
 public enum SHA256 {
     public static let byteCount = 32
@@ -15,7 +19,7 @@ public enum SHA256 {
     public static func hash<D: ContiguousBytes>(_ data: D) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: byteCount)
         data.withUnsafeBytes { raw in
-            _ = COpenSSL.SHA256(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, &out)
+            _ = EVP_Digest(raw.baseAddress, raw.count, &out, nil, sha256Digest, nil)
         }
         return out
     }
@@ -47,6 +51,10 @@ public enum SecureRandom {
     }
 }
 
+/// AES-256-GCM, fetched once: OpenSSL 3 otherwise looks the cipher up by name (locks and
+/// string compares) on every init.
+private let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
+
 /// AES-256-GCM with a 12-byte nonce and a 16-byte tag appended to the ciphertext.
 public enum AESGCM {
     public static let keyCount = 32
@@ -59,7 +67,7 @@ public enum AESGCM {
         let nonce = SecureRandom.bytes(nonceCount)
         guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
         defer { EVP_CIPHER_CTX_free(ctx) }
-        guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, key, nonce) == 1 else {
+        guard EVP_EncryptInit_ex(ctx, aes256GCM, nil, key, nonce) == 1 else {
             throw CryptoError.openSSL("EVP_EncryptInit_ex")
         }
         var length: Int32 = 0
@@ -99,7 +107,7 @@ public enum AESGCM {
         var out = [UInt8](repeating: 0, count: max(cipherCount, 1))
         try sealed.withUnsafeBufferPointer { input in
             let base = input.baseAddress!
-            guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, key, base) == 1 else {
+            guard EVP_DecryptInit_ex(ctx, aes256GCM, nil, key, base) == 1 else {
                 throw CryptoError.openSSL("EVP_DecryptInit_ex")
             }
             var length: Int32 = 0

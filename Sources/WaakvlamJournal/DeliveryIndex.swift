@@ -1,0 +1,556 @@
+import Foundation
+
+/// Where one delivery (one signal to one recipient) stands.
+public enum DeliveryStatus: Equatable, Sendable {
+    /// Allowed and not yet delivered. `nextAttemptAt` is nil for inbox deliveries (the
+    /// recipient pulls) and for push deliveries with no further attempt planned.
+    case pending(attempts: Int, firstQueuedAt: Date, nextAttemptAt: Date?, mode: DeliveryMode)
+    case delivered(at: Date)
+    case expired(at: Date)
+    /// The policy refused this recipient; `code` is the decision's reason code.
+    case denied(code: String)
+}
+
+/// One delivery as the index knows it. The full decision record can be read with
+/// `Journal.record(at: decision)`.
+public struct DeliveryState: Equatable, Sendable {
+    public let signalID: String
+    public let recipientID: String
+    public let status: DeliveryStatus
+    /// Position of the decision record.
+    public let decision: RecordPosition
+    /// True while a sealed payload exists whose key has not been purged.
+    public let hasPayload: Bool
+    public let retentionUntil: Date?
+
+    public var isPending: Bool {
+        if case .pending = status { return true }
+        return false
+    }
+}
+
+/// One signal as the index knows it: enough to find its records and answer status queries.
+public struct SignalSummary: Equatable, Sendable {
+    public let signalID: String
+    public let senderID: String
+    public let signalType: String
+    public let receivedAt: Date
+    /// Position of the `received` record; nil if the journal holds decisions without one.
+    public let received: RecordPosition?
+    /// One entry per decision, in journal order.
+    public let deliveries: [DeliveryState]
+}
+
+/// The relay's view of the journal, rebuilt at open and kept current by `append`: every
+/// signal id seen, every delivery's state, pending pushes ordered by next attempt, inbox
+/// queues per recipient, and payloads ordered by retention end. Thread-safe.
+///
+/// It is compact on purpose: no payloads and no free text; strings that repeat (organisation
+/// ids, types, reason codes) are interned, signal ids live in one byte arena, and delivery
+/// state is a fixed-size struct. Details come from the journal (`Journal.signal(_:)`).
+public final class DeliveryIndex: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids = IDTable()
+    private var names = StringTable()
+    private var signals: [SignalEntry] = []
+    private var deliveries: [DeliveryEntry] = []
+    private var schedule = MinHeap()
+    private var retention = MinHeap()
+    private var inboxes: [UInt32: InboxQueue] = [:]
+    private var pending = 0
+    private var lastConfig: String?
+
+    init() {}
+
+    // MARK: Queries
+
+    public var signalCount: Int { locked { signals.count } }
+    public var deliveryCount: Int { locked { deliveries.count } }
+    public var pendingCount: Int { locked { pending } }
+    /// The version of the last `configApplied` record.
+    public var lastConfigVersion: String? { locked { lastConfig } }
+
+    public func contains(signalID: String) -> Bool { locked { ids.find(signalID) != nil } }
+
+    public func signal(_ signalID: String) -> SignalSummary? {
+        locked {
+            guard let s = ids.find(signalID) else { return nil }
+            let entry = signals[Int(s)]
+            var states: [DeliveryState] = []
+            var d = entry.firstDelivery
+            while d != .max {
+                states.append(state(d))
+                d = deliveries[Int(d)].nextInSignal
+            }
+            return SignalSummary(signalID: signalID, senderID: names.name(entry.sender), signalType: names.name(entry.type),
+                                 receivedAt: JournalTime.date(entry.receivedAt), received: entry.received.position,
+                                 deliveries: states)
+        }
+    }
+
+    public func delivery(signalID: String, recipientID: String) -> DeliveryState? {
+        locked { find(signalID, recipientID).map(state) }
+    }
+
+    /// Pending push deliveries whose next attempt is due at `date`, earliest first. Entries
+    /// stay until a record changes them (attempt, delivered, expired): the caller tracks what
+    /// it has in flight.
+    public func duePushes(at date: Date, limit: Int) -> [DeliveryState] {
+        locked {
+            dropStale(&schedule, isCurrent: isScheduled)
+            return schedule.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isScheduled).map(state)
+        }
+    }
+
+    /// When the earliest pending push is due, or nil when none is scheduled.
+    public func nextPushDue() -> Date? {
+        locked {
+            dropStale(&schedule, isCurrent: isScheduled)
+            return schedule.top.map { JournalTime.date($0.key) }
+        }
+    }
+
+    /// Pending inbox deliveries of a recipient in queue order (oldest first).
+    public func inbox(recipientID: String, limit: Int) -> [DeliveryState] {
+        locked {
+            guard let recipient = names.lookup(recipientID), var queue = inboxes[recipient] else { return [] }
+            let isWaiting = { (d: UInt32) -> Bool in
+                let e = self.deliveries[Int(d)]
+                return e.state == .pending && e.mode == .inbox
+            }
+            queue.dropLeading { !isWaiting($0) }
+            inboxes[recipient] = queue.isEmpty ? nil : queue
+            var seen = Set<UInt32>()
+            var out: [DeliveryState] = []
+            for d in queue.items[queue.head...] where out.count < limit && isWaiting(d) && seen.insert(d).inserted {
+                out.append(state(d))
+            }
+            return out
+        }
+    }
+
+    /// Deliveries whose payload is still readable and whose retention ended by `date`,
+    /// earliest first: the relay purges them.
+    public func payloadsDue(at date: Date, limit: Int) -> [DeliveryState] {
+        locked {
+            dropStale(&retention, isCurrent: isRetained)
+            return retention.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isRetained).map(state)
+        }
+    }
+
+    /// Approximate bytes held by the index (capacities of its arrays and tables).
+    public var memoryFootprint: Int {
+        locked {
+            ids.memoryFootprint + names.memoryFootprint
+                + signals.capacity * MemoryLayout<SignalEntry>.stride
+                + deliveries.capacity * MemoryLayout<DeliveryEntry>.stride
+                + schedule.memoryFootprint + retention.memoryFootprint
+                + inboxes.values.reduce(0) { $0 + $1.items.capacity * 4 + 48 }
+        }
+    }
+
+    // MARK: Updates (called by the journal after a record is durable)
+
+    /// The key slot and decision position of a delivery's readable payload.
+    func payloadKey(signalID: String, recipientID: String) -> (slot: UInt32, decision: RecordPosition)? {
+        locked {
+            guard let d = find(signalID, recipientID) else { return nil }
+            let e = deliveries[Int(d)]
+            guard e.keySlot != .max, let position = e.decision.position else { return nil }
+            return (e.keySlot, position)
+        }
+    }
+
+    /// Applies appends (records with their positions) in order.
+    func apply(_ appends: [([JournalRecord], [RecordPosition])]) {
+        locked {
+            for (records, positions) in appends {
+                for i in records.indices { apply(records[i], positions[i]) }
+            }
+            if schedule.count > 2 * pending + 4096 { schedule.compact(isCurrent: isScheduled) }
+        }
+    }
+
+    private func apply(_ record: JournalRecord, _ position: RecordPosition) {
+        switch record {
+        case .received(let r):
+            let s = signalIndex(r.signalID)
+            if signals[Int(s)].received.sequence == 0 {
+                signals[Int(s)].sender = names.intern(r.senderID)
+                signals[Int(s)].type = names.intern(r.signalType)
+                signals[Int(s)].receivedAt = JournalTime.microseconds(r.at)
+                signals[Int(s)].received = PackedPosition(position)
+            }
+        case .decision(let r):
+            decide(r, position)
+        case .attempt(let r):
+            guard let d = find(r.signalID, r.recipientID), deliveries[Int(d)].state == .pending else { return }
+            deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
+            deliveries[Int(d)].time = r.nextAttemptAt.map(JournalTime.microseconds) ?? .max
+            if deliveries[Int(d)].mode == .push, let next = r.nextAttemptAt {
+                schedule.push(JournalTime.microseconds(next), d)
+            }
+        case .delivered(let r):
+            finish(r.signalID, r.recipientID, .delivered, r.at)
+        case .expired(let r):
+            finish(r.signalID, r.recipientID, .expired, r.at)
+        case .payloadPurged(let r):
+            if let d = find(r.signalID, r.recipientID) { deliveries[Int(d)].keySlot = .max }
+        case .feedback:
+            break
+        case .configApplied(let r):
+            lastConfig = r.version
+        }
+    }
+
+    private func decide(_ r: Decision, _ position: RecordPosition) {
+        let s = signalIndex(r.signalID)
+        let recipient = names.intern(r.recipientID)
+        var entry = DeliveryEntry(signal: s, recipient: recipient)
+        entry.state = r.allowed ? .pending : .denied
+        entry.mode = r.deliveryMode == .inbox ? .inbox : .push
+        entry.reason = r.reasonCode.map { names.intern($0) } ?? .max
+        entry.keySlot = r.sealed?.keySlot ?? .max
+        entry.firstQueuedAt = JournalTime.microseconds(r.at)
+        entry.time = r.allowed && entry.mode == .push ? entry.firstQueuedAt : .max
+        entry.retentionUntil = r.retentionUntil.map(JournalTime.microseconds) ?? .max
+        entry.decision = PackedPosition(position)
+
+        let d: UInt32
+        if let existing = find(s, recipient) {
+            // A second decision for the same delivery replaces the first.
+            d = existing
+            if deliveries[Int(d)].state == .pending { pending -= 1 }
+            entry.nextInSignal = deliveries[Int(d)].nextInSignal
+            deliveries[Int(d)] = entry
+        } else {
+            d = UInt32(deliveries.count)
+            deliveries.append(entry)
+            if signals[Int(s)].lastDelivery == .max {
+                signals[Int(s)].firstDelivery = d
+            } else {
+                deliveries[Int(signals[Int(s)].lastDelivery)].nextInSignal = d
+            }
+            signals[Int(s)].lastDelivery = d
+        }
+        if entry.state == .pending {
+            pending += 1
+            if entry.mode == .push {
+                schedule.push(entry.time, d)
+            } else {
+                inboxes[recipient, default: InboxQueue()].items.append(d)
+            }
+        }
+        if entry.keySlot != .max, entry.retentionUntil != .max {
+            retention.push(entry.retentionUntil, d)
+        }
+    }
+
+    private func finish(_ signalID: String, _ recipientID: String, _ state: DeliveryEntry.State, _ at: Date) {
+        guard let d = find(signalID, recipientID), deliveries[Int(d)].state == .pending else { return }
+        pending -= 1
+        deliveries[Int(d)].state = state
+        deliveries[Int(d)].time = JournalTime.microseconds(at)
+    }
+
+    // MARK: Internals
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    private func signalIndex(_ signalID: String) -> UInt32 {
+        let (s, inserted) = ids.insert(signalID)
+        if inserted { signals.append(SignalEntry()) }
+        return s
+    }
+
+    private func find(_ signalID: String, _ recipientID: String) -> UInt32? {
+        guard let s = ids.find(signalID), let recipient = names.lookup(recipientID) else { return nil }
+        return find(s, recipient)
+    }
+
+    private func find(_ s: UInt32, _ recipient: UInt32) -> UInt32? {
+        var d = signals[Int(s)].firstDelivery
+        while d != .max {
+            if deliveries[Int(d)].recipient == recipient { return d }
+            d = deliveries[Int(d)].nextInSignal
+        }
+        return nil
+    }
+
+    private func isScheduled(_ key: Int64, _ d: UInt32) -> Bool {
+        let e = deliveries[Int(d)]
+        return e.state == .pending && e.mode == .push && e.time == key
+    }
+
+    private func isRetained(_ key: Int64, _ d: UInt32) -> Bool {
+        let e = deliveries[Int(d)]
+        return e.keySlot != .max && e.retentionUntil == key
+    }
+
+    private func dropStale(_ heap: inout MinHeap, isCurrent: (Int64, UInt32) -> Bool) {
+        while let top = heap.top, !isCurrent(top.key, top.value) { heap.pop() }
+    }
+
+    private func state(_ d: UInt32) -> DeliveryState {
+        let e = deliveries[Int(d)]
+        let status: DeliveryStatus
+        switch e.state {
+        case .pending:
+            status = .pending(attempts: Int(e.attempts), firstQueuedAt: JournalTime.date(e.firstQueuedAt),
+                              nextAttemptAt: e.time == .max ? nil : JournalTime.date(e.time),
+                              mode: e.mode == .inbox ? .inbox : .push)
+        case .delivered: status = .delivered(at: JournalTime.date(e.time))
+        case .expired: status = .expired(at: JournalTime.date(e.time))
+        case .denied: status = .denied(code: e.reason == .max ? "denied" : names.name(e.reason))
+        }
+        return DeliveryState(signalID: ids.string(e.signal), recipientID: names.name(e.recipient),
+                             status: status, decision: e.decision.position!, hasPayload: e.keySlot != .max,
+                             retentionUntil: e.retentionUntil == .max ? nil : JournalTime.date(e.retentionUntil))
+    }
+}
+
+/// A record position in 16 bytes; sequence 0 means "none".
+private struct PackedPosition {
+    var segment: UInt32 = 0
+    var offset: UInt32 = 0
+    var sequence: UInt64 = 0
+
+    init() {}
+
+    init(_ p: RecordPosition) {
+        segment = p.segment
+        offset = p.offset
+        sequence = p.sequence
+    }
+
+    var position: RecordPosition? {
+        sequence == 0 ? nil : RecordPosition(segment: segment, offset: offset, sequence: sequence)
+    }
+}
+
+private struct SignalEntry {
+    var sender: UInt32 = .max
+    var type: UInt32 = .max
+    var firstDelivery: UInt32 = .max
+    var lastDelivery: UInt32 = .max
+    var receivedAt: Int64 = 0
+    var received = PackedPosition()
+}
+
+private struct DeliveryEntry {
+    enum State: UInt8 { case pending, delivered, expired, denied }
+    enum Mode: UInt8 { case push, inbox }
+
+    var signal: UInt32
+    var recipient: UInt32
+    var nextInSignal: UInt32 = .max
+    var keySlot: UInt32 = .max
+    var reason: UInt32 = .max
+    var state: State = .pending
+    var mode: Mode = .push
+    var attempts: UInt16 = 0
+    var firstQueuedAt: Int64 = 0
+    /// Pending: next attempt (.max for none); delivered or expired: when.
+    var time: Int64 = .max
+    var retentionUntil: Int64 = .max
+    var decision = PackedPosition()
+
+    init(signal: UInt32, recipient: UInt32) {
+        self.signal = signal
+        self.recipient = recipient
+    }
+}
+
+private struct InboxQueue {
+    var items: [UInt32] = []
+    var head = 0
+
+    var isEmpty: Bool { head == items.count }
+
+    mutating func dropLeading(while shouldDrop: (UInt32) -> Bool) {
+        while head < items.count, shouldDrop(items[head]) { head += 1 }
+        if head > 1024, head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
+}
+
+/// Interned strings that repeat a lot: organisation ids, signal types, reason codes.
+private struct StringTable {
+    private var names: [String] = []
+    private var ids: [String: UInt32] = [:]
+
+    mutating func intern(_ s: String) -> UInt32 {
+        if let id = ids[s] { return id }
+        let id = UInt32(names.count)
+        names.append(s)
+        ids[s] = id
+        return id
+    }
+
+    func lookup(_ s: String) -> UInt32? { ids[s] }
+
+    func name(_ id: UInt32) -> String { id == .max ? "" : names[Int(id)] }
+
+    var memoryFootprint: Int { names.reduce(0) { $0 + 64 + $1.utf8.count } * 2 }
+}
+
+/// Signal ids (arbitrary strings, unique per signal) in one byte arena with an
+/// open-addressing table: about 10 bytes of overhead per id instead of a heap object each.
+struct IDTable {
+    private var arena: [UInt8] = []
+    private var ends: [UInt32] = []
+    private var slots = [UInt32](repeating: 0, count: 1024)
+
+    var count: Int { ends.count }
+
+    var memoryFootprint: Int { arena.capacity + ends.capacity * 4 + slots.capacity * 4 }
+
+    private static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        h ^= h >> 33
+        h &*= 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        return h
+    }
+
+    private func range(_ i: Int) -> Range<Int> { (i == 0 ? 0 : Int(ends[i - 1]))..<Int(ends[i]) }
+
+    /// The table slot holding `key`, or the empty slot where it would go.
+    private func probe(_ key: UnsafeRawBufferPointer, _ hash: UInt64) -> (slot: Int, id: UInt32?) {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        return arena.withUnsafeBytes { a in
+            while true {
+                let entry = slots[slot]
+                if entry == 0 { return (slot, nil) }
+                let r = range(Int(entry - 1))
+                if r.count == key.count, key.count == 0 || memcmp(a.baseAddress! + r.lowerBound, key.baseAddress!, key.count) == 0 {
+                    return (slot, entry - 1)
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
+    func find(_ id: String) -> UInt32? {
+        var id = id
+        return id.withUTF8 { utf8 in
+            let key = UnsafeRawBufferPointer(utf8)
+            return probe(key, Self.hash(key)).id
+        }
+    }
+
+    mutating func insert(_ id: String) -> (UInt32, Bool) {
+        var id = id
+        return id.withUTF8 { utf8 in
+            let key = UnsafeRawBufferPointer(utf8)
+            let hash = Self.hash(key)
+            let (slot, existing) = probe(key, hash)
+            if let existing { return (existing, false) }
+            let index = UInt32(ends.count)
+            arena.append(contentsOf: key)
+            ends.append(UInt32(arena.count))
+            slots[slot] = index + 1
+            if ends.count * 2 > slots.count { grow() }
+            return (index, true)
+        }
+    }
+
+    func string(_ i: UInt32) -> String {
+        arena.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[range(Int(i))]), as: UTF8.self) }
+    }
+
+    private mutating func grow() {
+        var bigger = [UInt32](repeating: 0, count: slots.count * 2)
+        let mask = bigger.count - 1
+        arena.withUnsafeBytes { a in
+            for i in 0..<ends.count {
+                let r = range(i)
+                var slot = Int(truncatingIfNeeded: Self.hash(UnsafeRawBufferPointer(rebasing: a[r]))) & mask
+                while bigger[slot] != 0 { slot = (slot + 1) & mask }
+                bigger[slot] = UInt32(i + 1)
+            }
+        }
+        slots = bigger
+    }
+}
+
+/// A binary min-heap of (time, delivery) pairs with lazy deletion: entries that no longer
+/// match their delivery are skipped and dropped.
+struct MinHeap {
+    struct Entry {
+        var key: Int64
+        var value: UInt32
+    }
+
+    private(set) var storage: [Entry] = []
+
+    var count: Int { storage.count }
+    var top: Entry? { storage.first }
+    var memoryFootprint: Int { storage.capacity * MemoryLayout<Entry>.stride }
+
+    mutating func push(_ key: Int64, _ value: UInt32) {
+        storage.append(Entry(key: key, value: value))
+        var i = storage.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard storage[i].key < storage[parent].key else { break }
+            storage.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() {
+        guard !storage.isEmpty else { return }
+        storage.swapAt(0, storage.count - 1)
+        storage.removeLast()
+        siftDown(0)
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < storage.count, storage[l].key < storage[smallest].key { smallest = l }
+            if r < storage.count, storage[r].key < storage[smallest].key { smallest = r }
+            if smallest == i { return }
+            storage.swapAt(i, smallest)
+            i = smallest
+        }
+    }
+
+    /// The values of current entries with key <= `limitKey`, smallest first, without
+    /// changing the heap: a best-first walk that visits O(k log k) entries.
+    func smallest(upTo limitKey: Int64, limit: Int, isCurrent: (Int64, UInt32) -> Bool) -> [UInt32] {
+        var out: [UInt32] = []
+        var seen = Set<UInt32>()
+        var frontier = MinHeap()
+        if !storage.isEmpty { frontier.push(storage[0].key, 0) }
+        while out.count < limit, let next = frontier.top {
+            frontier.pop()
+            let i = Int(next.value)
+            let entry = storage[i]
+            if entry.key > limitKey { break }
+            if isCurrent(entry.key, entry.value), seen.insert(entry.value).inserted { out.append(entry.value) }
+            for child in [2 * i + 1, 2 * i + 2] where child < storage.count {
+                frontier.push(storage[child].key, UInt32(child))
+            }
+        }
+        return out
+    }
+
+    /// Drops entries that are no longer current, and duplicates.
+    mutating func compact(isCurrent: (Int64, UInt32) -> Bool) {
+        var seen = Set<UInt32>()
+        storage = storage.filter { isCurrent($0.key, $0.value) && seen.insert($0.value).inserted }
+        for i in stride(from: storage.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+    }
+}

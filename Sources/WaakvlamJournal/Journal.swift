@@ -1,0 +1,851 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import WaakvlamCrypto
+import WaakvlamSystem
+
+public struct JournalOptions: Sendable {
+    /// A segment is closed and a new one started once it reaches this size. 4 KiB ... 2 GiB.
+    public var segmentSizeLimit: Int
+    /// A group commit writes at most this many bytes (but always at least one whole append).
+    /// 4 KiB ... 16 MiB.
+    public var maxGroupBytes: Int
+    /// Records between two checkpoints (a checkpoint also follows each rotation and close).
+    public var checkpointInterval: UInt64
+
+    public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000) {
+        self.segmentSizeLimit = segmentSizeLimit
+        self.maxGroupBytes = maxGroupBytes
+        self.checkpointInterval = checkpointInterval
+    }
+}
+
+/// What recovery found and did when the journal was opened.
+public struct RecoveryReport: Equatable, Sendable {
+    /// Records replayed into the delivery index.
+    public let records: UInt64
+    /// Records whose hash chain was checked (those after the checkpoint).
+    public let hashedRecords: UInt64
+    public let segments: Int
+    /// The sequence number of the checkpoint recovery started hashing from (nil: none).
+    public let checkpointSequence: UInt64?
+    /// Bytes of a torn tail (an interrupted, never acknowledged write) that were cut off.
+    public let tornBytesCut: UInt64
+    /// Why the tail was cut (nil when nothing was cut).
+    public let tornReason: String?
+    public let pendingDeliveries: Int
+    public let duration: TimeInterval
+}
+
+/// Counters since open.
+public struct JournalStatistics: Equatable, Sendable {
+    /// Calls to `append` that succeeded / failed.
+    public var appends: UInt64 = 0
+    public var failedAppends: UInt64 = 0
+    public var records: UInt64 = 0
+    /// Group commits: each is one write and one fdatasync of the segment.
+    public var groupCommits: UInt64 = 0
+    /// fdatasync calls on segment and key files.
+    public var segmentSyncs: UInt64 = 0
+    public var keySyncs: UInt64 = 0
+    public var bytesWritten: UInt64 = 0
+    public var rotations: UInt64 = 0
+    public var checkpoints: UInt64 = 0
+    /// The largest number of appends that shared one group commit.
+    public var largestGroup: Int = 0
+    /// The last durable record's sequence and chain hash (hex). Logged or stored elsewhere
+    /// now and then, they anchor the chain: a later rewrite of the whole chain cannot match.
+    public var headSequence: UInt64 = 0
+    public var headHash: String = ""
+}
+
+/// The append-only, hash-chained delivery journal of one node. See docs/JOURNAL.md.
+///
+/// `append` may be called from any number of threads: a single writer thread collects what
+/// is queued, writes it with one `pwrite`, makes it durable with one `fdatasync`, and only
+/// then returns to each caller. An append is atomic with respect to recovery: after a crash
+/// either all of its records are there or none.
+public final class Journal: @unchecked Sendable {
+    /// One append call may hold at most this many bytes of records.
+    public static let maxAppendBytes = 16 << 20
+    /// Recovery cuts an invalid tail only up to this size: no single write is larger.
+    static let tornTailLimit = UInt64(maxAppendBytes + 4096)
+
+    public let directory: String
+    public let options: JournalOptions
+    public let recovery: RecoveryReport
+    private let index: DeliveryIndex
+    private let lockFD: Int32
+
+    // Writer state: touched only by the writer thread once open returns.
+    private var segmentNumber: UInt32
+    private var segmentFD: Int32
+    private var segmentSize: UInt64
+    private var nextSequence: UInt64
+    private var lastHash: [UInt8]
+    /// Where the last durable record ends; checkpoints name it.
+    private var lastRecord: (segment: UInt32, end: UInt64)
+    private var checkpointedSequence: UInt64
+    private let keyFD: Int32
+    /// Set when a failed write could not be rolled back: the journal refuses further appends.
+    private var broken: JournalError?
+
+    private let queueLock = NSCondition()
+    private var queue: [PendingAppend] = []
+    private var closing = false
+    private let writerExited = DispatchSemaphore(value: 0)
+
+    private let slotLock = NSLock()
+    private var nextSlot: UInt32
+
+    private let statsLock = NSLock()
+    private var stats = JournalStatistics()
+
+    private let readLock = NSLock()
+    private var readers: [UInt32: SegmentReader] = [:]
+
+    private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
+    private let keySync: ParallelSync
+    /// The writer thread's hashing context.
+    private let hasher = SHA256Context()
+
+    /// The journal folder inside a node's state folder.
+    public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
+
+    /// Opens (creating if needed) the journal in `directory`, runs recovery and starts the
+    /// writer. Throws `locked` when another process has it open, `corrupt` when it is damaged
+    /// beyond a torn tail.
+    public static func open(directory: String, options: JournalOptions = .init()) throws -> Journal {
+        guard (4096...(2 << 30)).contains(options.segmentSizeLimit) else {
+            throw JournalError.invalidSetup("segmentSizeLimit must be between 4 KiB and 2 GiB")
+        }
+        guard (4096...maxAppendBytes).contains(options.maxGroupBytes) else {
+            throw JournalError.invalidSetup("maxGroupBytes must be between 4 KiB and 16 MiB")
+        }
+        guard options.checkpointInterval > 0 else {
+            throw JournalError.invalidSetup("checkpointInterval must be at least 1")
+        }
+        try makeDirectory(directory)
+        let lockFD = try lock(directory)
+        do {
+            return try Journal(directory: directory, options: options, lockFD: lockFD)
+        } catch {
+            Glibc.close(lockFD)
+            throw error
+        }
+    }
+
+    private init(directory: String, options: JournalOptions, lockFD: Int32) throws {
+        self.directory = directory
+        self.options = options
+        self.lockFD = lockFD
+        let started = monotonicNanoseconds()
+        let index = DeliveryIndex()
+        self.index = index
+        let state = try Journal.recover(directory: directory, index: index)
+        segmentNumber = state.segment
+        segmentSize = state.segmentSize
+        nextSequence = state.nextSequence
+        lastHash = state.lastHash
+        lastRecord = state.lastRecord
+        nextSlot = state.nextSlot
+        checkpointedSequence = state.checkpoint?.sequence ?? 0
+        segmentFD = try syscall("open segment") {
+            Glibc.open(directory + "/" + Segment.fileName(state.segment), O_WRONLY | O_CLOEXEC)
+        }
+        do {
+            keyFD = try Journal.openKeyFile(directory)
+        } catch {
+            Glibc.close(segmentFD)
+            throw error
+        }
+        keySync = ParallelSync()
+        stats.headSequence = state.nextSequence - 1
+        stats.headHash = Hex.encode(state.lastHash)
+        recovery = RecoveryReport(
+            records: state.records, hashedRecords: state.hashedRecords, segments: state.segments,
+            checkpointSequence: state.checkpoint?.sequence, tornBytesCut: state.tornBytesCut,
+            tornReason: state.tornReason, pendingDeliveries: index.pendingCount,
+            duration: Double(monotonicNanoseconds() - started) / 1e9)
+        if nextSequence > 1, checkpointedSequence != nextSequence - 1 {
+            try? writeCheckpoint()
+        }
+        let writer = Thread { [unowned self] in self.writerLoop() }
+        writer.name = "waakvlam-journal-writer"
+        writer.start()
+        Log.shared.info("journal_opened", [
+            "directory": directory, "records": Int(recovery.records), "hashed_records": Int(recovery.hashedRecords),
+            "segments": recovery.segments, "pending_deliveries": recovery.pendingDeliveries,
+            "torn_bytes_cut": Int(recovery.tornBytesCut), "duration_ms": Int(recovery.duration * 1000),
+        ])
+    }
+
+    deinit { close() }
+
+    // MARK: - Appending
+
+    /// Appends `records` as one atomic unit and returns once they are durable (written and
+    /// fdatasync'ed), with their positions. Decisions carrying a plaintext `payload` are
+    /// sealed with a fresh key first. A `payloadPurged` record destroys the delivery's key in
+    /// the same group commit. Throws `diskFull` / `unavailable` when the write or sync fails
+    /// (nothing of this append is then acknowledged or kept), `closed`, or `invalidRecord`.
+    @discardableResult
+    public func append(_ records: [JournalRecord]) throws -> [RecordPosition] {
+        guard !records.isEmpty else { return [] }
+        let sealingCount = records.reduce(0) { n, r in
+            if case .decision(let d) = r, d.payload != nil { return n + 1 }
+            return n
+        }
+        var slot: UInt32 = 0
+        if sealingCount > 0 {
+            slotLock.lock()
+            slot = nextSlot
+            nextSlot += UInt32(sealingCount)
+            slotLock.unlock()
+        }
+        var stored: [JournalRecord] = []
+        var frames: [PendingFrame] = []
+        stored.reserveCapacity(records.count)
+        frames.reserveCapacity(records.count)
+        var byteCount = 0
+        for record in records {
+            var record = record
+            var frame = PendingFrame(kind: record.kind.rawValue)
+            switch record {
+            case .decision(var d):
+                if let plaintext = d.payload {
+                    let secret = SecureRandom.bytes(AESGCM.keyCount)
+                    let ciphertext = try AESGCM.seal(plaintext, key: secret,
+                                                     aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
+                    d.payload = nil
+                    d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
+                    frame.key = (slot, secret)
+                    frame.delivery = d.signalID + "\u{0}" + d.recipientID
+                    slot += 1
+                    record = .decision(d)
+                }
+            case .payloadPurged(let r):
+                frame.purge = r.signalID + "\u{0}" + r.recipientID
+            default:
+                break
+            }
+            frame.body = record.encodeBody()
+            byteCount += Frame.headerSize + frame.body.count
+            guard byteCount <= Journal.maxAppendBytes else {
+                throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
+            }
+            stored.append(record)
+            frames.append(frame)
+        }
+        let pending = PendingAppend(records: stored, frames: frames, byteCount: byteCount)
+        queueLock.lock()
+        guard !closing else {
+            queueLock.unlock()
+            throw JournalError.closed
+        }
+        queue.append(pending)
+        queueLock.signal()
+        queueLock.unlock()
+        pending.done.wait()
+        return try pending.result!.get()
+    }
+
+    /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
+    /// `payload(signalID:recipientID:)` returns nil. Purging twice is harmless.
+    public func purge(signalID: String, recipientID: String, at: Date = Date()) throws {
+        try append([.payloadPurged(PayloadPurged(signalID: signalID, recipientID: recipientID, at: at))])
+    }
+
+    // MARK: - Reading
+
+    /// The live delivery index (the same object for the journal's lifetime).
+    public func deliveryState() -> DeliveryIndex { index }
+
+    public var statistics: JournalStatistics {
+        statsLock.lock()
+        defer { statsLock.unlock() }
+        return stats
+    }
+
+    /// Reads the record at `position` back from disk.
+    public func record(at position: RecordPosition) throws -> JournalRecord {
+        try withReader(position.segment) { reader in
+            let record = try reader.frame(at: position.offset, maxBody: Journal.maxAppendBytes) { frame -> JournalRecord? in
+                frame.sequence == position.sequence ? frame.decode() : nil
+            }
+            guard let record = record ?? nil else {
+                throw JournalError.corrupt(JournalDamage(segment: Segment.fileName(position.segment), offset: UInt64(position.offset),
+                                                         sequence: position.sequence, reason: "record cannot be read back"))
+            }
+            return record
+        }
+    }
+
+    /// The decrypted minimised payload of a delivery; nil when it had none or was purged.
+    public func payload(signalID: String, recipientID: String) throws -> [UInt8]? {
+        guard let (slot, position) = index.payloadKey(signalID: signalID, recipientID: recipientID) else { return nil }
+        guard case .decision(let decision) = try record(at: position), let sealed = decision.sealed, sealed.keySlot == slot else {
+            throw JournalError.corrupt(JournalDamage(segment: Segment.fileName(position.segment), offset: UInt64(position.offset),
+                                                     sequence: position.sequence, reason: "the decision record holds no sealed payload"))
+        }
+        var bytes = [UInt8](repeating: 0, count: KeySlot.size)
+        let n = try bytes.withUnsafeMutableBytes { p in
+            try syscall("pread(keys)") { pread(keyFD, p.baseAddress!, KeySlot.size, off_t(KeySlot.offset(slot))) }
+        }
+        guard n == KeySlot.size else { return nil }
+        switch KeySlot.decode(bytes, slot: slot) {
+        case .empty:
+            return nil
+        case .damaged:
+            throw JournalError.corrupt(JournalDamage(segment: KeySlot.fileName, offset: UInt64(KeySlot.offset(slot)),
+                                                     sequence: position.sequence, reason: "payload key slot \(slot) is damaged"))
+        case .key(let key, let sequence):
+            guard sequence == position.sequence else { return nil }
+            do {
+                return try AESGCM.open(sealed.ciphertext, key: key,
+                                       aad: KeySlot.associatedData(signalID: signalID, recipientID: recipientID))
+            } catch {
+                throw JournalError.corrupt(JournalDamage(segment: Segment.fileName(position.segment), offset: UInt64(position.offset),
+                                                         sequence: position.sequence, reason: "sealed payload fails authentication"))
+            }
+        }
+    }
+
+    /// A signal with its `received` record and every decision, read from disk, with the
+    /// current delivery state: what GET /v1/signals/{id} and an idempotent resubmission need.
+    public func signal(_ signalID: String) throws -> SignalRecord? {
+        guard let summary = index.signal(signalID) else { return nil }
+        var received: Received?
+        if let position = summary.received, case .received(let r) = try record(at: position) { received = r }
+        var decisions: [SignalRecord.DecisionState] = []
+        for state in summary.deliveries {
+            if case .decision(let d) = try record(at: state.decision) {
+                decisions.append(.init(decision: d, state: state))
+            }
+        }
+        return SignalRecord(summary: summary, received: received, decisions: decisions)
+    }
+
+    /// Stops the writer after the queued appends, writes a final checkpoint and releases the
+    /// folder. Later appends throw `closed`.
+    public func close() {
+        queueLock.lock()
+        if closing {
+            queueLock.unlock()
+            return
+        }
+        closing = true
+        queueLock.broadcast()
+        queueLock.unlock()
+        writerExited.wait()
+        checkpointQueue.sync {}
+        if nextSequence > 1, checkpointedSequence != nextSequence - 1, broken == nil {
+            try? writeCheckpoint()
+        }
+        Glibc.close(segmentFD)
+        Glibc.close(keyFD)
+        readLock.lock()
+        readers.removeAll()
+        readLock.unlock()
+        Glibc.close(lockFD)
+    }
+
+    // MARK: - The writer
+
+    private func writerLoop() {
+        while true {
+            queueLock.lock()
+            while queue.isEmpty && !closing { queueLock.wait() }
+            if queue.isEmpty {
+                queueLock.unlock()
+                break
+            }
+            var count = 0
+            var bytes = 0
+            for p in queue {
+                if count > 0, bytes + p.byteCount > options.maxGroupBytes { break }
+                count += 1
+                bytes += p.byteCount
+            }
+            var group = Array(queue.prefix(count))
+            queue.removeFirst(count)
+            queueLock.unlock()
+            commit(&group, bytes: bytes)
+        }
+        keySync.stop()
+        writerExited.signal()
+    }
+
+    /// Writes one group, updates the index, and wakes its callers. The writer lets go of the
+    /// appends before waking anyone, so that their records are freed on the callers' threads.
+    private func commit(_ group: inout [PendingAppend], bytes: Int) {
+        let result: Result<[[RecordPosition]], JournalError>
+        if let broken {
+            result = .failure(broken)
+        } else {
+            result = Result { try write(group, bytes: bytes) }.mapError(JournalError.writing)
+        }
+        switch result {
+        case .success(let positions):
+            index.apply(zip(group, positions).map { ($0.records, $1) })
+            var records = 0
+            for (p, list) in zip(group, positions) {
+                p.result = .success(list)
+                records += list.count
+            }
+            statsLock.lock()
+            stats.appends += UInt64(group.count)
+            stats.records += UInt64(records)
+            stats.groupCommits += 1
+            stats.largestGroup = max(stats.largestGroup, group.count)
+            stats.headSequence = nextSequence - 1
+            stats.headHash = Hex.encode(lastHash)
+            statsLock.unlock()
+            if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
+        case .failure(let error):
+            statsLock.lock()
+            stats.failedAppends += UInt64(group.count)
+            statsLock.unlock()
+            Log.shared.error("journal_write_failed", ["appends": group.count, "error": error.description])
+            for p in group { p.result = .failure(error) }
+        }
+        let wakeups = group.map(\.done)
+        group.removeAll()
+        for done in wakeups { done.signal() }
+    }
+
+    /// Writes one group: key slots (pwrite, fdatasync on the helper thread) alongside the
+    /// records (one pwrite, one fdatasync); both must succeed. On failure the segment is cut
+    /// back to where the group began.
+    private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
+        if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
+            try rotate()
+        }
+        let start = segmentSize
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(bytes)
+        var hash = lastHash
+        var sequence = nextSequence
+        var positions: [[RecordPosition]] = []
+        positions.reserveCapacity(group.count)
+        var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
+        var groupSlots: [String: UInt32] = [:]
+        for p in group {
+            var list: [RecordPosition] = []
+            list.reserveCapacity(p.frames.count)
+            for (i, frame) in p.frames.enumerated() {
+                let offset = start + UInt64(buffer.count)
+                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
+                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
+                                    previousHash: hash, body: frame.body, hasher: hasher)
+                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
+                if let key = frame.key, let delivery = frame.delivery {
+                    // A decision that replaces an earlier one for the same delivery destroys
+                    // the earlier payload's key: nothing could reach or purge it any more.
+                    if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append((replaced, KeySlot.empty)) }
+                    slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
+                    groupSlots[delivery] = key.slot
+                }
+                if let purge = frame.purge, let slot = currentSlot(purge, groupSlots) {
+                    slotWrites.append((slot, KeySlot.empty))
+                    groupSlots[purge] = nil
+                }
+                sequence += 1
+            }
+            positions.append(list)
+        }
+        var keySyncRunning = false
+        if !slotWrites.isEmpty {
+            try writeSlots(slotWrites)
+            keySync.start(keyFD)
+            keySyncRunning = true
+        }
+        do {
+            try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
+            try dataSync(segmentFD)
+            if keySyncRunning {
+                keySyncRunning = false
+                try keySync.wait()
+            }
+        } catch {
+            if keySyncRunning { try? keySync.wait() }
+            rollBack(to: start, after: error)
+            throw error
+        }
+        statsLock.lock()
+        stats.segmentSyncs += 1
+        stats.keySyncs += slotWrites.isEmpty ? 0 : 1
+        stats.bytesWritten += UInt64(buffer.count)
+        statsLock.unlock()
+        segmentSize = start + UInt64(buffer.count)
+        lastHash = hash
+        lastRecord = (segmentNumber, segmentSize)
+        nextSequence = sequence
+        return positions
+    }
+
+    /// The key slot currently holding the payload key of `delivery` ("signal\0recipient"):
+    /// from this group, else from the index.
+    private func currentSlot(_ delivery: String, _ groupSlots: [String: UInt32]) -> UInt32? {
+        if let slot = groupSlots[delivery] { return slot }
+        let parts = delivery.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false)
+        return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
+    }
+
+    /// Writes key slots, coalescing neighbours into one pwrite.
+    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
+        let sorted = writes.sorted { $0.slot < $1.slot }
+        var i = 0
+        while i < sorted.count {
+            var run = sorted[i].bytes
+            var j = i + 1
+            while j < sorted.count, sorted[j].slot == sorted[j - 1].slot + 1 {
+                run += sorted[j].bytes
+                j += 1
+            }
+            try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
+            i = j
+        }
+    }
+
+    /// Cuts the segment back to `offset` after a failed write, so that the next group
+    /// continues the chain from the last durable record.
+    private func rollBack(to offset: UInt64, after error: Error) {
+        do {
+            try syscall("ftruncate") { ftruncate(segmentFD, off_t(offset)) }
+            try dataSync(segmentFD)
+        } catch {
+            broken = .unavailable("a failed write could not be undone (\(error)); restart the node so that recovery repairs the journal")
+            Log.shared.error("journal_rollback_failed", ["error": String(describing: error)])
+        }
+    }
+
+    private func rotate() throws {
+        let number = segmentNumber + 1
+        let path = directory + "/" + Segment.fileName(number)
+        let fd = try syscall("open(\(path))") { Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        do {
+            try Segment.header(number: number, firstSequence: nextSequence).withUnsafeBytes { try writeAll(fd, $0) }
+            try dataSync(fd)
+            try syncDirectory(directory)
+        } catch {
+            Glibc.close(fd)
+            unlink(path)
+            throw error
+        }
+        let previousBytes = segmentSize
+        Glibc.close(segmentFD)
+        segmentFD = fd
+        segmentNumber = number
+        segmentSize = UInt64(Segment.headerSize)
+        statsLock.lock()
+        stats.rotations += 1
+        statsLock.unlock()
+        Log.shared.info("journal_segment_rotated", ["segment": Segment.fileName(number), "previous_bytes": Int(previousBytes)])
+        if nextSequence > 1, checkpointedSequence != nextSequence - 1 { scheduleCheckpoint() }
+    }
+
+    private func currentCheckpoint() -> Checkpoint {
+        Checkpoint(segment: lastRecord.segment, endOffset: UInt32(lastRecord.end), sequence: nextSequence - 1, hash: lastHash)
+    }
+
+    /// Writes a checkpoint in the background; called by the writer after durable groups.
+    private func scheduleCheckpoint() {
+        let checkpoint = currentCheckpoint()
+        checkpointedSequence = checkpoint.sequence
+        let directory = self.directory
+        checkpointQueue.async { [weak self] in
+            do {
+                try checkpoint.store(directory: directory)
+                self?.countCheckpoint()
+            } catch {
+                Log.shared.warning("journal_checkpoint_failed", ["error": String(describing: error)])
+            }
+        }
+    }
+
+    private func writeCheckpoint() throws {
+        let checkpoint = currentCheckpoint()
+        try checkpoint.store(directory: directory)
+        checkpointedSequence = checkpoint.sequence
+        countCheckpoint()
+    }
+
+    private func countCheckpoint() {
+        statsLock.lock()
+        stats.checkpoints += 1
+        statsLock.unlock()
+    }
+
+    private func withReader<T>(_ segment: UInt32, _ body: (SegmentReader) throws -> T) throws -> T {
+        readLock.lock()
+        defer { readLock.unlock() }
+        if readers[segment] == nil {
+            if readers.count >= 8 { readers.removeAll() }
+            readers[segment] = try SegmentReader(path: directory + "/" + Segment.fileName(segment))
+        }
+        return try body(readers[segment]!)
+    }
+
+    // MARK: - Opening
+
+    private static func makeDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw JournalError.invalidSetup("cannot create the journal folder \(path): \(error.localizedDescription)")
+        }
+    }
+
+    private static func lock(_ directory: String) throws -> Int32 {
+        let path = directory + "/lock"
+        let fd = try syscall("open(\(path))") { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            Glibc.close(fd)
+            throw JournalError.locked("the journal in \(directory) is in use by another process; stop that waakvlamd first")
+        }
+        return fd
+    }
+
+    private static func openKeyFile(_ directory: String) throws -> Int32 {
+        let path = directory + "/" + KeySlot.fileName
+        let fd = try syscall("open(\(path))") { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            Glibc.close(fd)
+            throw JournalError.unavailable("cannot stat \(path)")
+        }
+        do {
+            if st.st_size < KeySlot.size {
+                try KeySlot.fileHeader().withUnsafeBytes { try pwriteAll(fd, $0, at: 0) }
+                try dataSync(fd)
+                try syncDirectory(directory)
+            } else {
+                var header = [UInt8](repeating: 0, count: KeySlot.size)
+                _ = try header.withUnsafeMutableBytes { p in try syscall("pread(keys)") { pread(fd, p.baseAddress!, KeySlot.size, 0) } }
+                guard header == KeySlot.fileHeader() else {
+                    throw JournalError.corrupt(JournalDamage(segment: KeySlot.fileName, offset: 0, sequence: nil,
+                                                             reason: "the key file header is damaged"))
+                }
+            }
+        } catch {
+            Glibc.close(fd)
+            throw JournalError.writing(error)
+        }
+        return fd
+    }
+
+    private struct RecoveredState {
+        var segment: UInt32 = 1
+        var segmentSize = UInt64(Segment.headerSize)
+        var nextSequence: UInt64 = 1
+        var lastHash = [UInt8](repeating: 0, count: 32)
+        var lastRecord: (segment: UInt32, end: UInt64) = (1, UInt64(Segment.headerSize))
+        var nextSlot: UInt32 = 0
+        var records: UInt64 = 0
+        var hashedRecords: UInt64 = 0
+        var segments = 1
+        var checkpoint: Checkpoint?
+        var tornBytesCut: UInt64 = 0
+        var tornReason: String?
+    }
+
+    /// Replays the journal into `index`: checksums and sequence numbers everywhere, the hash
+    /// chain from the checkpoint on, a torn tail cut off, anything else refused.
+    private static func recover(directory: String, index: DeliveryIndex) throws -> RecoveredState {
+        var state = RecoveredState()
+        if try listSegments(directory: directory).isEmpty {
+            try createSegment(directory: directory, number: 1, firstSequence: 1)
+            return state
+        }
+        var checkpoint: Checkpoint?
+        do {
+            checkpoint = try Checkpoint.load(directory: directory)
+        } catch {
+            Log.shared.warning("journal_checkpoint_ignored", ["reason": "\(error)", "effect": "the whole chain is hashed"])
+        }
+        var batch: [JournalRecord] = []
+        var batchPositions: [RecordPosition] = []
+        var maxSlot: Int64 = -1
+        var checkpointSeen = false
+        let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes)
+        var outcome = try walk.run { frame, position, record, hash in
+            if let checkpoint, position.sequence == checkpoint.sequence {
+                guard hash == checkpoint.hash, position.segment == checkpoint.segment,
+                      UInt64(frame.end) == UInt64(checkpoint.endOffset) else {
+                    throw JournalError.corrupt(JournalDamage(
+                        segment: Segment.fileName(position.segment), offset: UInt64(position.offset), sequence: position.sequence,
+                        reason: "the record differs from what the checkpoint recorded: it, or a record before it, was changed"))
+                }
+                checkpointSeen = true
+            }
+            if case .decision(let d) = record, let sealed = d.sealed { maxSlot = max(maxSlot, Int64(sealed.keySlot)) }
+            batch.append(record)
+            batchPositions.append(position)
+            if frame.endsAppend {
+                index.apply([(batch, batchPositions)])
+                batch.removeAll(keepingCapacity: true)
+                batchPositions.removeAll(keepingCapacity: true)
+            }
+        }
+        if let problem = outcome.problem {
+            let last = outcome.lastSegment ?? 1
+            let cutFrom = problem.inHeader ? 0 : (outcome.committed.segment == problem.segment ? outcome.committed.endOffset : UInt64(Segment.headerSize))
+            let size = outcome.segmentSizes[problem.segment] ?? 0
+            let beyondCheckpoint = checkpoint.map { c in
+                problem.segment > c.segment || (problem.segment == c.segment && cutFrom >= UInt64(c.endOffset))
+            } ?? true
+            guard problem.tornCompatible, problem.segment == last, beyondCheckpoint, size - min(cutFrom, size) <= tornTailLimit else {
+                throw JournalError.corrupt(problem.damage)
+            }
+            let path = directory + "/" + Segment.fileName(problem.segment)
+            if problem.inHeader {
+                // A rotation interrupted before its header was durable: no record is in it.
+                try syscall("unlink(\(path))") { unlink(path) }
+                try syncDirectory(directory)
+                outcome.segments.removeLast()
+                if outcome.segments.isEmpty {
+                    try createSegment(directory: directory, number: 1, firstSequence: 1)
+                    outcome.segments = [1]
+                    outcome.committed = ChainWalk.Committed(segment: 1, endOffset: UInt64(Segment.headerSize))
+                }
+            } else {
+                let fd = try syscall("open(\(path))") { Glibc.open(path, O_WRONLY | O_CLOEXEC) }
+                defer { Glibc.close(fd) }
+                try syscall("ftruncate(\(path))") { ftruncate(fd, off_t(cutFrom)) }
+                try dataSync(fd)
+            }
+            state.tornBytesCut = size - min(cutFrom, size)
+            state.tornReason = problem.damage.description
+            Log.shared.warning("journal_torn_tail_cut", [
+                "segment": problem.damage.segment, "offset": Int(cutFrom), "bytes": Int(state.tornBytesCut),
+                "reason": problem.damage.reason,
+                "meaning": "an interrupted write that was never acknowledged was removed",
+            ])
+        }
+        if let checkpoint, !checkpointSeen {
+            throw JournalError.corrupt(JournalDamage(
+                segment: Segment.fileName(outcome.lastSegment ?? 1), offset: outcome.committed.endOffset,
+                sequence: checkpoint.sequence,
+                reason: "the journal ends at record #\(outcome.committed.sequence) but the checkpoint says #\(checkpoint.sequence) was durable: records were removed"))
+        }
+        state.segment = outcome.lastSegment ?? 1
+        state.segments = outcome.segments.count
+        state.segmentSize = outcome.committed.segment == state.segment ? outcome.committed.endOffset : UInt64(Segment.headerSize)
+        state.nextSequence = outcome.committed.sequence + 1
+        if outcome.committed.sequence > 0 {
+            guard let hash = outcome.committed.hash else {
+                throw JournalError.corrupt(JournalDamage(segment: Segment.fileName(state.segment), offset: state.segmentSize,
+                                                         sequence: outcome.committed.sequence,
+                                                         reason: "the journal ends before its checkpoint"))
+            }
+            state.lastHash = hash
+            state.lastRecord = (outcome.committed.recordSegment, outcome.committed.recordEnd)
+        }
+        state.nextSlot = UInt32(maxSlot + 1)
+        state.records = outcome.committed.sequence
+        state.hashedRecords = outcome.hashedRecords
+        state.checkpoint = checkpoint
+        return state
+    }
+
+    private static func createSegment(directory: String, number: UInt32, firstSequence: UInt64) throws {
+        let path = directory + "/" + Segment.fileName(number)
+        let fd = try syscall("open(\(path))") { Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        defer { Glibc.close(fd) }
+        do {
+            try Segment.header(number: number, firstSequence: firstSequence).withUnsafeBytes { try writeAll(fd, $0) }
+            try dataSync(fd)
+            try syncDirectory(directory)
+        } catch {
+            throw JournalError.writing(error)
+        }
+    }
+}
+
+/// A signal read back in full: see `Journal.signal(_:)`.
+public struct SignalRecord: Equatable, Sendable {
+    public struct DecisionState: Equatable, Sendable {
+        public let decision: Decision
+        public let state: DeliveryState
+    }
+
+    public let summary: SignalSummary
+    public let received: Received?
+    public let decisions: [DecisionState]
+}
+
+/// One record of a queued append, prepared by the caller so that the writer only frames it.
+private struct PendingFrame {
+    let kind: UInt8
+    var body: [UInt8] = []
+    /// A fresh payload key and its slot.
+    var key: (slot: UInt32, key: [UInt8])?
+    /// "signal\0recipient" of a decision with a key, so a purge in the same group finds it.
+    var delivery: String?
+    /// "signal\0recipient" of a `payloadPurged` record: the delivery whose key it destroys.
+    var purge: String?
+
+    init(kind: UInt8) { self.kind = kind }
+}
+
+/// One queued append, waiting for its group commit.
+private final class PendingAppend {
+    let records: [JournalRecord]
+    let frames: [PendingFrame]
+    let byteCount: Int
+    let done = DispatchSemaphore(value: 0)
+    var result: Result<[RecordPosition], JournalError>?
+
+    init(records: [JournalRecord], frames: [PendingFrame], byteCount: Int) {
+        self.records = records
+        self.frames = frames
+        self.byteCount = byteCount
+    }
+}
+
+/// Runs fdatasync of the key file on a thread of its own, so that it overlaps the segment's
+/// sync instead of following it. The semaphores order the handoff.
+private final class ParallelSync: @unchecked Sendable {
+    private let go = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var fd: Int32 = -1
+    private var failure: Error?
+
+    init() {
+        let thread = Thread { [self] in
+            while true {
+                go.wait()
+                if fd < 0 { return }
+                do {
+                    try dataSync(fd)
+                    failure = nil
+                } catch {
+                    failure = error
+                }
+                finished.signal()
+            }
+        }
+        thread.name = "waakvlam-journal-keysync"
+        thread.start()
+    }
+
+    func start(_ fd: Int32) {
+        self.fd = fd
+        go.signal()
+    }
+
+    func wait() throws {
+        finished.wait()
+        if let failure { throw failure }
+    }
+
+    func stop() {
+        fd = -1
+        go.signal()
+    }
+}

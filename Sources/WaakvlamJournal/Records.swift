@@ -1,0 +1,464 @@
+import Foundation
+
+/// How a recipient gets its signals: pushed to its endpoint, or pulled from its inbox.
+public enum DeliveryMode: String, Sendable, Equatable, CaseIterable {
+    case push
+    case inbox
+}
+
+/// How a delivery completed: a successful push, or the recipient acknowledging an inbox entry.
+public enum DeliveryVia: String, Sendable, Equatable, CaseIterable {
+    case push
+    case inboxAck = "inbox-ack"
+}
+
+/// A signal accepted for relaying (written before the sender hears 202).
+public struct Received: Equatable, Sendable {
+    public var signalID: String
+    /// Organisation id of the sender.
+    public var senderID: String
+    public var senderOIN: String
+    public var signalType: String
+    /// The recipients as the sender named them (organisation ids or sectors).
+    public var requestedRecipients: [String]
+    /// Hex SHA-256 of the submitted payload.
+    public var payloadHash: String
+    /// Hex SHA-256 of the canonical request: same id and same hash is an idempotent retry.
+    public var requestHash: String
+    /// Pseudonyms (see `Pseudonymizer`) of the persons and addresses the signal is about.
+    public var subjectPseudonyms: [String]
+    /// W3C Trace Context ids of the submission.
+    public var traceID: String
+    public var spanID: String
+    public var configVersion: String
+    public var at: Date
+
+    public init(signalID: String, senderID: String, senderOIN: String, signalType: String,
+                requestedRecipients: [String], payloadHash: String, requestHash: String,
+                subjectPseudonyms: [String], traceID: String, spanID: String, configVersion: String, at: Date) {
+        self.signalID = signalID
+        self.senderID = senderID
+        self.senderOIN = senderOIN
+        self.signalType = signalType
+        self.requestedRecipients = requestedRecipients
+        self.payloadHash = payloadHash
+        self.requestHash = requestHash
+        self.subjectPseudonyms = subjectPseudonyms
+        self.traceID = traceID
+        self.spanID = spanID
+        self.configVersion = configVersion
+        self.at = at
+    }
+}
+
+/// A sealed payload as it lies in a decision record: AES-256-GCM ciphertext whose key sits in
+/// slot `keySlot` of the key file.
+public struct SealedPayload: Equatable, Sendable {
+    public let keySlot: UInt32
+    /// nonce || ciphertext || tag.
+    public let ciphertext: [UInt8]
+}
+
+/// The policy decision for one recipient of a signal.
+public struct Decision: Equatable, Sendable {
+    public var signalID: String
+    /// Organisation id, or the requested string when it names no known organisation.
+    public var recipientID: String
+    public var allowed: Bool
+    public var reasonCode: String?
+    public var reasonMessage: String?
+    public var ruleID: String?
+    public var convenantID: String?
+    public var convenantVersion: String?
+    /// URI of the processing activity (Logboek Dataverwerkingen `dpl.core.processing_activity_id`).
+    public var processingActivity: String?
+    public var configVersion: String
+    public var fieldsDelivered: [String]
+    public var fieldsDropped: [String]
+    /// When the payload must be destroyed at the latest.
+    public var retentionUntil: Date?
+    public var deliveryMode: DeliveryMode?
+    /// The minimised payload to deliver (plaintext). On append the journal seals it under a
+    /// fresh key; records read back always have `payload == nil` and carry `sealed` instead.
+    /// Read the plaintext with `Journal.payload(signalID:recipientID:)`.
+    public var payload: [UInt8]?
+    /// Set on records read back when the decision carried a payload.
+    public internal(set) var sealed: SealedPayload?
+    public var at: Date
+
+    public init(signalID: String, recipientID: String, allowed: Bool, reasonCode: String? = nil,
+                reasonMessage: String? = nil, ruleID: String? = nil, convenantID: String? = nil,
+                convenantVersion: String? = nil, processingActivity: String? = nil, configVersion: String,
+                fieldsDelivered: [String] = [], fieldsDropped: [String] = [], retentionUntil: Date? = nil,
+                deliveryMode: DeliveryMode? = nil, payload: [UInt8]? = nil, at: Date) {
+        self.signalID = signalID
+        self.recipientID = recipientID
+        self.allowed = allowed
+        self.reasonCode = reasonCode
+        self.reasonMessage = reasonMessage
+        self.ruleID = ruleID
+        self.convenantID = convenantID
+        self.convenantVersion = convenantVersion
+        self.processingActivity = processingActivity
+        self.configVersion = configVersion
+        self.fieldsDelivered = fieldsDelivered
+        self.fieldsDropped = fieldsDropped
+        self.retentionUntil = retentionUntil
+        self.deliveryMode = deliveryMode
+        self.payload = payload
+        self.sealed = nil
+        self.at = at
+    }
+}
+
+/// One failed (or not yet successful) push attempt.
+public struct Attempt: Equatable, Sendable {
+    public var signalID: String
+    public var recipientID: String
+    /// 1 for the first attempt.
+    public var attempt: Int
+    /// What happened, e.g. "http 503", "connect refused", "timeout".
+    public var outcome: String
+    /// When to try again; nil when no further attempt is planned.
+    public var nextAttemptAt: Date?
+    public var at: Date
+
+    public init(signalID: String, recipientID: String, attempt: Int, outcome: String, nextAttemptAt: Date?, at: Date) {
+        self.signalID = signalID
+        self.recipientID = recipientID
+        self.attempt = attempt
+        self.outcome = outcome
+        self.nextAttemptAt = nextAttemptAt
+        self.at = at
+    }
+}
+
+public struct Delivered: Equatable, Sendable {
+    public var signalID: String
+    public var recipientID: String
+    public var via: DeliveryVia
+    public var at: Date
+
+    public init(signalID: String, recipientID: String, via: DeliveryVia, at: Date) {
+        self.signalID = signalID
+        self.recipientID = recipientID
+        self.via = via
+        self.at = at
+    }
+}
+
+/// A delivery reached its end of life undelivered.
+public struct Expired: Equatable, Sendable {
+    public var signalID: String
+    public var recipientID: String
+    public var at: Date
+
+    public init(signalID: String, recipientID: String, at: Date) {
+        self.signalID = signalID
+        self.recipientID = recipientID
+        self.at = at
+    }
+}
+
+/// Feedback (terugmelding) from a recipient about a signal, as forwarded to the sender.
+public struct Feedback: Equatable, Sendable {
+    public var signalID: String
+    public var fromID: String
+    public var status: String
+    public var fieldsForwarded: [String]
+    public var at: Date
+
+    public init(signalID: String, fromID: String, status: String, fieldsForwarded: [String], at: Date) {
+        self.signalID = signalID
+        self.fromID = fromID
+        self.status = status
+        self.fieldsForwarded = fieldsForwarded
+        self.at = at
+    }
+}
+
+/// The payload key of one delivery was destroyed: the payload is unreadable from now on.
+public struct PayloadPurged: Equatable, Sendable {
+    public var signalID: String
+    public var recipientID: String
+    public var at: Date
+
+    public init(signalID: String, recipientID: String, at: Date) {
+        self.signalID = signalID
+        self.recipientID = recipientID
+        self.at = at
+    }
+}
+
+public struct ConfigApplied: Equatable, Sendable {
+    public var version: String
+    public var contentHash: String
+    public var appliedBy: String
+    public var summary: String
+    public var at: Date
+
+    public init(version: String, contentHash: String, appliedBy: String, summary: String, at: Date) {
+        self.version = version
+        self.contentHash = contentHash
+        self.appliedBy = appliedBy
+        self.summary = summary
+        self.at = at
+    }
+}
+
+/// One journal record. The numbering of `Kind` is the on-disk kind byte.
+public enum JournalRecord: Equatable, Sendable {
+    case received(Received)
+    case decision(Decision)
+    case attempt(Attempt)
+    case delivered(Delivered)
+    case expired(Expired)
+    case feedback(Feedback)
+    case payloadPurged(PayloadPurged)
+    case configApplied(ConfigApplied)
+
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case received = 1, decision, attempt, delivered, expired, feedback, payloadPurged, configApplied
+
+        /// The name used on the command line and in JSON output.
+        public var name: String {
+            switch self {
+            case .received: "received"
+            case .decision: "decision"
+            case .attempt: "attempt"
+            case .delivered: "delivered"
+            case .expired: "expired"
+            case .feedback: "feedback"
+            case .payloadPurged: "payloadPurged"
+            case .configApplied: "configApplied"
+            }
+        }
+
+        public init?(name: String) {
+            guard let kind = Kind.allCases.first(where: { $0.name.lowercased() == name.lowercased() }) else { return nil }
+            self = kind
+        }
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .received: .received
+        case .decision: .decision
+        case .attempt: .attempt
+        case .delivered: .delivered
+        case .expired: .expired
+        case .feedback: .feedback
+        case .payloadPurged: .payloadPurged
+        case .configApplied: .configApplied
+        }
+    }
+
+    /// The signal the record is about; nil for `configApplied`.
+    public var signalID: String? {
+        switch self {
+        case .received(let r): r.signalID
+        case .decision(let r): r.signalID
+        case .attempt(let r): r.signalID
+        case .delivered(let r): r.signalID
+        case .expired(let r): r.signalID
+        case .feedback(let r): r.signalID
+        case .payloadPurged(let r): r.signalID
+        case .configApplied: nil
+        }
+    }
+
+    public var at: Date {
+        switch self {
+        case .received(let r): r.at
+        case .decision(let r): r.at
+        case .attempt(let r): r.at
+        case .delivered(let r): r.at
+        case .expired(let r): r.at
+        case .feedback(let r): r.at
+        case .payloadPurged(let r): r.at
+        case .configApplied(let r): r.at
+        }
+    }
+
+    /// The organisations the record names (sender, recipient, feedback origin, administrator).
+    public var organisations: [String] {
+        switch self {
+        case .received(let r): [r.senderID] + r.requestedRecipients
+        case .decision(let r): [r.recipientID]
+        case .attempt(let r): [r.recipientID]
+        case .delivered(let r): [r.recipientID]
+        case .expired(let r): [r.recipientID]
+        case .feedback(let r): [r.fromID]
+        case .payloadPurged(let r): [r.recipientID]
+        case .configApplied(let r): [r.appliedBy]
+        }
+    }
+}
+
+/// Where a record lies: its segment number, its byte offset in that segment, and its
+/// sequence number (1 for the first record of the journal).
+public struct RecordPosition: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let segment: UInt32
+    public let offset: UInt32
+    public let sequence: UInt64
+
+    public init(segment: UInt32, offset: UInt32, sequence: UInt64) {
+        self.segment = segment
+        self.offset = offset
+        self.sequence = sequence
+    }
+
+    public static func < (a: RecordPosition, b: RecordPosition) -> Bool { a.sequence < b.sequence }
+
+    public var description: String { "#\(sequence) (\(Segment.fileName(segment)) @\(offset))" }
+}
+
+/// A record read back from disk, with where it lies and its chain hash.
+public struct StoredRecord: Equatable, Sendable {
+    public let position: RecordPosition
+    public let record: JournalRecord
+}
+
+// MARK: - Body encoding (field order is the on-disk format; see docs/JOURNAL.md)
+
+extension JournalRecord {
+    /// The body bytes. A decision's plaintext payload must already have been replaced by
+    /// `sealed` (the journal does that in `append`).
+    func encodeBody() -> [UInt8] {
+        var w = ByteWriter()
+        switch self {
+        case .received(let r):
+            w.string(r.signalID)
+            w.string(r.senderID)
+            w.string(r.senderOIN)
+            w.string(r.signalType)
+            w.strings(r.requestedRecipients)
+            w.string(r.payloadHash)
+            w.string(r.requestHash)
+            w.strings(r.subjectPseudonyms)
+            w.string(r.traceID)
+            w.string(r.spanID)
+            w.string(r.configVersion)
+            w.time(r.at)
+        case .decision(let r):
+            precondition(r.payload == nil, "plaintext payloads are sealed before encoding")
+            w.string(r.signalID)
+            w.string(r.recipientID)
+            w.bool(r.allowed)
+            w.optional(r.reasonCode) { $0.string($1) }
+            w.optional(r.reasonMessage) { $0.string($1) }
+            w.optional(r.ruleID) { $0.string($1) }
+            w.optional(r.convenantID) { $0.string($1) }
+            w.optional(r.convenantVersion) { $0.string($1) }
+            w.optional(r.processingActivity) { $0.string($1) }
+            w.string(r.configVersion)
+            w.strings(r.fieldsDelivered)
+            w.strings(r.fieldsDropped)
+            w.optional(r.retentionUntil) { $0.time($1) }
+            w.optional(r.deliveryMode) { $0.string($1.rawValue) }
+            w.optional(r.sealed) {
+                $0.varint(UInt64($1.keySlot))
+                $0.data($1.ciphertext)
+            }
+            w.time(r.at)
+        case .attempt(let r):
+            w.string(r.signalID)
+            w.string(r.recipientID)
+            w.varint(UInt64(max(r.attempt, 0)))
+            w.string(r.outcome)
+            w.optional(r.nextAttemptAt) { $0.time($1) }
+            w.time(r.at)
+        case .delivered(let r):
+            w.string(r.signalID)
+            w.string(r.recipientID)
+            w.string(r.via.rawValue)
+            w.time(r.at)
+        case .expired(let r):
+            w.string(r.signalID)
+            w.string(r.recipientID)
+            w.time(r.at)
+        case .feedback(let r):
+            w.string(r.signalID)
+            w.string(r.fromID)
+            w.string(r.status)
+            w.strings(r.fieldsForwarded)
+            w.time(r.at)
+        case .payloadPurged(let r):
+            w.string(r.signalID)
+            w.string(r.recipientID)
+            w.time(r.at)
+        case .configApplied(let r):
+            w.string(r.version)
+            w.string(r.contentHash)
+            w.string(r.appliedBy)
+            w.string(r.summary)
+            w.time(r.at)
+        }
+        return w.bytes
+    }
+
+    /// Decodes a body; nil when the bytes do not form a valid record of that kind.
+    static func decode(kind rawKind: UInt8, body: UnsafeRawBufferPointer) -> JournalRecord? {
+        guard let kind = Kind(rawValue: rawKind) else { return nil }
+        var r = ByteReader(body)
+        do {
+            let record: JournalRecord
+            switch kind {
+            case .received:
+                record = .received(Received(
+                    signalID: try r.string(), senderID: try r.string(), senderOIN: try r.string(),
+                    signalType: try r.string(), requestedRecipients: try r.strings(),
+                    payloadHash: try r.string(), requestHash: try r.string(),
+                    subjectPseudonyms: try r.strings(), traceID: try r.string(), spanID: try r.string(),
+                    configVersion: try r.string(), at: try r.time()))
+            case .decision:
+                var d = Decision(
+                    signalID: try r.string(), recipientID: try r.string(), allowed: try r.bool(),
+                    reasonCode: try r.optional { try $0.string() },
+                    reasonMessage: try r.optional { try $0.string() },
+                    ruleID: try r.optional { try $0.string() },
+                    convenantID: try r.optional { try $0.string() },
+                    convenantVersion: try r.optional { try $0.string() },
+                    processingActivity: try r.optional { try $0.string() },
+                    configVersion: try r.string(), fieldsDelivered: try r.strings(), fieldsDropped: try r.strings(),
+                    retentionUntil: try r.optional { try $0.time() },
+                    deliveryMode: try r.optional { reader -> DeliveryMode in
+                        guard let mode = DeliveryMode(rawValue: try reader.string()) else { throw ByteReader.Malformed() }
+                        return mode
+                    },
+                    at: Date(timeIntervalSince1970: 0))
+                d.sealed = try r.optional { reader -> SealedPayload in
+                    let slot = try reader.varint()
+                    guard slot <= UInt64(UInt32.max) else { throw ByteReader.Malformed() }
+                    return SealedPayload(keySlot: UInt32(slot), ciphertext: try reader.data())
+                }
+                d.at = try r.time()
+                record = .decision(d)
+            case .attempt:
+                let signalID = try r.string(), recipientID = try r.string()
+                let number = try r.varint()
+                guard number <= UInt64(Int32.max) else { return nil }
+                record = .attempt(Attempt(signalID: signalID, recipientID: recipientID, attempt: Int(number),
+                                          outcome: try r.string(), nextAttemptAt: try r.optional { try $0.time() },
+                                          at: try r.time()))
+            case .delivered:
+                let signalID = try r.string(), recipientID = try r.string()
+                guard let via = DeliveryVia(rawValue: try r.string()) else { return nil }
+                record = .delivered(Delivered(signalID: signalID, recipientID: recipientID, via: via, at: try r.time()))
+            case .expired:
+                record = .expired(Expired(signalID: try r.string(), recipientID: try r.string(), at: try r.time()))
+            case .feedback:
+                record = .feedback(Feedback(signalID: try r.string(), fromID: try r.string(), status: try r.string(),
+                                            fieldsForwarded: try r.strings(), at: try r.time()))
+            case .payloadPurged:
+                record = .payloadPurged(PayloadPurged(signalID: try r.string(), recipientID: try r.string(), at: try r.time()))
+            case .configApplied:
+                record = .configApplied(ConfigApplied(version: try r.string(), contentHash: try r.string(),
+                                                      appliedBy: try r.string(), summary: try r.string(), at: try r.time()))
+            }
+            return r.isAtEnd ? record : nil
+        } catch {
+            return nil
+        }
+    }
+}

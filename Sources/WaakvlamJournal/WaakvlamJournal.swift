@@ -1,1 +1,0 @@
-// Placeholder: WaakvlamJournal is built in its own issue.

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import XCTest
+@testable import WaakvlamJournal
+
+/// kill -9 at random moments: every append that had returned must survive, and the chain
+/// must verify.
+final class CrashTests: XCTestCase {
+    func testKillNineAtRandomMomentsLosesNoAcknowledgedAppend() throws {
+        let bench = try productBinary("waakvlam-bench")
+        let dir = temporaryDirectory(self)
+        var acknowledged: [String] = []
+        var tornCuts = 0
+        var generator = SystemRandomNumberGenerator()
+        let rounds = 50
+        for round in 0..<rounds {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: bench)
+            process.arguments = ["journal", "writer", "--dir", dir, "--threads", "12", "--segment-size", "65536"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Random moments, including during the child's own start and recovery.
+            usleep(UInt32.random(in: 5_000...120_000, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal, "round \(round): the writer died by itself")
+            let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            acknowledged += lines.split(separator: "\n").map(String.init)
+
+            let journal = try Journal.open(directory: dir, options: JournalOptions(segmentSizeLimit: 65536))
+            if journal.recovery.tornBytesCut > 0 { tornCuts += 1 }
+            let index = journal.deliveryState()
+            let missing = acknowledged.filter { !index.contains(signalID: $0) }
+            XCTAssertEqual(missing, [], "round \(round): acknowledged signals lost")
+            for id in acknowledged.suffix(3) {
+                XCTAssertNotNil(index.delivery(signalID: id, recipientID: "gemeente-hoorn"), "round \(round): \(id) without decision")
+                let payload = try journal.payload(signalID: id, recipientID: "gemeente-hoorn")
+                XCTAssertTrue(payload.map { String(decoding: $0, as: UTF8.self).hasPrefix("{\"id\":\"\(id)\",") } ?? false,
+                              "round \(round): payload of \(id)")
+            }
+            journal.close()
+            let verification = try JournalReader(directory: dir).verify()
+            XCTAssertNil(verification.damage, "round \(round)")
+            if !missing.isEmpty || verification.damage != nil { break }
+        }
+        XCTAssertGreaterThan(acknowledged.count, rounds * 10, "the writer must have made progress")
+        print("crash test: \(rounds) kills, \(acknowledged.count) acknowledged signals, \(tornCuts) torn tails cut, \(segmentFiles(dir).count) segments")
+    }
+}

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import XCTest
+@testable import WaakvlamJournal
+import WaakvlamSystem
+
+/// A full disk (simulated with RLIMIT_FSIZE, SIGXFSZ ignored so writes fail with EFBIG) gives
+/// `diskFull`, loses nothing acknowledged, and appends resume once there is room.
+final class DiskFullTests: XCTestCase {
+    func testFullDiskFailsAppendsCleanlyAndRecovers() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        var acknowledged: [String] = []
+        for i in 0..<20 {
+            try journal.append(Sample.signal("before-\(i)"))
+            acknowledged.append("before-\(i)")
+        }
+        let segment = dir + "/" + segmentFiles(dir).last!
+        let size = try FileManager.default.attributesOfItem(atPath: segment)[.size] as! Int
+
+        let logged = Counter()
+        let previousSink = Log.shared.sink
+        Log.shared.sink = { line in if line.contains("journal_write_failed") { logged.increment() } }
+        defer { Log.shared.sink = previousSink }
+        let previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+        var limited = saved
+        limited.rlim_cur = rlim_t(size + 3000)
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
+        var failedIDs: [String] = []
+        var firstError: JournalError?
+        for i in 0..<40 {
+            do {
+                try journal.append(Sample.signal("during-\(i)"))
+                acknowledged.append("during-\(i)")
+            } catch let error as JournalError {
+                firstError = firstError ?? error
+                failedIDs.append("during-\(i)")
+            }
+        }
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, previousHandler)
+
+        guard case .diskFull(let why)? = firstError else { return XCTFail("expected diskFull, got \(String(describing: firstError))") }
+        XCTAssertTrue(why.contains("errno"), why)
+        XCTAssertTrue(JournalError.diskFull(why).description.contains("free space"))
+        XCTAssertGreaterThan(failedIDs.count, 10, "the limit must have been hit")
+        XCTAssertGreaterThan(journal.statistics.failedAppends, 10)
+        XCTAssertEqual(logged.value, failedIDs.count, "each failed write is logged")
+        // The segment was cut back: nothing of a failed append is on disk.
+        let after = try FileManager.default.attributesOfItem(atPath: segment)[.size] as! Int
+        XCTAssertLessThanOrEqual(after, size + 3000)
+
+        // Space is back: appends work again and continue the chain.
+        for i in 0..<5 {
+            try journal.append(Sample.signal("after-\(i)"))
+            acknowledged.append("after-\(i)")
+        }
+        let index = journal.deliveryState()
+        XCTAssertEqual(acknowledged.filter { !index.contains(signalID: $0) }, [])
+        XCTAssertEqual(failedIDs.filter { index.contains(signalID: $0) }, [], "failed appends must leave no trace")
+        journal.close()
+
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.recovery.tornBytesCut, 0)
+        XCTAssertEqual(acknowledged.filter { !reopened.deliveryState().contains(signalID: $0) }, [])
+        XCTAssertEqual(failedIDs.filter { reopened.deliveryState().contains(signalID: $0) }, [])
+        XCTAssertEqual(try reopened.payload(signalID: "after-4", recipientID: "gemeente-hoorn"), Array("payload of after-4".utf8))
+        reopened.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+}

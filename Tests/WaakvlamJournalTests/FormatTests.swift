@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+import WaakvlamCrypto
+@testable import WaakvlamJournal
+
+/// Pins the on-disk layout described in docs/JOURNAL.md.
+final class FormatTests: XCTestCase {
+    func testCRC32CCheckValue() {
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
+    }
+
+    func testSegmentAndFrameLayoutMatchTheDocumentation() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append([.expired(Expired(signalID: "s", recipientID: "r", at: Date(timeIntervalSince1970: 1)))])
+        try journal.append([.payloadPurged(PayloadPurged(signalID: "s", recipientID: "r", at: Date(timeIntervalSince1970: 2)))])
+        journal.close()
+        let bytes = readFile(dir + "/00000001.seg")
+        XCTAssertEqual(Array(bytes[0..<8]), Array("WVJSEG1\n".utf8))
+        XCTAssertEqual(bytes[8..<12].le32, 1, "segment number")
+        XCTAssertEqual(bytes[12..<16].le32, 1, "format version")
+        XCTAssertEqual(bytes[16..<24].le64, 1, "first sequence")
+        XCTAssertEqual(bytes[28..<32].le32, CRC32C.checksum(Array(bytes[0..<28])))
+
+        // expired: "s", "r", time 1 s = 1,000,000 us.
+        let body: [UInt8] = [1, 0x73, 1, 0x72] + withUnsafeBytes(of: Int64(1_000_000).littleEndian, Array.init)
+        let first = Array(bytes[32..<(32 + 52 + body.count)])
+        XCTAssertEqual(first[4..<8].le32, UInt32(body.count))
+        XCTAssertEqual(first[8..<16].le64, 1, "sequence")
+        XCTAssertEqual(first[16], 5, "kind expired")
+        XCTAssertEqual(first[17], 1, "end of append")
+        XCTAssertEqual(Array(first[18..<52]), [UInt8](repeating: 0, count: 34), "reserved and zero previous hash")
+        XCTAssertEqual(Array(first[52...]), body)
+        XCTAssertEqual(first[0..<4].le32, CRC32C.checksum(Array(first[4...])))
+
+        let second = Array(bytes[(32 + first.count)...])
+        XCTAssertEqual(second[16], 7, "kind payloadPurged")
+        XCTAssertEqual(Array(second[20..<52]), SHA256.hash(first), "previous hash = SHA-256 of the whole previous frame")
+
+        let checkpoint = readFile(dir + "/checkpoint")
+        XCTAssertEqual(checkpoint.count, 64)
+        XCTAssertEqual(Array(checkpoint[0..<8]), Array("WVJCKPT1".utf8))
+        XCTAssertEqual(checkpoint[12..<16].le32, UInt32(bytes.count), "end offset of the last record")
+        XCTAssertEqual(checkpoint[16..<24].le64, 2)
+        XCTAssertEqual(Array(checkpoint[24..<56]), SHA256.hash(second))
+        XCTAssertEqual(Array(readFile(dir + "/keys")[0..<8]), Array("WVJKEYS1".utf8))
+    }
+
+    func testVarintsAndOptionalsRoundTrip() throws {
+        var w = ByteWriter()
+        w.varint(300)
+        w.optional(nil as String?) { $0.string($1) }
+        w.optional("é") { $0.string($1) }
+        XCTAssertEqual(w.bytes, [0xAC, 0x02, 0, 1, 2, 0xC3, 0xA9])
+        try w.bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            XCTAssertEqual(try r.varint(), 300)
+            XCTAssertNil(try r.optional { try $0.string() })
+            XCTAssertEqual(try r.optional { try $0.string() }, "é")
+            XCTAssertTrue(r.isAtEnd)
+        }
+        // A damaged body is an error, never a crash.
+        func readAll(_ bytes: [UInt8]) throws {
+            try bytes.withUnsafeBytes { raw in
+                var r = ByteReader(raw)
+                _ = try r.varint()
+                _ = try r.optional { try $0.string() }
+                _ = try r.optional { try $0.string() }
+            }
+        }
+        for cut in 0..<w.bytes.count {
+            XCTAssertThrowsError(try readAll(Array(w.bytes[..<cut])), "cut at \(cut)")
+        }
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    var le32: UInt32 { withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) } }
+    var le64: UInt64 { withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) } }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import XCTest
+import WaakvlamCrypto
+@testable import WaakvlamJournal
+
+final class JournalTests: XCTestCase {
+    func testAppendReadBackAndReopen() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let records: [JournalRecord] = [
+            Sample.received("s1", subjects: ["bsn:00"]),
+            Sample.decision("s1", payload: [1, 2, 3]),
+            Sample.decision("s1", to: "politie", allowed: false),
+            .attempt(Attempt(signalID: "s1", recipientID: "gemeente-hoorn", attempt: 1, outcome: "http 503",
+                             nextAttemptAt: time(60), at: time(2))),
+            .delivered(Delivered(signalID: "s1", recipientID: "gemeente-hoorn", via: .push, at: time(61))),
+            .expired(Expired(signalID: "s1", recipientID: "nobody", at: time(62))),
+            .feedback(Feedback(signalID: "s1", fromID: "gemeente-hoorn", status: "opgepakt", fieldsForwarded: ["status"], at: time(63))),
+            .payloadPurged(PayloadPurged(signalID: "s1", recipientID: "gemeente-hoorn", at: time(64))),
+            .configApplied(ConfigApplied(version: "8", contentHash: "abc", appliedBy: "admin@hoorn", summary: "rule added", at: time(65))),
+        ]
+        let positions = try journal.append(records)
+        XCTAssertEqual(positions.map(\.sequence), Array(1...9))
+        XCTAssertEqual(positions.first?.segment, 1)
+        XCTAssertEqual(positions.first?.offset, UInt32(Segment.headerSize))
+        for (record, position) in zip(records, positions) {
+            var expected = record
+            let stored = try journal.record(at: position)
+            if case .decision(var d) = expected, d.payload != nil, case .decision(let back) = stored {
+                XCTAssertNil(back.payload)
+                XCTAssertNotNil(back.sealed)
+                XCTAssertFalse(back.sealed!.ciphertext.contains(subsequence: [1, 2, 3]))
+                d.payload = nil
+                d.sealed = back.sealed
+                expected = .decision(d)
+            }
+            XCTAssertEqual(stored, expected)
+        }
+        XCTAssertEqual(journal.deliveryState().lastConfigVersion, "8")
+        journal.close()
+        XCTAssertThrowsError(try journal.append([Sample.received("late")])) { XCTAssertEqual($0 as? JournalError, .closed) }
+
+        let reopened = try Journal.openForTest(dir)
+        defer { reopened.close() }
+        XCTAssertEqual(reopened.recovery.records, 9)
+        XCTAssertEqual(reopened.recovery.tornBytesCut, 0)
+        XCTAssertEqual(reopened.recovery.checkpointSequence, 9)
+        XCTAssertEqual(reopened.recovery.hashedRecords, 1, "open re-hashes only from the checkpoint")
+        let more = try reopened.append([Sample.received("s2")])
+        XCTAssertEqual(more.map(\.sequence), [10])
+        XCTAssertEqual(try JournalReader(directory: dir).verify().damage, nil)
+    }
+
+    func testDeliveryIndexIsRebuiltAtOpenAndKeptCurrent() throws {
+        let dir = temporaryDirectory(self)
+        var journal: Journal? = try Journal.openForTest(dir)
+        try journal!.append(Sample.signal("a", at: time(10)))
+        try journal!.append(Sample.signal("b", at: time(5)))
+        try journal!.append(Sample.signal("c", to: "1hoorn", mode: .inbox, at: time(7)))
+        try journal!.append([Sample.received("d", to: ["gemeente-hoorn", "politie"]),
+                             Sample.decision("d", allowed: true, at: time(20)),
+                             Sample.decision("d", to: "politie", allowed: false, at: time(20))])
+        try journal!.append([.attempt(Attempt(signalID: "b", recipientID: "gemeente-hoorn", attempt: 1,
+                                              outcome: "timeout", nextAttemptAt: time(100), at: time(6)))])
+        try journal!.append([.delivered(Delivered(signalID: "a", recipientID: "gemeente-hoorn", via: .push, at: time(11)))])
+
+        func check(_ index: DeliveryIndex, _ label: String) {
+            XCTAssertEqual(index.signalCount, 4, label)
+            XCTAssertEqual(index.pendingCount, 3, label)
+            XCTAssertEqual(index.duePushes(at: time(1000), limit: 10).map(\.signalID), ["d", "b"], label)
+            XCTAssertEqual(index.duePushes(at: time(50), limit: 10).map(\.signalID), ["d"], label)
+            XCTAssertEqual(index.nextPushDue(), time(20), label)
+            XCTAssertEqual(index.inbox(recipientID: "1hoorn", limit: 10).map(\.signalID), ["c"], label)
+            XCTAssertEqual(index.delivery(signalID: "a", recipientID: "gemeente-hoorn")?.status, .delivered(at: time(11)), label)
+            XCTAssertEqual(index.delivery(signalID: "b", recipientID: "gemeente-hoorn")?.status,
+                           .pending(attempts: 1, firstQueuedAt: time(5), nextAttemptAt: time(100), mode: .push), label)
+            XCTAssertEqual(index.delivery(signalID: "d", recipientID: "politie")?.status, .denied(code: "no_rule"), label)
+            let d = index.signal("d")
+            XCTAssertEqual(d?.senderID, "intermaris", label)
+            XCTAssertEqual(d?.signalType, "overlast", label)
+            XCTAssertEqual(d?.deliveries.map(\.recipientID), ["gemeente-hoorn", "politie"], label)
+            XCTAssertNil(index.signal("zzz"), label)
+            XCTAssertTrue(index.contains(signalID: "c"), label)
+        }
+        check(journal!.deliveryState(), "live")
+        journal!.close()
+        journal = try Journal.openForTest(dir)
+        check(journal!.deliveryState(), "after reopen")
+        XCTAssertEqual(journal!.recovery.pendingDeliveries, 3)
+
+        // Full records for GET /v1/signals/{id} and idempotent resubmission.
+        let full = try XCTUnwrap(try journal!.signal("d"))
+        XCTAssertEqual(full.received?.requestHash, "r")
+        XCTAssertEqual(full.decisions.map(\.decision.allowed), [true, false])
+        XCTAssertEqual(full.decisions.last?.decision.reasonMessage, "no convenant rule")
+        journal!.close()
+    }
+
+    func testPayloadIsSealedAndPurgeDestroysItWhileTheChainStaysValid() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let secret = Array("Jansen, Dorpsstraat 1, achterstand 812 euro".utf8)
+        try journal.append(Sample.signal("p1", payload: secret))
+        try journal.append([Sample.received("p2"), Sample.decision("p2", payload: [9], retentionUntil: time(50))])
+        XCTAssertEqual(try journal.payload(signalID: "p1", recipientID: "gemeente-hoorn"), secret)
+        XCTAssertNil(try journal.payload(signalID: "p1", recipientID: "unknown"))
+        XCTAssertEqual(journal.deliveryState().payloadsDue(at: time(100), limit: 5).map(\.signalID), ["p2"])
+        XCTAssertEqual(journal.deliveryState().payloadsDue(at: time(10), limit: 5).map(\.signalID), [])
+
+        // Nothing of the plaintext is on disk.
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            XCTAssertFalse(readFile(dir + "/" + name).contains(subsequence: Array("Dorpsstraat".utf8)), name)
+        }
+        try journal.purge(signalID: "p1", recipientID: "gemeente-hoorn")
+        try journal.purge(signalID: "p2", recipientID: "gemeente-hoorn")
+        XCTAssertNil(try journal.payload(signalID: "p1", recipientID: "gemeente-hoorn"))
+        XCTAssertEqual(journal.deliveryState().delivery(signalID: "p1", recipientID: "gemeente-hoorn")?.hasPayload, false)
+        XCTAssertEqual(journal.deliveryState().payloadsDue(at: time(100), limit: 5).count, 0)
+        journal.close()
+
+        // The key slot is zeros on disk; the ciphertext is still in the chain but unreadable.
+        let keys = readFile(dir + "/keys")
+        XCTAssertTrue(keys[KeySlot.size..<3 * KeySlot.size].allSatisfy { $0 == 0 })
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertNil(try reopened.payload(signalID: "p1", recipientID: "gemeente-hoorn"))
+        reopened.close()
+        let verification = try JournalReader(directory: dir).verify()
+        XCTAssertNil(verification.damage)
+        XCTAssertEqual(verification.records, 6)
+    }
+
+    func testASecondDecisionReplacesTheFirstAndDestroysItsKey() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append([Sample.received("x"), Sample.decision("x", payload: Array("first".utf8))])
+        let firstSlot = try XCTUnwrap(journal.deliveryState().delivery(signalID: "x", recipientID: "gemeente-hoorn"))
+        try journal.append([Sample.decision("x", payload: Array("second".utf8), mode: .inbox, at: time(9))])
+        XCTAssertEqual(try journal.payload(signalID: "x", recipientID: "gemeente-hoorn"), Array("second".utf8))
+        XCTAssertEqual(journal.deliveryState().signal("x")?.deliveries.count, 1)
+        XCTAssertEqual(journal.deliveryState().inbox(recipientID: "gemeente-hoorn", limit: 5).map(\.signalID), ["x"])
+        XCTAssertEqual(journal.deliveryState().duePushes(at: time(100), limit: 5).count, 0)
+        guard case .decision(let d) = try journal.record(at: firstSlot.decision), let slot = d.sealed?.keySlot else {
+            return XCTFail("first decision lost")
+        }
+        journal.close()
+        let keys = readFile(dir + "/keys")
+        XCTAssertTrue(keys[Int(KeySlot.offset(slot))..<Int(KeySlot.offset(slot)) + KeySlot.size].allSatisfy { $0 == 0 })
+        XCTAssertEqual(readFile(dir + "/keys").count, 3 * KeySlot.size)
+    }
+
+    func testStatisticsNameTheHeadOfTheChain() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append(Sample.signal("h1"))
+        try journal.append(Sample.signal("h2"))
+        let stats = journal.statistics
+        journal.close()
+        let verification = try JournalReader(directory: dir).verify()
+        XCTAssertEqual(stats.headSequence, 4)
+        XCTAssertEqual(stats.headHash, verification.headHash)
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.statistics.headHash, verification.headHash)
+        reopened.close()
+    }
+
+    func testGroupCommitBatchesConcurrentAppends() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let threads = 32, perThread = 40
+        let failures = Counter()
+        runThreads(threads) { t in
+            for i in 0..<perThread where (try? journal.append(Sample.signal("t\(t)-\(i)"))) == nil {
+                failures.increment()
+            }
+        }
+        XCTAssertEqual(failures.value, 0)
+        let stats = journal.statistics
+        XCTAssertEqual(stats.appends, UInt64(threads * perThread))
+        XCTAssertEqual(stats.records, UInt64(threads * perThread * 2))
+        XCTAssertEqual(stats.segmentSyncs, stats.groupCommits)
+        XCTAssertLessThan(stats.groupCommits * 2, stats.appends, "appends must share syncs: \(stats)")
+        XCTAssertGreaterThan(stats.largestGroup, 1)
+        XCTAssertEqual(journal.deliveryState().pendingCount, threads * perThread)
+        journal.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+
+    func testSegmentsRotateAndTheChainCrossesThem() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))
+        for i in 0..<100 { try journal.append(Sample.signal("r\(i)")) }
+        XCTAssertGreaterThan(journal.statistics.rotations, 5)
+        journal.close()
+        let segments = segmentFiles(dir)
+        XCTAssertEqual(segments.first, "00000001.seg")
+        XCTAssertEqual(segments.count, Int(journal.statistics.rotations) + 1)
+        let result = try JournalReader(directory: dir).verify()
+        XCTAssertNil(result.damage)
+        XCTAssertEqual(result.records, 200)
+        XCTAssertEqual(result.segments, segments.count)
+        let reopened = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))
+        XCTAssertEqual(reopened.deliveryState().signalCount, 100)
+        XCTAssertEqual(try reopened.payload(signalID: "r3", recipientID: "gemeente-hoorn"), Array("payload of r3".utf8))
+        reopened.close()
+    }
+
+    func testASecondProcessCannotOpenTheJournal() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        XCTAssertThrowsError(try Journal.openForTest(dir)) {
+            guard case JournalError.locked = $0 else { return XCTFail("\($0)") }
+        }
+        journal.close()
+        try Journal.openForTest(dir).close()
+    }
+
+    func testOversizedAppendIsRefusedWithAClearError() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        defer { journal.close() }
+        let huge = [UInt8](repeating: 7, count: Journal.maxAppendBytes)
+        XCTAssertThrowsError(try journal.append([Sample.received("big"), Sample.decision("big", payload: huge)])) {
+            guard case JournalError.invalidRecord(let why) = $0 else { return XCTFail("\($0)") }
+            XCTAssertTrue(why.contains("split"))
+        }
+        XCTAssertEqual(try journal.append([Sample.received("small")]).map(\.sequence), [1])
+    }
+}
+
+extension Array where Element == UInt8 {
+    func contains(subsequence: [UInt8]) -> Bool {
+        guard subsequence.count <= count else { return false }
+        for start in 0...(count - subsequence.count) where self[start..<start + subsequence.count].elementsEqual(subsequence) {
+            return true
+        }
+        return false
+    }
+}
