@@ -7,7 +7,9 @@ public struct HTTPClientConfiguration: Sendable {
     public var handshakeTimeout: TimeInterval
     /// From the start of sending a request to the end of its response.
     public var responseTimeout: TimeInterval
-    /// Idle connections kept per endpoint.
+    /// Idle connections kept per endpoint. At least as many as the concurrent requests a
+    /// caller makes to one endpoint (the relay: 32 per recipient), or every burst closes the
+    /// extra connections and the next one pays for new handshakes.
     public var maximumIdleConnectionsPerEndpoint: Int
     /// A pooled connection idle for longer is closed rather than reused (servers close idle
     /// keep-alive connections too; Waakvlam's after 60 s).
@@ -15,7 +17,7 @@ public struct HTTPClientConfiguration: Sendable {
     public var responseLimits: HTTPLimits
 
     public init(connectTimeout: TimeInterval = 5, handshakeTimeout: TimeInterval = 10, responseTimeout: TimeInterval = 30,
-                maximumIdleConnectionsPerEndpoint: Int = 16, idleTimeout: TimeInterval = 30,
+                maximumIdleConnectionsPerEndpoint: Int = 32, idleTimeout: TimeInterval = 30,
                 responseLimits: HTTPLimits = HTTPLimits(maximumBodyBytes: 16 << 20)) {
         self.connectTimeout = connectTimeout
         self.handshakeTimeout = handshakeTimeout
@@ -113,9 +115,11 @@ public final class HTTPClientConnection {
     }
 
     /// True when a pooled connection is still usable: not expired and nothing (such as the
-    /// server's close) arrived while it was idle.
+    /// server's close) arrived while it was idle. `now` may be a little older than the
+    /// connection's last use (another thread checked it in after `now` was read).
     func isFreshForReuse(now: UInt64) -> Bool {
-        isReusable && now - lastUsed < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
+        let idle = now > lastUsed ? now - lastUsed : 0
+        return isReusable && idle < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
     }
 
     static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {
