@@ -24,7 +24,7 @@ usage: waakvlam-bench e2e [--seconds N] [--senders N] [--rate R] [--runs N] [--b
   --seconds N   length of each throughput and latency measurement (default 10)
   --senders N   concurrent sender connections for the throughput measurement (default 64)
   --rate R      offered load for the latency measurement, signals/s (default 1000)
-  --runs N      rounds; medians are reported (default 3)
+  --runs N      rounds; medians are reported (default 3; 0 runs only the backlog part)
   --backlog N   signals submitted while the recipient is down (default 100000; 0 skips)
   --keep        keep the temporary folder (configuration, logs, journals) and print where it is
 """
@@ -47,7 +47,7 @@ func runEndToEndBenchmark(_ arguments: [String]) -> Int32 {
         case "--seconds" where value > 0: options.seconds = value
         case "--senders" where value >= 1: options.senders = Int(value)
         case "--rate" where value > 0: options.rate = value
-        case "--runs" where value >= 1: options.runs = Int(value)
+        case "--runs": options.runs = Int(value)
         case "--backlog": options.backlog = Int(value)
         default:
             print(endToEndUsage)
@@ -163,6 +163,16 @@ private struct EndToEndBenchmark {
             if options.keep { print("kept \(folder)") } else { try? FileManager.default.removeItem(atPath: folder) }
         }
         let configSource = try Self.findConfig()
+        if options.runs > 0 {
+            try compare(folder: folder, configSource: configSource)
+        }
+        if options.backlog > 0 {
+            try backlogRun(folder: folder + "/backlog", configSource: configSource)
+        }
+    }
+
+    /// The rounds against nginx, and their medians.
+    private func compare(folder: String, configSource: String) throws {
 
         let site = try Site.make(folder: folder + "/main", configSource: configSource)
         let recipient = try site.startRecipient()
@@ -237,12 +247,6 @@ private struct EndToEndBenchmark {
         at least half of nginx: \(ratio >= 0.5 ? "met" : "NOT met"); \
         p99 ack < 5 ms at \(Int(options.rate))/s: \(p99 < 5 ? "met" : "NOT met")
         """)
-        stopProcess(nginx)
-        stopProcess(node)
-        stopProcess(recipient)
-        if options.backlog > 0 {
-            try backlogRun(folder: folder + "/backlog", configSource: configSource)
-        }
     }
 
     // MARK: Measurements
@@ -305,14 +309,19 @@ private struct EndToEndBenchmark {
         _ = try waitUntilServing(site.peerEndpoint, tls: site.senderTLS, process: node)
         print("\nbacklog: \(options.backlog) signals to 1.Hoorn while its endpoint is down (connection refused), a fresh node:")
         print("  " + pad("backlog", 10, right: true) + pad("RSS MiB", 10, right: true) + pad("peak MiB", 10, right: true)
-              + pad("journal MiB", 13, right: true) + pad("metric", 10, right: true) + pad("submitted/s", 13, right: true))
+              + pad("journal MiB", 13, right: true) + pad("metric", 10, right: true) + pad("submitted/s", 13, right: true)
+              + pad("CPU us/signal", 15, right: true))
+        var cpu = cpuSeconds(node.processIdentifier)
         func report(_ submitted: Int, rate: Double?) throws {
+            let cpuNow = cpuSeconds(node.processIdentifier)
+            defer { cpu = cpuNow }
             let memory = residentMemory(of: node.processIdentifier) ?? (0, 0)
             print("  " + pad("\(submitted)", 10, right: true) + pad(String(format: "%.1f", Double(memory.now) / 1024), 10, right: true)
                   + pad(String(format: "%.1f", Double(memory.peak) / 1024), 10, right: true)
                   + pad(String(format: "%.1f", Double(directorySize(site.stateFolder + "/journal")) / 1_048_576), 13, right: true)
                   + pad(try site.backlogMetric().map(String.init) ?? "?", 10, right: true)
-                  + pad(rate.map { String(format: "%.0f", $0) } ?? "", 13, right: true))
+                  + pad(rate.map { String(format: "%.0f", $0) } ?? "", 13, right: true)
+                  + pad(rate == nil ? "" : String(format: "%.0f", (cpuNow - cpu) * 1e6 / Double(options.backlog / 4)), 15, right: true))
         }
         try report(0, rate: nil)
         let part = options.backlog / 4

@@ -11,6 +11,12 @@ import WaakvlamTransport
 /// `maximumInFlight`) are held here. Each recipient has its own concurrency limit and its own
 /// back-off, so that a recipient that is down costs one probe per interval and never holds
 /// up deliveries to others (like Postfix's per-destination queues and dead-site detection).
+///
+/// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
+/// worker threads. Each side waits on its own condition and is woken one at a time (a
+/// broadcast to hundreds of idle workers per signal cost more than the delivery itself). The
+/// per-recipient limit counts requests on the wire: a worker gives its slot back as soon as
+/// the recipient answered, while it waits for the journal to make the receipt durable.
 final class DeliveryScheduler: @unchecked Sendable {
     /// What the scheduler knows about one recipient's reachability.
     private struct RecipientHealth {
@@ -29,15 +35,23 @@ final class DeliveryScheduler: @unchecked Sendable {
     private let client: HTTPClient
     private let configuration: ConfigurationHolder
     private let metrics: Metrics
+    /// Guards the state below; the scheduler thread (and `stop`) wait on it.
     private let condition = NSCondition()
     private var running = false
     private var wakeRequested = false
+    /// Picked and not yet finished (until the outcome is in the journal).
     private var inFlight = Set<Key>()
-    private var inFlightPerRecipient: [String: Int] = [:]
+    /// Per recipient: in `inFlight`, and of those, requests on the wire.
+    private var heldPerRecipient: [String: Int] = [:]
+    private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
-    private var jobs: [DeliveryState] = []
     private var threads: [Thread] = []
     private var activeThreads = 0
+    /// Guards `jobs`; idle workers wait on it, one is signalled per job.
+    private let work = NSCondition()
+    private var jobs: [DeliveryState] = []
+    private var jobsHead = 0
+    private var workersStopping = false
     private var nextSweep = Date.distantPast
 
     /// Deliveries to one recipient at the same time, at most.
@@ -68,7 +82,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     func wake() {
         condition.lock()
         wakeRequested = true
-        condition.broadcast()
+        condition.signal()
         condition.unlock()
     }
 
@@ -77,8 +91,15 @@ final class DeliveryScheduler: @unchecked Sendable {
     func stop(deadline: Date) {
         condition.lock()
         running = false
-        jobs.removeAll()
         condition.broadcast()
+        condition.unlock()
+        work.lock()
+        workersStopping = true
+        jobs.removeAll()
+        jobsHead = 0
+        work.broadcast()
+        work.unlock()
+        condition.lock()
         while activeThreads > 0 && Date() < deadline {
             _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.05)))
         }
@@ -119,11 +140,13 @@ final class DeliveryScheduler: @unchecked Sendable {
                 nextSweep = now.addingTimeInterval(1)
             }
             let due = collectDue(now)
-            condition.lock()
             if !due.isEmpty {
+                work.lock()
                 jobs.append(contentsOf: due)
-                condition.broadcast()
+                if due.count == 1 { work.signal() } else { work.broadcast() }
+                work.unlock()
             }
+            condition.lock()
             if !wakeRequested && running {
                 _ = condition.wait(until: Date().addingTimeInterval(due.isEmpty ? 1 : 0.2))
             }
@@ -141,18 +164,24 @@ final class DeliveryScheduler: @unchecked Sendable {
         for recipient in index.pushRecipients() {
             condition.lock()
             let state = health[recipient] ?? RecipientHealth()
-            let busy = inFlightPerRecipient[recipient] ?? 0
+            let sending = sendingPerRecipient[recipient] ?? 0
+            let held = heldPerRecipient[recipient] ?? 0
             // A recipient that is down gets one probe when its back-off ends.
             let limit = state.downSince == nil ? Self.perRecipientLimit : 1
-            let free = min(limit - busy, settings.maximumInFlight - inFlight.count)
+            let free = min(limit - sending, settings.maximumInFlight - inFlight.count)
             condition.unlock()
             guard state.deferredUntil <= now, free > 0 else { continue }
-            for delivery in index.duePushes(recipientID: recipient, at: now, limit: free + busy) {
+            // The earliest due are those already in flight (they leave the index's schedule
+            // when their outcome is journaled): ask for enough to get past them.
+            for delivery in index.duePushes(recipientID: recipient, at: now, limit: free + held) {
                 let key = Key(signalID: delivery.signalID, recipientID: recipient)
                 condition.lock()
-                let added = picked.count < settings.maximumInFlight && (inFlightPerRecipient[recipient] ?? 0) < limit
+                let added = picked.count < settings.maximumInFlight && (sendingPerRecipient[recipient] ?? 0) < limit
                     && inFlight.insert(key).inserted
-                if added { inFlightPerRecipient[recipient, default: 0] += 1 }
+                if added {
+                    sendingPerRecipient[recipient, default: 0] += 1
+                    heldPerRecipient[recipient, default: 0] += 1
+                }
                 condition.unlock()
                 if added { picked.append(delivery) }
             }
@@ -161,25 +190,51 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        condition.lock()
-        while true {
-            while running && jobs.isEmpty { condition.wait() }
-            guard running else { break }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            deliver(job)
+        while let job = nextJob() {
+            var sending = true
+            deliver(job) {
+                // The recipient answered (or could not be reached): its slot is free again.
+                self.finishSending(job.recipientID)
+                sending = false
+            }
             condition.lock()
+            if sending { sendingPerRecipient[job.recipientID, default: 1] -= 1 }
             inFlight.remove(Key(signalID: job.signalID, recipientID: job.recipientID))
-            inFlightPerRecipient[job.recipientID, default: 1] -= 1
+            heldPerRecipient[job.recipientID, default: 1] -= 1
             wakeRequested = true
-            condition.broadcast()
+            condition.signal()
+            condition.unlock()
         }
+    }
+
+    /// The next job, waiting for one; nil once stopping.
+    private func nextJob() -> DeliveryState? {
+        work.lock()
+        defer { work.unlock() }
+        while !workersStopping && jobsHead == jobs.count { work.wait() }
+        guard !workersStopping else { return nil }
+        let job = jobs[jobsHead]
+        jobsHead += 1
+        if jobsHead == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            jobsHead = 0
+        }
+        return job
+    }
+
+    private func finishSending(_ recipientID: String) {
+        condition.lock()
+        sendingPerRecipient[recipientID, default: 1] -= 1
+        wakeRequested = true
+        condition.signal()
         condition.unlock()
     }
 
     // MARK: - One delivery
 
-    private func deliver(_ delivery: DeliveryState) {
+    /// Pushes one delivery and journals the outcome; calls `answered` once the request is
+    /// over (before the outcome is made durable), unless it never got to sending.
+    private func deliver(_ delivery: DeliveryState, answered: () -> Void) {
         let snapshot = configuration.current
         let now = Date()
         guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return }
@@ -189,7 +244,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: "no push endpoint configured", at: now)
             return
         }
-        let message: [String: Any]
+        let message: Outbound.Message
         do {
             guard let built = try Outbound.message(for: delivery, journal: journal, configuration: snapshot.configuration) else {
                 // The payload's retention ended before it could be delivered.
@@ -201,21 +256,22 @@ final class DeliveryScheduler: @unchecked Sendable {
             Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
             return
         }
-        let body = (try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", delivery.signalID)])
-        if let traceparent = message["traceparent"] as? String { headers.add("traceparent", traceparent) }
+        if let traceparent = message.traceparent { headers.add("traceparent", traceparent) }
         let path = endpointURL.path.isEmpty ? "/" : endpointURL.path + (endpointURL.query.map { "?\($0)" } ?? "")
-        let request = HTTPRequest(method: "POST", target: path, headers: headers, body: [UInt8](body))
+        let request = HTTPRequest(method: "POST", target: path, headers: headers, body: message.body)
         let endpoint = Endpoint(host: host, port: UInt16(endpointURL.port ?? 443))
         let outcome: String
         do {
             let response = try client.send(request, to: endpoint, idempotent: true)
+            answered()
             if (200..<300).contains(response.status) {
                 delivered(delivery, at: Date())
                 return
             }
             outcome = "http \(response.status)"
         } catch {
+            answered()
             outcome = "\(error)"
         }
         fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: outcome, at: Date())

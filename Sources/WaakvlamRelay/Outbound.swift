@@ -7,11 +7,16 @@ import WaakvlamSystem
 /// minimised payload with where it comes from and under which rule. Built from the journal,
 /// so that a retry after a restart sends exactly what was decided.
 enum Outbound {
+    struct Message {
+        /// The message as JSON (keys sorted); the payload is the stored canonical JSON as it is.
+        let body: [UInt8]
+        let traceparent: String?
+    }
+
     /// nil when the payload is gone (purged after its retention ended).
-    static func message(for state: DeliveryState, journal: Journal, configuration: Configuration) throws -> [String: Any]? {
+    static func message(for state: DeliveryState, journal: Journal, configuration: Configuration) throws -> Message? {
         guard case .decision(let decision) = try journal.record(at: state.decision),
-              let payloadBytes = try journal.payload(signalID: state.signalID, recipientID: state.recipientID),
-              let payload = try JSONSerialization.jsonObject(with: Data(payloadBytes)) as? [String: Any],
+              let payload = try journal.payload(signalID: state.signalID, recipientID: state.recipientID),
               let summary = journal.deliveryState().signal(state.signalID) else { return nil }
         var received: Received?
         if let position = summary.received, case .received(let record) = try journal.record(at: position) { received = record }
@@ -28,11 +33,13 @@ enum Outbound {
             "receivedAt": Log.timestamp(summary.receivedAt),
             "rule": decision.ruleID ?? "",
             "convenant": ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""],
-            "payload": payload,
+            // Written by the journal from Payload.canonicalJSON and authenticated on reading.
+            "payload": JSONText.Fragment(payload),
         ]
         if let activity = decision.processingActivity { message["processingActivity"] = activity }
         if let retention = decision.retentionUntil { message["retainUntil"] = Log.timestamp(retention) }
-        if let received { message["traceparent"] = "00-\(received.traceID)-\(received.spanID)-01" }
-        return message
+        let traceparent = received.map { "00-\($0.traceID)-\($0.spanID)-01" }
+        if let traceparent { message["traceparent"] = traceparent }
+        return Message(body: JSONText.encode(message), traceparent: traceparent)
     }
 }

@@ -51,7 +51,8 @@ final class SignalService: @unchecked Sendable {
             }
             trace = parent.child()
         }
-        let requestHash = Self.requestHash(submission)
+        let canonicalPayload = Payload.canonicalJSON(submission.payload)
+        let requestHash = Self.requestHash(submission, canonicalPayload: canonicalPayload)
 
         // One submission per id at a time; a duplicate waits for the first, then replays.
         while true {
@@ -75,12 +76,12 @@ final class SignalService: @unchecked Sendable {
                 inFlightLock.unlock()
                 group.leave()
             }
-            return decideAndJournal(submission, sender: sender, requestHash: requestHash, trace: trace)
+            return decideAndJournal(submission, sender: sender, canonicalPayload: canonicalPayload, requestHash: requestHash, trace: trace)
         }
     }
 
-    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, requestHash: String,
-                                  trace: TraceContext) -> HTTPResponse {
+    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, canonicalPayload: Data,
+                                  requestHash: String, trace: TraceContext) -> HTTPResponse {
         let snapshot = configuration.current
         let now = Date()
         let decisions: [RecipientDecision]
@@ -99,7 +100,7 @@ final class SignalService: @unchecked Sendable {
         let received = Received(
             signalID: submission.id, senderID: sender.id, senderOIN: sender.oin, signalType: submission.type,
             requestedRecipients: submission.recipients.map(\.description),
-            payloadHash: Hex.encode(SHA256.hash(Payload.canonicalJSON(submission.payload))),
+            payloadHash: Hex.encode(SHA256.hash(canonicalPayload)),
             requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
             configVersion: snapshot.version, at: now)
         var records: [JournalRecord] = [.received(received)]
@@ -133,7 +134,16 @@ final class SignalService: @unchecked Sendable {
         Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
                                             "recipients": decisions.count, "trace_id": trace.traceID])
         if queuedPush { onQueued() }
-        return replay(submission.id, sender: sender, requestHash: requestHash)
+        // The answer a resubmission would get from the journal, from what was just written
+        // (the records as appended, their states from the index) instead of reading it back.
+        let written = records.compactMap { record -> Decision? in
+            if case .decision(let decision) = record { return decision }
+            return nil
+        }
+        guard let states = journal.deliveryState().signal(submission.id)?.deliveries, states.count == written.count else {
+            return replay(submission.id, sender: sender, requestHash: requestHash)
+        }
+        return Self.answer(received: received, decisions: Array(zip(written, states)))
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
@@ -154,8 +164,13 @@ final class SignalService: @unchecked Sendable {
             return .error(status: 409, code: "id_reused_with_other_content",
                           message: "A signal with this id and different content was already accepted: send a changed signal under a new id.")
         }
-        var body = Self.signalJSON(received: received, decisions: stored.decisions)
-        let anyAllowed = stored.decisions.contains { $0.decision.allowed }
+        return Self.answer(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) })
+    }
+
+    /// 202 with the signal's state, or 403 when every recipient was denied.
+    private static func answer(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> HTTPResponse {
+        var body = signalJSON(received: received, decisions: decisions)
+        let anyAllowed = decisions.contains { $0.decision.allowed }
         if !anyAllowed {
             body["error"] = ["code": "all_recipients_denied",
                              "message": "No recipient may receive this signal under the convenants in force; see the reason per recipient."]
@@ -169,7 +184,7 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, object: Self.signalJSON(received: received, decisions: stored.decisions))
+        return .json(status: 200, object: Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) }))
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -267,11 +282,11 @@ final class SignalService: @unchecked Sendable {
             }
         }
         let states = journal.deliveryState().inbox(recipientID: caller.id, limit: limit + 1)
-        var items: [[String: Any]] = []
+        var items: [JSONText.Fragment] = []
         for state in states.prefix(limit) {
             do {
                 if let message = try Outbound.message(for: state, journal: journal, configuration: configuration.current.configuration) {
-                    items.append(message)
+                    items.append(JSONText.Fragment(message.body))
                 }
             } catch {
                 Log.shared.error("journal_read_failed", ["signal": state.signalID, "error": "\(error)"])
@@ -314,10 +329,10 @@ final class SignalService: @unchecked Sendable {
 
     /// SHA-256 over the canonical form of what was asked (type, recipients, payload), so
     /// that the same content resubmitted under the same id is recognised.
-    static func requestHash(_ submission: SignalSubmission) -> String {
+    static func requestHash(_ submission: SignalSubmission, canonicalPayload: Data) -> String {
         var bytes = Array("\(submission.type)\n".utf8)
         for recipient in submission.recipients { bytes += Array("\(recipient.description)\n".utf8) }
-        bytes += Payload.canonicalJSON(submission.payload)
+        bytes += canonicalPayload
         return Hex.encode(SHA256.hash(bytes))
     }
 
@@ -338,7 +353,7 @@ final class SignalService: @unchecked Sendable {
     }
 
     /// A signal with its decisions and their current state, as the sender sees it.
-    static func signalJSON(received: Received, decisions: [SignalRecord.DecisionState]) -> [String: Any] {
+    static func signalJSON(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> [String: Any] {
         var recipients: [[String: Any]] = []
         for entry in decisions {
             let decision = entry.decision
