@@ -87,6 +87,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     public let configuration: Configuration
     private let handler: Handler
+    private let defaultHeaders: PreparedHeaders
     private let condition = NSCondition()
     private var state = State.created
     private var tls: TLSContext
@@ -101,6 +102,7 @@ public final class HTTPServer: @unchecked Sendable {
     public init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
+        self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
         self.tls = tls
         self.handler = handler
         self.shutdownSignal = try ShutdownSignal()
@@ -384,8 +386,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bytes(of response: HTTPResponse, keepAlive: Bool, headRequest: Bool = false) -> [UInt8] {
-        response.serialized(keepAlive: keepAlive, date: HTTPDate.now(), headRequest: headRequest,
-                            defaults: configuration.defaultResponseHeaders)
+        response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: headRequest, defaults: defaultHeaders)
     }
 
     private func nanoseconds(_ interval: TimeInterval) -> UInt64 {
