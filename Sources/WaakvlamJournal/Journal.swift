@@ -108,7 +108,7 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
-    private let keySync: ParallelSync
+    private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
 
@@ -162,7 +162,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(segmentFD)
             throw error
         }
-        keySync = ParallelSync()
+        keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         stats.headHash = Hex.encode(state.lastHash)
         recovery = RecoveryReport(
@@ -375,7 +375,7 @@ public final class Journal: @unchecked Sendable {
             queueLock.unlock()
             commit(&group, bytes: bytes)
         }
-        keySync.stop()
+        keyIO.stop()
         writerExited.signal()
     }
 
@@ -417,31 +417,21 @@ public final class Journal: @unchecked Sendable {
         for done in wakeups { done.signal() }
     }
 
-    /// Writes one group: key slots (pwrite, fdatasync on the helper thread) alongside the
-    /// records (one pwrite, one fdatasync); both must succeed. On failure the segment is cut
-    /// back to where the group began.
+    /// Writes one group. Key slots first: their pwrite and fdatasync run on the helper thread
+    /// while this thread frames and hashes the records, and the records are written only once
+    /// the keys are durable, so that no record on disk can lack its key (nor a
+    /// `payloadPurged` record precede the destruction of its key). Then one pwrite and one
+    /// fdatasync of the segment. On failure the segment is cut back to where the group began.
     private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
         }
-        let start = segmentSize
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(bytes)
-        var hash = lastHash
-        var sequence = nextSequence
-        var positions: [[RecordPosition]] = []
-        positions.reserveCapacity(group.count)
+        // Pass 1: sequence numbers and key slot contents.
         var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
         var groupSlots: [String: UInt32] = [:]
+        var sequence = nextSequence
         for p in group {
-            var list: [RecordPosition] = []
-            list.reserveCapacity(p.frames.count)
-            for (i, frame) in p.frames.enumerated() {
-                let offset = start + UInt64(buffer.count)
-                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
-                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
-                                    previousHash: hash, body: frame.body, hasher: hasher)
-                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
+            for frame in p.frames {
                 if let key = frame.key, let delivery = frame.delivery {
                     // A decision that replaces an earlier one for the same delivery destroys
                     // the earlier payload's key: nothing could reach or purge it any more.
@@ -455,23 +445,39 @@ public final class Journal: @unchecked Sendable {
                 }
                 sequence += 1
             }
+        }
+        if !slotWrites.isEmpty {
+            let keyFD = self.keyFD
+            keyIO.start { try Journal.writeSlots(slotWrites, to: keyFD) }
+        }
+        // Pass 2, meanwhile: frames and the hash chain.
+        let start = segmentSize
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(bytes)
+        var hash = lastHash
+        sequence = nextSequence
+        var positions: [[RecordPosition]] = []
+        positions.reserveCapacity(group.count)
+        for p in group {
+            var list: [RecordPosition] = []
+            list.reserveCapacity(p.frames.count)
+            for (i, frame) in p.frames.enumerated() {
+                let offset = start + UInt64(buffer.count)
+                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
+                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
+                                    previousHash: hash, body: frame.body, hasher: hasher)
+                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
+                sequence += 1
+            }
             positions.append(list)
         }
-        var keySyncRunning = false
         if !slotWrites.isEmpty {
-            try writeSlots(slotWrites)
-            keySync.start(keyFD)
-            keySyncRunning = true
+            try keyIO.wait()
         }
         do {
             try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
             try dataSync(segmentFD)
-            if keySyncRunning {
-                keySyncRunning = false
-                try keySync.wait()
-            }
         } catch {
-            if keySyncRunning { try? keySync.wait() }
             rollBack(to: start, after: error)
             throw error
         }
@@ -495,8 +501,8 @@ public final class Journal: @unchecked Sendable {
         return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite.
-    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
+    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable.
+    private static func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])], to keyFD: Int32) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
         var i = 0
         while i < sorted.count {
@@ -509,6 +515,7 @@ public final class Journal: @unchecked Sendable {
             try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
             i = j
         }
+        try dataSync(keyFD)
     }
 
     /// Cuts the segment back to `offset` after a failed write, so that the next group
@@ -808,21 +815,21 @@ private final class PendingAppend {
     }
 }
 
-/// Runs fdatasync of the key file on a thread of its own, so that it overlaps the segment's
-/// sync instead of following it. The semaphores order the handoff.
-private final class ParallelSync: @unchecked Sendable {
+/// Runs one piece of I/O at a time on a thread of its own (the key file's writes and sync),
+/// so that it overlaps the writer's framing and hashing. The semaphores order the handoff.
+private final class BackgroundIO: @unchecked Sendable {
     private let go = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private var fd: Int32 = -1
+    private var work: (() throws -> Void)?
     private var failure: Error?
 
     init() {
         let thread = Thread { [self] in
             while true {
                 go.wait()
-                if fd < 0 { return }
+                guard let work else { return }
                 do {
-                    try dataSync(fd)
+                    try work()
                     failure = nil
                 } catch {
                     failure = error
@@ -830,22 +837,23 @@ private final class ParallelSync: @unchecked Sendable {
                 finished.signal()
             }
         }
-        thread.name = "waakvlam-journal-keysync"
+        thread.name = "waakvlam-journal-keys"
         thread.start()
     }
 
-    func start(_ fd: Int32) {
-        self.fd = fd
+    func start(_ work: @escaping () throws -> Void) {
+        self.work = work
         go.signal()
     }
 
     func wait() throws {
         finished.wait()
+        work = nil
         if let failure { throw failure }
     }
 
     func stop() {
-        fd = -1
+        work = nil
         go.signal()
     }
 }
