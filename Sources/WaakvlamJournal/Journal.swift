@@ -46,9 +46,9 @@ public struct JournalStatistics: Equatable, Sendable {
     public var appends: UInt64 = 0
     public var failedAppends: UInt64 = 0
     public var records: UInt64 = 0
-    /// Group commits: each is one write and one fdatasync of the segment.
+    /// Group commits: each is one pwrite and one fdatasync of the segment.
     public var groupCommits: UInt64 = 0
-    /// fdatasync calls on segment and key files.
+    /// fdatasync calls on segments, and on the key file (groups that carried keys).
     public var segmentSyncs: UInt64 = 0
     public var keySyncs: UInt64 = 0
     public var bytesWritten: UInt64 = 0
