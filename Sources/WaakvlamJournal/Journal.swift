@@ -15,11 +15,18 @@ public struct JournalOptions: Sendable {
     public var maxGroupBytes: Int
     /// Records between two checkpoints (a checkpoint also follows each rotation and close).
     public var checkpointInterval: UInt64
+    /// How long the delivery index remembers a completed signal (all deliveries final, no
+    /// payload key left) after its receipt: the window for idempotent resubmission and status
+    /// queries. Older ones are dropped at open and whenever the index has doubled, so memory
+    /// follows the live backlog, not the history. nil: remember every signal.
+    public var rememberCompletedSignals: TimeInterval?
 
-    public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000) {
+    public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
+                rememberCompletedSignals: TimeInterval? = 30 * 86400) {
         self.segmentSizeLimit = segmentSizeLimit
         self.maxGroupBytes = maxGroupBytes
         self.checkpointInterval = checkpointInterval
+        self.rememberCompletedSignals = rememberCompletedSignals
     }
 }
 
@@ -145,7 +152,7 @@ public final class Journal: @unchecked Sendable {
         let started = monotonicNanoseconds()
         let index = DeliveryIndex()
         self.index = index
-        let state = try Journal.recover(directory: directory, index: index)
+        let state = try Journal.recover(directory: directory, index: index, options: options)
         segmentNumber = state.segment
         segmentSize = state.segmentSize
         nextSequence = state.nextSequence
@@ -405,6 +412,9 @@ public final class Journal: @unchecked Sendable {
             stats.headHash = Hex.encode(lastHash)
             statsLock.unlock()
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
+            if let window = options.rememberCompletedSignals {
+                index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
+            }
         case .failure(let error):
             statsLock.lock()
             stats.failedAppends += UInt64(group.count)
@@ -663,7 +673,7 @@ public final class Journal: @unchecked Sendable {
 
     /// Replays the journal into `index`: checksums and sequence numbers everywhere, the hash
     /// chain from the checkpoint on, a torn tail cut off, anything else refused.
-    private static func recover(directory: String, index: DeliveryIndex) throws -> RecoveredState {
+    private static func recover(directory: String, index: DeliveryIndex, options: JournalOptions) throws -> RecoveredState {
         var state = RecoveredState()
         if try listSegments(directory: directory).isEmpty {
             try createSegment(directory: directory, number: 1, firstSequence: 1)
@@ -697,6 +707,9 @@ public final class Journal: @unchecked Sendable {
                 index.apply([(batch, batchPositions)])
                 batch.removeAll(keepingCapacity: true)
                 batchPositions.removeAll(keepingCapacity: true)
+                if let window = options.rememberCompletedSignals {
+                    index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
+                }
             }
         }
         if let problem = outcome.problem {
@@ -752,6 +765,9 @@ public final class Journal: @unchecked Sendable {
             }
             state.lastHash = hash
             state.lastRecord = (outcome.committed.recordSegment, outcome.committed.recordEnd)
+        }
+        if let window = options.rememberCompletedSignals {
+            index.forgetCompleted(receivedBefore: Date().addingTimeInterval(-window))
         }
         state.nextSlot = UInt32(maxSlot + 1)
         state.records = outcome.committed.sequence

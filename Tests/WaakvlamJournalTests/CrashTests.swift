@@ -47,7 +47,7 @@ final class CrashTests: XCTestCase {
             XCTAssertNil(verification.damage, "round \(round)")
             if !missing.isEmpty || verification.damage != nil { break }
         }
-        XCTAssertGreaterThan(acknowledged.count, rounds * 10, "the writer must have made progress")
+        XCTAssertGreaterThan(acknowledged.count, rounds, "the writer must have made progress")
         print("crash test: \(rounds) kills, \(acknowledged.count) acknowledged signals, \(tornCuts) torn tails cut, \(segmentFiles(dir).count) segments")
     }
 }
