@@ -110,6 +110,12 @@ public final class Journal: @unchecked Sendable {
 
     private let statsLock = NSLock()
     private var stats = JournalStatistics()
+    /// False after a group commit failed, until one succeeds again (read by health checks).
+    private var lastCommitSucceeded = true
+
+    /// Called on the writer thread after every group commit with its duration (write and
+    /// fdatasync, in seconds) and whether it succeeded: the node's fsync latency metric.
+    public var onGroupCommit: (@Sendable (TimeInterval, Bool) -> Void)?
 
     private let readLock = NSLock()
     private var readers: [UInt32: SegmentReader] = [:]
@@ -271,6 +277,16 @@ public final class Journal: @unchecked Sendable {
     /// The live delivery index (the same object for the journal's lifetime).
     public func deliveryState() -> DeliveryIndex { index }
 
+    /// Whether appends currently succeed: open, not broken, and the last group commit worked.
+    public var isWritable: Bool {
+        queueLock.lock()
+        let open = !closing
+        queueLock.unlock()
+        statsLock.lock()
+        defer { statsLock.unlock() }
+        return open && lastCommitSucceeded
+    }
+
     public var statistics: JournalStatistics {
         statsLock.lock()
         defer { statsLock.unlock() }
@@ -390,11 +406,17 @@ public final class Journal: @unchecked Sendable {
     /// appends before waking anyone, so that their records are freed on the callers' threads.
     private func commit(_ group: inout [PendingAppend], bytes: Int) {
         let result: Result<[[RecordPosition]], JournalError>
+        let started = monotonicNanoseconds()
         if let broken {
             result = .failure(broken)
         } else {
             result = Result { try write(group, bytes: bytes) }.mapError(JournalError.writing)
         }
+        let succeeded = if case .success = result { true } else { false }
+        onGroupCommit?(TimeInterval(monotonicNanoseconds() - started) / 1e9, succeeded)
+        statsLock.lock()
+        lastCommitSucceeded = succeeded
+        statsLock.unlock()
         switch result {
         case .success(let positions):
             index.apply(zip(group, positions).map { ($0.records, $1) })

@@ -63,11 +63,15 @@ public struct CertificateSpec: Sendable {
     public var usage: Usage
     public var notBefore: Date
     public var notAfter: Date
+    /// Where relying parties find the CRL (a URI in the CRL distribution points extension).
+    public var crlDistributionPoint: String?
 
-    /// Valid from an hour ago (tolerating clock skew) for `days` days.
+    /// Valid from an hour ago (tolerating clock skew) for `days` days in all: one year by
+    /// default, well within the 398 days that browsers accept for TLS server certificates.
     public init(commonName: String, organisation: String? = nil, subjectSerialNumber: String? = nil,
                 dnsNames: [String] = [], ipAddresses: [String] = [], usage: Usage = .client,
-                notBefore: Date = Date(timeIntervalSinceNow: -3600), days: Int = 825) {
+                notBefore: Date = Date(timeIntervalSinceNow: -3600), days: Int = 365,
+                crlDistributionPoint: String? = nil) {
         self.commonName = commonName
         self.organisation = organisation
         self.subjectSerialNumber = subjectSerialNumber
@@ -75,7 +79,8 @@ public struct CertificateSpec: Sendable {
         self.ipAddresses = ipAddresses
         self.usage = usage
         self.notBefore = notBefore
-        self.notAfter = notBefore.addingTimeInterval(TimeInterval(days) * 86400 + 3600)
+        self.notAfter = notBefore.addingTimeInterval(TimeInterval(days) * 86400)
+        self.crlDistributionPoint = crlDistributionPoint
     }
 }
 
@@ -278,6 +283,7 @@ enum PKI {
                            (NID_ext_key_usage, usage)]
             let names = spec.dnsNames.map { "DNS:\($0)" } + spec.ipAddresses.map { "IP:\($0)" }
             if !names.isEmpty { extensions.append((NID_subject_alt_name, names.joined(separator: ","))) }
+            if let uri = spec.crlDistributionPoint { extensions.append((NID_crl_distribution_points, "URI:\(uri)")) }
         }
         for (nid, value) in extensions {
             try addExtension(nid, value, context: &context) { X509_add_ext(x509, $0, -1) }

@@ -119,17 +119,20 @@ public final class HTTPClientConnection {
     }
 
     static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {
-        var text = "\(request.method) \(request.target) HTTP/1.1\r\n"
-        if request.headers["host"] == nil { text += "Host: \(endpoint)\r\n" }
+        var out: [UInt8] = []
+        out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
+        out.append(contentsOf: "\(request.method) \(request.target) HTTP/1.1\r\n".utf8)
+        if request.headers["host"] == nil { appendField("host", endpoint.description, to: &out) }
         for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
-            text += HTTPResponse.canonicalName(field.name) + ": " + field.value + "\r\n"
+            appendField(field.name, field.value, to: &out)
         }
         if !request.body.isEmpty || ["POST", "PUT", "PATCH"].contains(request.method) {
-            text += "Content-Length: \(request.body.count)\r\n"
+            appendField("content-length", String(request.body.count), to: &out)
         }
-        if !request.keepAlive { text += "Connection: close\r\n" }
-        text += "\r\n"
-        return Array(text.utf8) + request.body
+        if !request.keepAlive { appendField("connection", "close", to: &out) }
+        out.append(contentsOf: [CR, LF])
+        out.append(contentsOf: request.body)
+        return out
     }
 
     static func nanoseconds(_ interval: TimeInterval) -> UInt64 {

@@ -12,7 +12,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     }
 
     public mutating func add(_ name: String, _ value: String) {
-        fields.append((name.lowercased(), value))
+        fields.append((name.asciiLowercased, value))
     }
 
     /// Replaces every field called `name` by a single one.
@@ -22,18 +22,18 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     }
 
     public mutating func remove(_ name: String) {
-        let lower = name.lowercased()
+        let lower = name.asciiLowercased
         fields.removeAll { $0.name == lower }
     }
 
     /// The first value of `name`, if any.
     public subscript(name: String) -> String? {
-        let lower = name.lowercased()
+        let lower = name.asciiLowercased
         return fields.first { $0.name == lower }?.value
     }
 
     public func values(_ name: String) -> [String] {
-        let lower = name.lowercased()
+        let lower = name.asciiLowercased
         return fields.filter { $0.name == lower }.map(\.value)
     }
 
@@ -51,8 +51,17 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     /// The comma-separated tokens of every `name` field, lower-cased, empty elements dropped.
     func tokens(_ name: String) -> [String] {
         values(name).flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            .map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()).asciiLowercased }
             .filter { !$0.isEmpty }
+    }
+}
+
+extension String {
+    /// Lower-cases A-Z only: header names and tokens are ASCII, and this avoids Unicode
+    /// case mapping (and any copy when the text is lower case already).
+    var asciiLowercased: String {
+        guard utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) else { return self }
+        return String(decoding: utf8.map { $0 >= 0x41 && $0 <= 0x5a ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 }
 
@@ -171,26 +180,38 @@ public struct HTTPResponse: Sendable, Equatable {
     /// The bytes of this response on the wire. `keepAlive: false` adds `Connection: close`.
     /// A body is always framed with Content-Length; a response to HEAD sends the length of the
     /// body it would have had but no body bytes.
-    public func serialized(keepAlive: Bool, date: String? = nil, headRequest: Bool = false) -> [UInt8] {
-        var text = "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n"
+    /// `defaults` are added for every field name the response does not set itself.
+    public func serialized(keepAlive: Bool, date: String? = nil, headRequest: Bool = false,
+                           defaults: HTTPHeaders = HTTPHeaders()) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(128 + (headers.count + defaults.count) * 40 + (headRequest ? 0 : body.count))
+        out.append(contentsOf: "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n".utf8)
         for field in headers.fields where field.name != "content-length" && field.name != "connection" {
-            text += HTTPResponse.canonicalName(field.name) + ": " + field.value + "\r\n"
+            appendField(field.name, field.value, to: &out)
         }
-        if let date { text += "Date: \(date)\r\n" }
-        if status >= 200 && status != 204 && status != 304 { text += "Content-Length: \(body.count)\r\n" }
-        if !keepAlive { text += "Connection: close\r\n" }
-        text += "\r\n"
-        var out = Array(text.utf8)
+        for field in defaults.fields where headers[field.name] == nil {
+            appendField(field.name, field.value, to: &out)
+        }
+        if let date { appendField("date", date, to: &out) }
+        if status >= 200 && status != 204 && status != 304 { appendField("content-length", String(body.count), to: &out) }
+        if !keepAlive { appendField("connection", "close", to: &out) }
+        out.append(contentsOf: [CR, LF])
         if !headRequest { out.append(contentsOf: body) }
         return out
     }
+}
 
-    /// `content-type` -> `Content-Type`, for readable output.
-    static func canonicalName(_ name: String) -> String {
-        name.split(separator: "-", omittingEmptySubsequences: false)
-            .map { $0.prefix(1).uppercased() + $0.dropFirst() }
-            .joined(separator: "-")
+/// Appends "Name: value\r\n", writing the lower-case `name` in the usual capitalisation
+/// (`content-type` as `Content-Type`).
+func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
+    var capitalise = true
+    for byte in name.utf8 {
+        out.append(capitalise && byte >= 0x61 && byte <= 0x7a ? byte - 0x20 : byte)
+        capitalise = byte == UInt8(ascii: "-")
     }
+    out.append(contentsOf: [UInt8(ascii: ":"), SP])
+    out.append(contentsOf: value.utf8)
+    out.append(contentsOf: [CR, LF])
 }
 
 /// Request limits; anything beyond them is refused with 413, 414 or 431 before it is buffered.

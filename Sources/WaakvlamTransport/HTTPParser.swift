@@ -144,7 +144,7 @@ public struct HTTPRequestParser {
 
         var expectsContinue = false
         if let expect = headers["expect"] {
-            guard expect.lowercased() == "100-continue" else { throw HTTPParseError.unsupportedExpectation }
+            guard expect.asciiLowercased == "100-continue" else { throw HTTPParseError.unsupportedExpectation }
             expectsContinue = version == .http11 && framing != .length(0)
         }
         return (RequestHead(method: method, target: target, version: version, headers: headers,
@@ -329,7 +329,12 @@ private func parseFieldLine(_ line: ArraySlice<UInt8>) throws -> (String, String
     while let b = value.last, b == SP || b == HTAB { value = value.dropLast() }
     // field-vchar, SP, HTAB and obs-text; no other control characters.
     guard value.allSatisfy({ $0 == HTAB || ($0 >= 0x20 && $0 != 0x7f) }) else { throw HTTPParseError.malformedHeader }
-    return (String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
+    // Token characters are ASCII: lower-case them while copying.
+    let lowerName = String(unsafeUninitializedCapacity: name.count) { buffer in
+        for (offset, byte) in name.enumerated() { buffer[offset] = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte }
+        return name.count
+    }
+    return (lowerName, String(decoding: value, as: UTF8.self))
 }
 
 enum BodyFraming: Equatable {

@@ -46,11 +46,15 @@ public final class HTTPServer: @unchecked Sendable {
         public var writeTimeout: TimeInterval
         /// Stack of each connection thread.
         public var threadStackBytes: Int
+        /// Added to every response that does not set the field itself. The defaults suit an
+        /// API that carries personal data: never cached, never sniffed or framed, HTTPS only.
+        public var defaultResponseHeaders: HTTPHeaders
 
         public init(endpoint: Endpoint, limits: HTTPLimits = HTTPLimits(), maximumConnections: Int = 1024,
                     handshakeTimeout: TimeInterval = 10, headerTimeout: TimeInterval = 10,
                     bodyTimeout: TimeInterval = 30, idleTimeout: TimeInterval = 60,
-                    writeTimeout: TimeInterval = 30, threadStackBytes: Int = 512 << 10) {
+                    writeTimeout: TimeInterval = 30, threadStackBytes: Int = 512 << 10,
+                    defaultResponseHeaders: HTTPHeaders = Configuration.securityHeaders) {
             self.endpoint = endpoint
             self.limits = limits
             self.maximumConnections = maximumConnections
@@ -60,7 +64,16 @@ public final class HTTPServer: @unchecked Sendable {
             self.idleTimeout = idleTimeout
             self.writeTimeout = writeTimeout
             self.threadStackBytes = threadStackBytes
+            self.defaultResponseHeaders = defaultResponseHeaders
         }
+
+        /// OWASP's headers for REST responses.
+        public static let securityHeaders = HTTPHeaders([
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+            ("Strict-Transport-Security", "max-age=31536000"),
+        ])
     }
 
     /// What `shutdown` achieved.
@@ -68,6 +81,10 @@ public final class HTTPServer: @unchecked Sendable {
         /// Connections still open at the deadline, whose sockets were then shut down.
         public let forcedConnections: Int
         public var completedInTime: Bool { forcedConnections == 0 }
+
+        public init(forcedConnections: Int) {
+            self.forcedConnections = forcedConnections
+        }
     }
 
     private enum State { case created, running, draining, stopped }
@@ -299,7 +316,7 @@ public final class HTTPServer: @unchecked Sendable {
 
         func refuse(_ error: HTTPParseError) {
             Log.shared.warning("http_request_refused", ["remote": peer.remoteAddress, "status": error.status, "code": error.code])
-            try? connection.write(error.response.serialized(keepAlive: false, date: HTTPDate.now()), deadline: deadline(configuration.writeTimeout))
+            try? connection.write(bytes(of: error.response, keepAlive: false), deadline: deadline(configuration.writeTimeout))
             connection.linger(until: deadline(2))
         }
 
@@ -308,7 +325,7 @@ public final class HTTPServer: @unchecked Sendable {
             case .request(let request):
                 let response = handler(request, peer)
                 let keepAlive = request.keepAlive && !isDraining
-                let bytes = response.serialized(keepAlive: keepAlive, date: HTTPDate.now(), headRequest: request.method == "HEAD")
+                let bytes = bytes(of: response, keepAlive: keepAlive, headRequest: request.method == "HEAD")
                 do {
                     try connection.write(bytes, deadline: deadline(configuration.writeTimeout))
                 } catch {
@@ -355,9 +372,9 @@ public final class HTTPServer: @unchecked Sendable {
                 } catch TransportError.timedOut {
                     if phase != "idle" {
                         Log.shared.warning("http_request_timeout", ["remote": peer.remoteAddress, "phase": phase])
-                        try? connection.write(HTTPResponse.error(status: 408, code: "request_timeout",
-                                                                 message: "The request was not received completely within the \(phase) timeout.")
-                            .serialized(keepAlive: false, date: HTTPDate.now()), deadline: deadline(configuration.writeTimeout))
+                        let timeout = HTTPResponse.error(status: 408, code: "request_timeout",
+                                                         message: "The request was not received completely within the \(phase) timeout.")
+                        try? connection.write(bytes(of: timeout, keepAlive: false), deadline: deadline(configuration.writeTimeout))
                     }
                     return
                 } catch {
@@ -368,6 +385,11 @@ public final class HTTPServer: @unchecked Sendable {
                 parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
             }
         }
+    }
+
+    private func bytes(of response: HTTPResponse, keepAlive: Bool, headRequest: Bool = false) -> [UInt8] {
+        response.serialized(keepAlive: keepAlive, date: HTTPDate.now(), headRequest: headRequest,
+                            defaults: configuration.defaultResponseHeaders)
     }
 
     private func nanoseconds(_ interval: TimeInterval) -> UInt64 {

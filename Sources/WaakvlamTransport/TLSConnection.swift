@@ -63,6 +63,15 @@ final class TLSConnection {
     /// Reads decrypted bytes; 0 means the peer closed the connection.
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: UInt64, interrupt: Int32? = nil,
               phase: String = "request") throws -> Int {
+        // Nothing buffered in OpenSSL: wait for the socket first, which saves the read that
+        // would only say EAGAIN (the usual case between keep-alive requests).
+        if SSL_has_pending(ssl) == 0 {
+            switch Socket.wait(fd, for: Int16(POLLIN), deadline: deadline, interrupt: interrupt) {
+            case .ready: break
+            case .timedOut: throw TransportError.timedOut(phase: phase)
+            case .interrupted: throw TransportError.shuttingDown
+            }
+        }
         do {
             return Int(try perform(phase, deadline: deadline, interrupt: interrupt) {
                 SSL_read($0, buffer.baseAddress, Int32(buffer.count))

@@ -92,6 +92,9 @@ private func initialise(_ configuration: Configuration, out: String, force: Bool
         created.append("\(name).crt")
     }
 
+    // Certificates name the CRL of this PKI, as PKIoverheid certificates name theirs.
+    let crlURI = URL(fileURLWithPath: path("crl.pem")).standardizedFileURL.absoluteString
+
     // The node is a server for partners and a client when it delivers to them.
     let peer = configuration.node.listen.peer
     let peerIsAddress = Endpoint(host: peer.host, port: peer.port).hostIsIPAddress
@@ -101,11 +104,12 @@ private func initialise(_ configuration: Configuration, out: String, force: Bool
     let operatorOrganisation = configuration.organisation(id: configuration.node.operatorID)
     try certificate("node", CertificateSpec(commonName: configuration.node.name, organisation: operatorOrganisation?.name,
                                             subjectSerialNumber: operatorOrganisation?.oin, dnsNames: dnsNames,
-                                            ipAddresses: addresses, usage: .clientAndServer))
+                                            ipAddresses: addresses, usage: .clientAndServer, crlDistributionPoint: crlURI))
     for organisation in configuration.organisations {
         try certificate(organisation.id, CertificateSpec(commonName: "\(organisation.id) (development)", organisation: organisation.name,
                                                          subjectSerialNumber: organisation.oin, dnsNames: ["localhost"],
-                                                         ipAddresses: ["127.0.0.1", "::1"], usage: .clientAndServer))
+                                                         ipAddresses: ["127.0.0.1", "::1"], usage: .clientAndServer,
+                                                         crlDistributionPoint: crlURI))
     }
     if reissue || !exists("crl.pem") {
         try PEMFile.write(try ca.revocationList(revoking: []), to: path("crl.pem"), secret: false)

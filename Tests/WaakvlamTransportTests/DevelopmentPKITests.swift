@@ -13,11 +13,15 @@ final class DevelopmentPKITests: XCTestCase {
         XCTAssertEqual(certificate.publicKeyPin, pki.valid.publicKeyPin)
         XCTAssertEqual(certificate.issuer, "CN=Waakvlam test CA,O=Waakvlam test CA")
         XCTAssertLessThan(certificate.notBefore, Date())
-        XCTAssertGreaterThan(certificate.notAfter, Date(timeIntervalSinceNow: 800 * 86400))
+        XCTAssertEqual(certificate.notAfter.timeIntervalSince(certificate.notBefore), 365 * 86400, accuracy: 1)
         let expired = try PeerCertificate(pemFile: pki.path("expired.pem"))
         XCTAssertLessThan(expired.notAfter, Date())
 
-        let text = try runProcess("/usr/bin/openssl", ["x509", "-in", pki.path("server.pem"), "-noout", "-text"]).stdout
+        try pki.ca.issue(CertificateSpec(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: .clientAndServer,
+                                         crlDistributionPoint: "http://crl.example/ca.crl"))
+            .write(certificateTo: pki.path("cdp.pem"), keyTo: pki.path("cdp.key"))
+        let text = try runProcess("/usr/bin/openssl", ["x509", "-in", pki.path("cdp.pem"), "-noout", "-text"]).stdout
+        XCTAssertTrue(text.contains("URI:http://crl.example/ca.crl"), text)
         XCTAssertTrue(text.contains("DNS:localhost, IP Address:127.0.0.1"), text)
         XCTAssertTrue(text.contains("TLS Web Server Authentication, TLS Web Client Authentication"), text)
         XCTAssertTrue(text.contains("ASN1 OID: prime256v1"), text)

@@ -71,6 +71,12 @@ final class HTTPServerTests: XCTestCase {
         let responses = try connection.readResponses(3)
         XCTAssertEqual(responses.map { json($0)["path"] as? String }, ["/first", "/second", "/third"])
         XCTAssertEqual(json(responses[1])["bodyBytes"] as? Int, 3)
+        for response in responses {
+            XCTAssertEqual(response.headers["cache-control"], "no-store")
+            XCTAssertEqual(response.headers["x-content-type-options"], "nosniff")
+            XCTAssertEqual(response.headers["strict-transport-security"], "max-age=31536000")
+            XCTAssertNotNil(response.headers["date"])
+        }
         // The connection stays open for more; Connection: close ends it after the response.
         try connection.send("GET /fourth HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         let last = parseResponses(connection.readUntilClosed())
