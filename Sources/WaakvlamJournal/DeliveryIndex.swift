@@ -259,13 +259,15 @@ public final class DeliveryIndex: @unchecked Sendable {
         ids = keptIDs
         signals = keptSignals
         deliveries = keptDeliveries
-        schedule = MinHeap()
+        schedules = [:]
+        queued = MinHeap()
         retention = MinHeap()
         inboxes = [:]
         // Deliveries keep their journal order, so inbox queues keep theirs.
         for (i, e) in deliveries.enumerated() {
             if e.state == .pending {
-                if e.mode == .push, e.time != .max { schedule.push(e.time, UInt32(i)) }
+                queued.push(e.firstQueuedAt, UInt32(i))
+                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap()].push(e.time, UInt32(i)) }
                 if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue()].items.append(UInt32(i)) }
             }
             if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }

@@ -124,6 +124,8 @@ final class JournalTests: XCTestCase {
         XCTAssertEqual(index.duePushes(at: now, limit: 5).map(\.signalID), ["old-push"])
         XCTAssertEqual(index.inbox(recipientID: "1hoorn", limit: 5).map(\.signalID), ["old-inbox"])
         XCTAssertEqual(index.payloadsDue(at: now, limit: 5).map(\.signalID), ["old-kept"])
+        XCTAssertEqual(Set(index.pendingQueued(before: now, limit: 5).map(\.signalID)), ["old-push", "old-inbox"])
+        XCTAssertEqual(index.duePushes(recipientID: "gemeente-hoorn", at: now, limit: 5).map(\.signalID), ["old-push"])
         XCTAssertEqual(try reopened.payload(signalID: "old-kept", recipientID: "gemeente-hoorn"), [1])
 
         // Once purged, it goes at the next compaction; the journal itself keeps everything.
