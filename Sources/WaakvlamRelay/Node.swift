@@ -83,6 +83,9 @@ public final class Node: @unchecked Sendable {
                                 tls: try Self.serverContext(node.tls)) { request, peer in
             routes.respond(to: request, from: peer)
         }
+        server.onHandshakeFailure = { [metrics] cause in
+            metrics.increment("waakvlam_tls_handshake_failures_total", ["cause": cause.rawValue])
+        }
         try recordApplied(configuration, appliedBy: "start")
         Self.describeMetrics(metrics)
         metrics.addCollector { [journal] in
@@ -280,6 +283,11 @@ public final class Node: @unchecked Sendable {
         metrics.describe("waakvlam_deliveries_expired_total", type: "counter", "Deliveries given up after the maximum lifetime, by recipient.")
         metrics.describe("waakvlam_backlog", type: "gauge", "Deliveries waiting per recipient.")
         metrics.describe("waakvlam_journal_failures_total", type: "counter", "Appends the journal could not make durable (answered 503).")
+        metrics.describe("waakvlam_tls_handshake_failures_total", type: "counter", "Failed TLS handshakes on the peer port, by cause.")
+        metrics.describe("waakvlam_identity_refused_total", type: "counter", "Verified certificates that map to no organisation (403), by code.")
+        metrics.describe("waakvlam_feedback_total", type: "counter", "Feedback passed on to senders, by status.")
+        metrics.describe("waakvlam_feedback_denied_total", type: "counter", "Feedback refused by the rule, by reason.")
+        metrics.describe("waakvlam_payloads_purged_total", type: "counter", "Payloads destroyed when their retention ended.")
         metrics.describe("waakvlam_journal_commit_seconds", type: "histogram", "Duration of one group commit: write and fdatasync.")
         metrics.describe("waakvlam_journal_commit_failures_total", type: "counter", "Group commits that failed (disk full, I/O error).")
     }

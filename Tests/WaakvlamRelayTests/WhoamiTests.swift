@@ -180,6 +180,8 @@ final class Site {
     let root: String
     let config: String
     let port: UInt16
+    /// The admin listener's port (node.json listen.admin).
+    let adminPort: UInt16
     private(set) var pkiOutput = ""
     private(set) var node: Node?
 
@@ -200,10 +202,11 @@ final class Site {
         let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
         close(probe.fd)
         port = probe.port
-        try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
         let adminProbe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
         close(adminProbe.fd)
-        try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminProbe.port)")
+        adminPort = adminProbe.port
+        try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
+        try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminPort)")
         let result = try runPKIInit()
         guard result.status == 0 else { throw TransportError.pki("pki init failed: \(result.stderr)") }
         pkiOutput = result.stdout
