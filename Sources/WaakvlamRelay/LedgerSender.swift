@@ -214,8 +214,9 @@ public final class LedgerSender: @unchecked Sendable {
                 changed = true
             case (400, _):
                 let problem = answer.problem
-                return Self.result(entry, .refused, id: id, code: problem?.code,
-                                   reason: [problem?.field, problem?.message].compactMap { $0 }.joined(separator: ": "))
+                var reason = problem?.message ?? "the node refused the payload"
+                if let field = problem?.field, !reason.hasPrefix(field) { reason = "\(field): \(reason)" }
+                return Self.result(entry, .refused, id: id, code: problem?.code, reason: reason)
             default:
                 return Self.result(entry, .failed, id: id, code: answer.problem?.code ?? "http_\(answer.status)",
                                    reason: "HTTP \(answer.status): \(answer.problem?.message ?? "")")
