@@ -62,6 +62,7 @@ final class VroegEropafEndToEndTests: XCTestCase {
         XCTAssertEqual(Set(expectedInbox.keys), ["gemeente-hoorn", "gemeente-koggenland", "gemeente-medemblik"])
 
         // What arrived: the inboxes of Hoorn and Koggenland, Medemblik's endpoint by push.
+        var phase = Date()
         for gemeente in ["gemeente-hoorn", "gemeente-koggenland"] {
             let received = try site.drainInbox(gemeente)
             XCTAssertEqual(received.count, expectedInbox[gemeente]!.count, gemeente)
@@ -70,8 +71,11 @@ final class VroegEropafEndToEndTests: XCTestCase {
                 try Self.check(message, id: id, expected: expectedInbox[gemeente]![id])
             }
         }
+        print("inboxes of Hoorn and Koggenland read and acknowledged in \(String(format: "%.1f", -phase.timeIntervalSinceNow)) s")
+        phase = Date()
         let medemblik = expectedInbox["gemeente-medemblik"]!
         let pushed = try site.waitForPushes(count: medemblik.count, timeout: 60)
+        print("pushes to Medemblik complete \(String(format: "%.1f", -phase.timeIntervalSinceNow)) s later")
         XCTAssertEqual(Set(pushed.keys), Set(medemblik.keys))
         for (id, message) in pushed {
             try Self.check(message, id: id, expected: medemblik[id])
@@ -135,17 +139,26 @@ final class VroegEropafEndToEndTests: XCTestCase {
         let reason = try site.request("gemeente-hoorn", "POST", "/v1/signals/\(id)/feedback", ["status": "in behandeling"])
         XCTAssertEqual(reason.status, 403)
         XCTAssertEqual((reason.json["error"] as? [String: Any])?["code"] as? String, "feedback_status_not_allowed")
-        let withReason = try site.request("gemeente-hoorn", "POST", "/v1/signals/\(id)/feedback",
-                                          ["status": "niet opgepakt", "fields": ["reden": "huurder wil geen hulp"]])
-        XCTAssertEqual(withReason.status, 403, "\(withReason.json)")
         let taken = try site.request("gemeente-hoorn", "POST", "/v1/signals/\(id)/feedback", ["status": "opgepakt"])
         XCTAssertEqual(taken.status, 202, "\(taken.json)")
+        // A reason is never passed on: refused, or the status alone goes back.
+        let withReason = try site.request("gemeente-hoorn", "POST", "/v1/signals/\(id)/feedback",
+                                          ["status": "niet opgepakt", "fields": ["reden": "huurder wil geen hulp"]])
+        XCTAssertTrue(withReason.status == 403 || (withReason.status == 202 && (withReason.json["forwardedFields"] as? [String]) == []),
+                      "\(withReason.status) \(withReason.json)")
 
         let corporation = try site.drainInbox("intermaris")
-        XCTAssertEqual(corporation.count, 1, "\(corporation)")
-        let feedback = try XCTUnwrap(corporation.values.first)
-        XCTAssertEqual(feedback["type"] as? String, "terugmelding")
-        XCTAssertEqual(feedback["payload"] as? [String: String], ["signaal": id, "status": "opgepakt"])
+        XCTAssertEqual(corporation.count, withReason.status == 202 ? 2 : 1, "\(corporation)")
+        var statuses: Set<String> = []
+        for feedback in corporation.values {
+            XCTAssertEqual(feedback["type"] as? String, "terugmelding")
+            let payload = try XCTUnwrap(feedback["payload"] as? [String: String], "\(feedback)")
+            XCTAssertEqual(Set(payload.keys), ["signaal", "status"], "only the status reaches the corporation")
+            XCTAssertEqual(payload["signaal"], id)
+            statuses.insert(payload["status"] ?? "")
+        }
+        XCTAssertTrue(statuses.contains("opgepakt"))
+        XCTAssertTrue(statuses.isSubset(of: ["opgepakt", "niet opgepakt"]))
     }
 
     func testSingleSignalRefusalsExitNonZeroWithTheNodesReason() throws {
@@ -480,11 +493,17 @@ final class LedgerSite: @unchecked Sendable {
             let ids = signals.compactMap { $0["id"] as? String }
             for (id, message) in zip(ids, signals) { messages[id] = message }
             let failures = Locked(0)
-            DispatchQueue.concurrentPerform(iterations: 8) { worker in
-                for id in ids.enumerated().filter({ $0.offset % 8 == worker }).map(\.element) {
-                    if (try? request(organisation, "POST", "/v1/inbox/\(id)/ack").status) != 200 { failures.withLock { $0 += 1 } }
-                }
+            let group = DispatchGroup()
+            for worker in 0..<8 {
+                group.enter()
+                Thread {
+                    for id in ids.enumerated().filter({ $0.offset % 8 == worker }).map(\.element) {
+                        if (try? self.request(organisation, "POST", "/v1/inbox/\(id)/ack").status) != 200 { failures.withLock { $0 += 1 } }
+                    }
+                    group.leave()
+                }.start()
             }
+            group.wait()
             guard failures.withLock({ $0 }) == 0 else { throw TransportError.io("acknowledging the inbox of \(organisation) failed") }
         }
     }
