@@ -638,7 +638,7 @@ private struct DiffContext {
             ("tls.crl", { $0.tls.crl ?? "none" }), ("tls.pins", { $0.tls.pins ?? "none" }), ("state", \.state),
             ("delivery.minimumBackoffSeconds", { String($0.delivery.minimumBackoffSeconds) }),
             ("delivery.maximumBackoffSeconds", { String($0.delivery.maximumBackoffSeconds) }),
-            ("delivery.maximumLifetimeHours", { String($0.delivery.maximumLifetimeHours) }),
+            ("delivery.maximumLifetimeSeconds", { String($0.delivery.maximumLifetimeSeconds) }),
             ("delivery.maximumInFlight", { String($0.delivery.maximumInFlight) }),
             ("delivery.timeoutSeconds", { String($0.delivery.timeoutSeconds) }),
             ("limits.maximumBodyBytes", { String($0.limits.maximumBodyBytes) }),

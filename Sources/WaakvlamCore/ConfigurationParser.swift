@@ -193,11 +193,18 @@ final class ParseSession {
         }
         settings.state = reader.string("state") ?? settings.state
         if let delivery = reader.object("delivery", what: "the delivery settings",
-                                        keys: ["minimumBackoffSeconds", "maximumBackoffSeconds", "maximumLifetimeHours", "maximumInFlight", "timeoutSeconds"]) {
+                                        keys: ["minimumBackoffSeconds", "maximumBackoffSeconds", "maximumLifetimeHours", "maximumLifetimeSeconds", "maximumInFlight", "timeoutSeconds"]) {
             var values = settings.delivery
             values.minimumBackoffSeconds = delivery.integer("minimumBackoffSeconds", minimum: 1, maximum: 86_400) ?? values.minimumBackoffSeconds
             values.maximumBackoffSeconds = delivery.integer("maximumBackoffSeconds", minimum: 1, maximum: 86_400) ?? values.maximumBackoffSeconds
-            values.maximumLifetimeHours = delivery.integer("maximumLifetimeHours", minimum: 1, maximum: 24 * 365) ?? values.maximumLifetimeHours
+            if delivery.isPresent("maximumLifetimeHours") && delivery.isPresent("maximumLifetimeSeconds") {
+                issues.error(delivery.location(of: "maximumLifetimeSeconds"),
+                             "give the delivery lifetime once: maximumLifetimeHours or maximumLifetimeSeconds, not both")
+            }
+            if let hours = delivery.integer("maximumLifetimeHours", minimum: 1, maximum: 24 * 365) {
+                values.maximumLifetimeSeconds = hours * 3600
+            }
+            values.maximumLifetimeSeconds = delivery.integer("maximumLifetimeSeconds", minimum: 1, maximum: 86_400 * 365) ?? values.maximumLifetimeSeconds
             values.maximumInFlight = delivery.integer("maximumInFlight", minimum: 1, maximum: 1_000_000) ?? values.maximumInFlight
             values.timeoutSeconds = delivery.integer("timeoutSeconds", minimum: 1, maximum: 3600) ?? values.timeoutSeconds
             if values.minimumBackoffSeconds > values.maximumBackoffSeconds {

@@ -158,17 +158,18 @@ public struct TLSSettings: Sendable, Equatable {
 public struct DeliverySettings: Sendable, Equatable {
     public var minimumBackoffSeconds: Int
     public var maximumBackoffSeconds: Int
-    /// After this long undelivered, a delivery expires and the sender is told.
-    public var maximumLifetimeHours: Int
+    /// After this long undelivered, a delivery expires and the sender is told. Written in
+    /// node.json as maximumLifetimeHours (or maximumLifetimeSeconds, for short test set-ups).
+    public var maximumLifetimeSeconds: Int
     /// Deliveries attempted at the same time, over all recipients.
     public var maximumInFlight: Int
     public var timeoutSeconds: Int
 
-    public init(minimumBackoffSeconds: Int = 5, maximumBackoffSeconds: Int = 600, maximumLifetimeHours: Int = 120,
+    public init(minimumBackoffSeconds: Int = 5, maximumBackoffSeconds: Int = 600, maximumLifetimeSeconds: Int = 120 * 3600,
                 maximumInFlight: Int = 256, timeoutSeconds: Int = 10) {
         self.minimumBackoffSeconds = minimumBackoffSeconds
         self.maximumBackoffSeconds = maximumBackoffSeconds
-        self.maximumLifetimeHours = maximumLifetimeHours
+        self.maximumLifetimeSeconds = maximumLifetimeSeconds
         self.maximumInFlight = maximumInFlight
         self.timeoutSeconds = timeoutSeconds
     }

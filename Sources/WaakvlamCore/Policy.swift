@@ -25,12 +25,15 @@ public struct SignalSubmission: Sendable, Equatable {
     public var type: String
     public var recipients: [RecipientRequest]
     public var payload: [String: PayloadValue]
+    /// The sender's W3C `traceparent`, when it sent one in the body (not yet checked).
+    public var traceparent: String?
 
-    public init(id: String, type: String, recipients: [RecipientRequest], payload: [String: PayloadValue]) {
+    public init(id: String, type: String, recipients: [RecipientRequest], payload: [String: PayloadValue], traceparent: String? = nil) {
         self.id = id
         self.type = type
         self.recipients = recipients
         self.payload = payload
+        self.traceparent = traceparent
     }
 
     /// Signal ids: 1 to 128 of `A-Z a-z 0-9 . _ : -`, so they are safe in file names and logs.
@@ -41,9 +44,10 @@ public struct SignalSubmission: Sendable, Equatable {
     }
 
     /// Reads the submission body of the API:
-    /// `{"id": "...", "type": "...", "to": ["<id or OIN>", ...], "routeByAddress": true, "payload": {...}}`.
+    /// `{"id": "...", "type": "...", "to": ["<id or OIN>", ...], "routeByAddress": true, "traceparent": "...", "payload": {...}}`.
     /// `to` and `routeByAddress` are each optional; together they must name a recipient.
-    public static func parse(_ data: Data) -> Result<SignalSubmission, InvalidPayload> {
+    /// Without `id`, `makeID` gives one (the relay makes a UUID); without `makeID`, `id` is required.
+    public static func parse(_ data: Data, makeID: (() -> String)? = nil) -> Result<SignalSubmission, InvalidPayload> {
         let node: JSONNode
         do {
             node = try JSONParser.parse(data)
@@ -55,7 +59,7 @@ public struct SignalSubmission: Sendable, Equatable {
         }
         var issues: [PayloadIssue] = []
         var fields: [String: JSONNode] = [:]
-        let keys = ["id", "type", "to", "routeByAddress", "payload"]
+        let keys = ["id", "type", "to", "routeByAddress", "traceparent", "payload"]
         for member in members {
             if !keys.contains(member.key) {
                 issues.append(PayloadIssue(field: member.key, code: .unknownKey, message: "unknown key '\(member.key)': the body holds \(keys.joined(separator: ", "))"))
@@ -74,7 +78,17 @@ public struct SignalSubmission: Sendable, Equatable {
             }
             return text
         }
-        let id = text("id"), type = text("type")
+        let id = fields["id"] == nil && makeID != nil ? makeID!() : text("id"), type = text("type")
+        if let id, !isValidID(id) {
+            issues.append(PayloadIssue(field: "id", code: .invalidID,
+                                       message: "'id' must be 1 to 128 of the characters A-Z a-z 0-9 . _ : - (a UUID is best)"))
+        }
+        var traceparent: String?
+        if let value = fields["traceparent"] {
+            if case .string(let text) = value.value { traceparent = text } else {
+                issues.append(PayloadIssue(field: "traceparent", code: .wrongType, message: "'traceparent' must be text like 00-<32 hex>-<16 hex>-01"))
+            }
+        }
         var recipients: [RecipientRequest] = []
         if let to = fields["to"] {
             if case .array(let elements) = to.value, elements.allSatisfy({ if case .string = $0.value { true } else { false } }) {
@@ -99,7 +113,7 @@ public struct SignalSubmission: Sendable, Equatable {
             issues.append(PayloadIssue(field: "payload", code: .missingField, message: "'payload' is required: a flat object of the signal's fields"))
         }
         guard issues.isEmpty, let id, let type else { return .failure(InvalidPayload(issues)) }
-        return .success(SignalSubmission(id: id, type: type, recipients: recipients, payload: payload))
+        return .success(SignalSubmission(id: id, type: type, recipients: recipients, payload: payload, traceparent: traceparent))
     }
 }
 
@@ -347,11 +361,17 @@ public enum PolicyEngine {
             }
             return .failure(Denial(code: .requiredFieldNotAllowed, message: "Signal type '\(type.id)' requires '\(field.name)', which rule '\(rule.id)' of convenant '\(convenant.id)' does not allow; the signal would arrive incomplete."))
         }
-        let allowedFeedbackFields = type.feedback.fields.filter { rule.feedback.fields.contains($0.name) }
         return .success(AllowedDelivery(ruleID: rule.id, convenantID: convenant.id, convenantVersion: convenant.version,
                                         processingActivity: convenant.processingActivity, payload: kept, keptFields: kept.keys.sorted(),
                                         droppedFields: dropped, retentionDays: rule.retentionDays,
-                                        feedback: FeedbackAllowance(statuses: rule.feedback.statuses, fields: allowedFeedbackFields)))
+                                        feedback: feedbackAllowance(rule: rule, type: type)))
+    }
+
+    /// What a recipient under `rule` may report back about a signal of `type`: the rule's
+    /// statuses, and the type's feedback fields that the rule names.
+    public static func feedbackAllowance(rule: Rule, type: SignalType) -> FeedbackAllowance {
+        FeedbackAllowance(statuses: rule.feedback.statuses,
+                          fields: type.feedback.fields.filter { rule.feedback.fields.contains($0.name) })
     }
 
     /// Besluit gemeentelijke schuldhulpverlening art. 2: every unmet step is named.

@@ -54,11 +54,17 @@ public final class DeliveryIndex: @unchecked Sendable {
     private var names = StringTable()
     private var signals: [SignalEntry] = []
     private var deliveries: [DeliveryEntry] = []
-    private var schedule = MinHeap()
+    /// Pending pushes per recipient by next attempt: the scheduler serves recipients one by
+    /// one, so a recipient with a large backlog (one that is down) never hides the others.
+    private var schedules: [UInt32: MinHeap] = [:]
+    /// Pending deliveries (push and inbox) by the time they were queued, for expiry.
+    private var queued = MinHeap()
     private var retention = MinHeap()
     private var inboxes: [UInt32: InboxQueue] = [:]
     private var pending = 0
     private var lastConfig: String?
+    /// Signals held after the last `forgetCompleted`: the next one runs when this doubles.
+    private var compactedCount = 0
 
     init() {}
 
@@ -92,21 +98,71 @@ public final class DeliveryIndex: @unchecked Sendable {
         locked { find(signalID, recipientID).map(state) }
     }
 
-    /// Pending push deliveries whose next attempt is due at `date`, earliest first. Entries
-    /// stay until a record changes them (attempt, delivered, expired): the caller tracks what
-    /// it has in flight.
-    public func duePushes(at date: Date, limit: Int) -> [DeliveryState] {
+    /// Pending deliveries (push and inbox) per recipient: the backlog in /metrics. Counts by
+    /// walking the deliveries, so it is meant for a scrape, not for a hot path.
+    public func pendingPerRecipient() -> [String: Int] {
         locked {
-            dropStale(&schedule, isCurrent: isScheduled)
-            return schedule.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isScheduled).map(state)
+            var counts: [UInt32: Int] = [:]
+            for entry in deliveries where entry.state == .pending { counts[entry.recipient, default: 0] += 1 }
+            return Dictionary(uniqueKeysWithValues: counts.map { (names.name($0.key), $0.value) })
         }
+    }
+
+    /// Recipients with pending push deliveries.
+    public func pushRecipients() -> [String] {
+        locked {
+            var out: [String] = []
+            for recipient in Array(schedules.keys) {
+                dropStale(&schedules[recipient]!, isCurrent: isScheduled)
+                if schedules[recipient]!.count == 0 {
+                    schedules[recipient] = nil
+                } else {
+                    out.append(names.name(recipient))
+                }
+            }
+            return out.sorted()
+        }
+    }
+
+    /// Pending push deliveries to one recipient whose next attempt is due at `date`, earliest
+    /// first. Entries stay until a record changes them (attempt, delivered, expired): the
+    /// caller tracks what it has in flight.
+    public func duePushes(recipientID: String, at date: Date, limit: Int) -> [DeliveryState] {
+        locked {
+            guard let recipient = names.lookup(recipientID), schedules[recipient] != nil else { return [] }
+            dropStale(&schedules[recipient]!, isCurrent: isScheduled)
+            return schedules[recipient]!.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isScheduled).map(state)
+        }
+    }
+
+    /// Pending push deliveries to any recipient due at `date`, earliest first.
+    public func duePushes(at date: Date, limit: Int) -> [DeliveryState] {
+        let due = pushRecipients().flatMap { duePushes(recipientID: $0, at: date, limit: limit) }
+        func next(_ state: DeliveryState) -> Date {
+            if case .pending(_, _, let at?, _) = state.status { return at }
+            return .distantFuture
+        }
+        return Array(due.sorted { next($0) < next($1) }.prefix(limit))
     }
 
     /// When the earliest pending push is due, or nil when none is scheduled.
     public func nextPushDue() -> Date? {
         locked {
-            dropStale(&schedule, isCurrent: isScheduled)
-            return schedule.top.map { JournalTime.date($0.key) }
+            var earliest: Int64?
+            for recipient in Array(schedules.keys) {
+                dropStale(&schedules[recipient]!, isCurrent: isScheduled)
+                if let top = schedules[recipient]!.top { earliest = min(earliest ?? .max, top.key) }
+            }
+            return earliest.map(JournalTime.date)
+        }
+    }
+
+    /// Pending deliveries (push or inbox) queued before `date`, oldest first: the ones whose
+    /// lifetime is over when `date` is now minus the lifetime.
+    public func pendingQueued(before date: Date, limit: Int) -> [DeliveryState] {
+        locked {
+            dropStale(&queued, isCurrent: isQueued)
+            return queued.smallest(upTo: JournalTime.microseconds(date) - 1, limit: limit, isCurrent: isQueued).map(state)
         }
     }
 
@@ -144,9 +200,80 @@ public final class DeliveryIndex: @unchecked Sendable {
             ids.memoryFootprint + names.memoryFootprint
                 + signals.capacity * MemoryLayout<SignalEntry>.stride
                 + deliveries.capacity * MemoryLayout<DeliveryEntry>.stride
-                + schedule.memoryFootprint + retention.memoryFootprint
+                + schedules.values.reduce(0) { $0 + $1.memoryFootprint } + queued.memoryFootprint + retention.memoryFootprint
                 + inboxes.values.reduce(0) { $0 + $1.items.capacity * 4 + 48 }
         }
+    }
+
+    // MARK: Forgetting
+
+    /// Drops signals whose every delivery is final (delivered, expired or denied) and whose
+    /// payload keys are all gone, received before `cutoff`: a resubmission of such an id is
+    /// then new, and `signal(_:)` no longer knows it (the journal still does). Rebuilds the
+    /// index compactly; returns how many signals were dropped.
+    @discardableResult
+    public func forgetCompleted(receivedBefore cutoff: Date) -> Int {
+        locked { forget(before: JournalTime.microseconds(cutoff)) }
+    }
+
+    /// Forgets when the index has doubled since it last did (amortised O(1) per record).
+    func forgetCompletedIfGrown(receivedBefore cutoff: Date) {
+        locked {
+            if signals.count >= max(2 * compactedCount, 65536) { _ = forget(before: JournalTime.microseconds(cutoff)) }
+        }
+    }
+
+    private func forget(before cutoff: Int64) -> Int {
+        var keptIDs = IDTable()
+        var keptSignals: [SignalEntry] = []
+        var keptDeliveries: [DeliveryEntry] = []
+        for s in signals.indices {
+            var entry = signals[s]
+            var chain: [UInt32] = []
+            var d = entry.firstDelivery
+            while d != .max {
+                chain.append(d)
+                d = deliveries[Int(d)].nextInSignal
+            }
+            let complete = chain.allSatisfy { deliveries[Int($0)].state != .pending && deliveries[Int($0)].keySlot == .max }
+            if complete, entry.received.sequence != 0, entry.receivedAt < cutoff { continue }
+            let newSignal = keptIDs.insert(ids.string(UInt32(s))).0
+            entry.firstDelivery = .max
+            entry.lastDelivery = .max
+            for old in chain {
+                var delivery = deliveries[Int(old)]
+                let new = UInt32(keptDeliveries.count)
+                delivery.signal = newSignal
+                delivery.nextInSignal = .max
+                if entry.lastDelivery == .max {
+                    entry.firstDelivery = new
+                } else {
+                    keptDeliveries[Int(entry.lastDelivery)].nextInSignal = new
+                }
+                entry.lastDelivery = new
+                keptDeliveries.append(delivery)
+            }
+            keptSignals.append(entry)
+        }
+        let dropped = signals.count - keptSignals.count
+        ids = keptIDs
+        signals = keptSignals
+        deliveries = keptDeliveries
+        schedules = [:]
+        queued = MinHeap()
+        retention = MinHeap()
+        inboxes = [:]
+        // Deliveries keep their journal order, so inbox queues keep theirs.
+        for (i, e) in deliveries.enumerated() {
+            if e.state == .pending {
+                queued.push(e.firstQueuedAt, UInt32(i))
+                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap()].push(e.time, UInt32(i)) }
+                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue()].items.append(UInt32(i)) }
+            }
+            if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
+        }
+        compactedCount = signals.count
+        return dropped
     }
 
     // MARK: Updates (called by the journal after a record is durable)
@@ -167,7 +294,10 @@ public final class DeliveryIndex: @unchecked Sendable {
             for (records, positions) in appends {
                 for i in records.indices { apply(records[i], positions[i]) }
             }
-            if schedule.count > 2 * pending + 4096 { schedule.compact(isCurrent: isScheduled) }
+            if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
+                for recipient in Array(schedules.keys) { schedules[recipient]!.compact(isCurrent: isScheduled) }
+            }
+            if queued.count > 2 * pending + 4096 { queued.compact(isCurrent: isQueued) }
         }
     }
 
@@ -188,7 +318,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
             deliveries[Int(d)].time = r.nextAttemptAt.map(JournalTime.microseconds) ?? .max
             if deliveries[Int(d)].mode == .push, let next = r.nextAttemptAt {
-                schedule.push(JournalTime.microseconds(next), d)
+                schedules[deliveries[Int(d)].recipient, default: MinHeap()].push(JournalTime.microseconds(next), d)
             }
         case .delivered(let r):
             finish(r.signalID, r.recipientID, .delivered, r.at)
@@ -235,8 +365,9 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
         if entry.state == .pending {
             pending += 1
+            queued.push(entry.firstQueuedAt, d)
             if entry.mode == .push {
-                schedule.push(entry.time, d)
+                schedules[recipient, default: MinHeap()].push(entry.time, d)
             } else {
                 inboxes[recipient, default: InboxQueue()].items.append(d)
             }
@@ -284,6 +415,11 @@ public final class DeliveryIndex: @unchecked Sendable {
     private func isScheduled(_ key: Int64, _ d: UInt32) -> Bool {
         let e = deliveries[Int(d)]
         return e.state == .pending && e.mode == .push && e.time == key
+    }
+
+    private func isQueued(_ key: Int64, _ d: UInt32) -> Bool {
+        let e = deliveries[Int(d)]
+        return e.state == .pending && e.firstQueuedAt == key
     }
 
     private func isRetained(_ key: Int64, _ d: UInt32) -> Bool {

@@ -81,6 +81,10 @@ public final class HTTPServer: @unchecked Sendable {
         /// Connections still open at the deadline, whose sockets were then shut down.
         public let forcedConnections: Int
         public var completedInTime: Bool { forcedConnections == 0 }
+
+        public init(forcedConnections: Int) {
+            self.forcedConnections = forcedConnections
+        }
     }
 
     private enum State { case created, running, draining, stopped }
@@ -88,6 +92,9 @@ public final class HTTPServer: @unchecked Sendable {
     public let configuration: Configuration
     private let handler: Handler
     private let defaultHeaders: PreparedHeaders
+    /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
+    /// Set before `start`.
+    public var onHandshakeFailure: (@Sendable (HandshakeFailure) -> Void)?
     private let condition = NSCondition()
     private var state = State.created
     private var tls: TLSContext
@@ -292,11 +299,15 @@ public final class HTTPServer: @unchecked Sendable {
             Log.shared.debug("connection_closed_before_tls", ["remote": remote])
             return
         } catch {
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "reason": "\(error)"])
+            let failure = HandshakeFailure(error)
+            onHandshakeFailure?(failure)
+            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": failure.rawValue, "reason": "\(error)"])
             return
         }
         guard let certificate = connection.peerCertificate() else {
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "reason": "no client certificate"])
+            onHandshakeFailure?(.noClientCertificate)
+            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": HandshakeFailure.noClientCertificate.rawValue,
+                                                        "reason": "no client certificate"])
             return
         }
         let peer = PeerConnection(id: id, remoteAddress: remote, certificate: certificate,
@@ -395,5 +406,40 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func deadline(_ interval: TimeInterval) -> UInt64 {
         monotonicNanoseconds() + nanoseconds(interval)
+    }
+}
+
+/// Why a TLS handshake failed, in a few stable classes (the metric label
+/// `waakvlam_tls_handshake_failures_total{cause=...}`).
+public enum HandshakeFailure: String, Sendable, CaseIterable {
+    case noClientCertificate = "no_client_certificate"
+    case certificateExpired = "certificate_expired"
+    case certificateRevoked = "certificate_revoked"
+    case unknownCA = "unknown_ca"
+    case protocolVersion = "protocol_version"
+    case timeout
+    case other
+
+    /// Classifies OpenSSL's reason text.
+    init(_ error: Error) {
+        if case TransportError.timedOut = error {
+            self = .timeout
+            return
+        }
+        let text = "\(error)".lowercased()
+        if text.contains("expired") || text.contains("not yet valid") {
+            self = .certificateExpired
+        } else if text.contains("revoked") {
+            self = .certificateRevoked
+        } else if text.contains("did not return a certificate") || text.contains("no client certificate") {
+            self = .noClientCertificate
+        } else if text.contains("issuer") || text.contains("unknown ca") || text.contains("self-signed") || text.contains("self signed")
+                    || text.contains("certificate verify failed") {
+            self = .unknownCA
+        } else if text.contains("protocol") || text.contains("version") {
+            self = .protocolVersion
+        } else {
+            self = .other
+        }
     }
 }

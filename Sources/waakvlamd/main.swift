@@ -38,23 +38,25 @@ while !arguments.isEmpty {
 }
 guard let configFolder else { fail("--config DIR is required\n\(usage)", status: 2) }
 
+if checkOnly {
+    do {
+        print(try Node.check(configFolder: configFolder))
+        exit(0)
+    } catch {
+        fail("\(error)")
+    }
+}
 let node: Node
 do {
     node = try Node(configFolder: configFolder)
 } catch {
     fail("\(error)")
 }
-if checkOnly {
-    print("\(configFolder): configuration and TLS files are usable")
-    exit(0)
-}
 do {
     try node.start()
 } catch {
     fail("\(error)")
 }
-Log.shared.info("node_started", ["node": node.configuration.node.name, "peer_port": Int(node.peerPort),
-                                 "organisations": node.configuration.organisations.count])
 
 // Signals are delivered to dispatch sources instead of async handlers.
 let signalQueue = DispatchQueue(label: "waakvlamd.signals")
@@ -74,12 +76,8 @@ for signalNumber in [SIGTERM, SIGINT] {
 signal(SIGHUP, SIG_IGN)
 let reloadSource = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
 reloadSource.setEventHandler {
-    do {
-        try node.reloadConfiguration()
-        Log.shared.info("config_reloaded", ["organisations": node.configuration.organisations.count])
-    } catch {
-        Log.shared.error("config_reload_refused", ["reason": "\(error); the running configuration stays"])
-    }
+    // Applies or refuses as a whole; Node logs config_applied or config_apply_refused.
+    _ = node.applyConfiguration(appliedBy: "SIGHUP")
 }
 reloadSource.resume()
 dispatchMain()

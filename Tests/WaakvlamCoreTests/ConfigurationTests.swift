@@ -19,7 +19,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertNil(configuration.node.tls.crl)
         XCTAssertEqual(configuration.node.tls.pins, "../run/pki/pins.json")
         XCTAssertEqual(configuration.node.state, "../run/state")
-        XCTAssertEqual(configuration.node.delivery.maximumLifetimeHours, 120)
+        XCTAssertEqual(configuration.node.delivery.maximumLifetimeSeconds, 120 * 3600)
         XCTAssertEqual(configuration.node.limits.maximumBodyBytes, 1_048_576)
         XCTAssertEqual(configuration.node.timeZone.identifier, "Europe/Amsterdam")
 

@@ -132,7 +132,9 @@ final class WhoamiTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: pins).write(to: URL(fileURLWithPath: other.pki("pins.json")))
         XCTAssertEqual(try other.curl("ggz-second", "/v1/whoami").status, 403, "not pinned yet")
 
-        try other.node?.reloadConfiguration()
+        guard case .applied = try XCTUnwrap(other.node).applyConfiguration(appliedBy: "test") else {
+            return XCTFail("the new CRL and pins file were not applied")
+        }
         XCTAssertNotEqual(try other.curl("politie-nhn", "/v1/whoami").status, 200, "revoked by the new CRL")
         XCTAssertEqual(try other.curl("ggz-second", "/v1/whoami").status, 200, "pinned by the new pins file")
         XCTAssertEqual(try other.curl("intermaris", "/v1/whoami").status, 200)
@@ -189,6 +191,8 @@ final class Site {
     let root: String
     let config: String
     let port: UInt16
+    /// The admin listener's port (node.json listen.admin).
+    let adminPort: UInt16
     private(set) var pkiOutput = ""
     private(set) var node: Node?
 
@@ -209,7 +213,11 @@ final class Site {
         let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
         close(probe.fd)
         port = probe.port
+        let adminProbe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        close(adminProbe.fd)
+        adminPort = adminProbe.port
         try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
+        try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminPort)")
         let result = try runPKIInit()
         guard result.status == 0 else { throw TransportError.pki("pki init failed: \(result.stderr)") }
         pkiOutput = result.stdout

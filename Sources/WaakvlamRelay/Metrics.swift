@@ -1,0 +1,136 @@
+import Foundation
+
+/// Counters, gauges and histograms rendered in the Prometheus text exposition format.
+/// Thread-safe; cheap enough for the hot path (one lock, dictionary update).
+public final class Metrics: @unchecked Sendable {
+    private struct Key: Hashable {
+        let name: String
+        let labels: [String: String]
+    }
+
+    private struct Histogram {
+        var buckets: [Double]
+        var counts: [UInt64]
+        var sum: Double = 0
+        var count: UInt64 = 0
+    }
+
+    private let lock = NSLock()
+    private var counters: [Key: Double] = [:]
+    private var gauges: [Key: Double] = [:]
+    private var histograms: [Key: Histogram] = [:]
+    private var help: [String: (type: String, text: String)] = [:]
+    /// Gauges computed at scrape time (e.g. backlog per recipient from the delivery index).
+    private var collectors: [() -> [(name: String, labels: [String: String], value: Double)]] = []
+
+    public init() {}
+
+    public func describe(_ name: String, type: String, _ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        help[name] = (type, text)
+    }
+
+    public func increment(_ name: String, _ labels: [String: String] = [:], by amount: Double = 1) {
+        lock.lock(); defer { lock.unlock() }
+        counters[Key(name: name, labels: labels), default: 0] += amount
+    }
+
+    public func set(_ name: String, _ labels: [String: String] = [:], to value: Double) {
+        lock.lock(); defer { lock.unlock() }
+        gauges[Key(name: name, labels: labels)] = value
+    }
+
+    /// Records one observation; `buckets` are upper bounds, used the first time a series is seen.
+    public func observe(_ name: String, _ value: Double, buckets: [Double], _ labels: [String: String] = [:]) {
+        lock.lock(); defer { lock.unlock() }
+        let key = Key(name: name, labels: labels)
+        var histogram = histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
+        for (index, bound) in histogram.buckets.enumerated() where value <= bound {
+            histogram.counts[index] += 1
+        }
+        histogram.sum += value
+        histogram.count += 1
+        histograms[key] = histogram
+    }
+
+    public func addCollector(_ collector: @escaping () -> [(name: String, labels: [String: String], value: Double)]) {
+        lock.lock(); defer { lock.unlock() }
+        collectors.append(collector)
+    }
+
+    /// The value of a counter (tests and the benchmark read these).
+    public func counter(_ name: String, _ labels: [String: String] = [:]) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        return counters[Key(name: name, labels: labels)] ?? 0
+    }
+
+    public func render() -> String {
+        lock.lock()
+        let counters = self.counters, gauges = self.gauges, histograms = self.histograms
+        let help = self.help, collectors = self.collectors
+        lock.unlock()
+        var computed = gauges
+        for collector in collectors {
+            for sample in collector() { computed[Key(name: sample.name, labels: sample.labels)] = sample.value }
+        }
+        var out = ""
+        var described = Set<String>()
+        func header(_ name: String, _ fallbackType: String) {
+            guard described.insert(name).inserted else { return }
+            if let entry = help[name] {
+                out += "# HELP \(name) \(entry.text)\n# TYPE \(name) \(entry.type)\n"
+            } else {
+                out += "# TYPE \(name) \(fallbackType)\n"
+            }
+        }
+        for key in counters.keys.sorted(by: Metrics.order) {
+            header(key.name, "counter")
+            out += "\(key.name)\(Metrics.format(key.labels)) \(Metrics.number(counters[key]!))\n"
+        }
+        for key in computed.keys.sorted(by: Metrics.order) {
+            header(key.name, "gauge")
+            out += "\(key.name)\(Metrics.format(key.labels)) \(Metrics.number(computed[key]!))\n"
+        }
+        for key in histograms.keys.sorted(by: Metrics.order) {
+            let histogram = histograms[key]!
+            header(key.name, "histogram")
+            for (index, bound) in histogram.buckets.enumerated() {
+                var labels = key.labels
+                labels["le"] = Metrics.number(bound)
+                out += "\(key.name)_bucket\(Metrics.format(labels)) \(histogram.counts[index])\n"
+            }
+            var labels = key.labels
+            labels["le"] = "+Inf"
+            out += "\(key.name)_bucket\(Metrics.format(labels)) \(histogram.count)\n"
+            out += "\(key.name)_sum\(Metrics.format(key.labels)) \(Metrics.number(histogram.sum))\n"
+            out += "\(key.name)_count\(Metrics.format(key.labels)) \(histogram.count)\n"
+        }
+        // Described metrics without samples yet still appear, so dashboards find them.
+        for name in help.keys.sorted() where !described.contains(name) {
+            header(name, help[name]!.type)
+        }
+        return out
+    }
+
+    private static func order(_ a: Key, _ b: Key) -> Bool {
+        if a.name != b.name { return a.name < b.name }
+        return format(a.labels) < format(b.labels)
+    }
+
+    private static func format(_ labels: [String: String]) -> String {
+        guard !labels.isEmpty else { return "" }
+        let parts = labels.keys.sorted().map { key -> String in
+            let value = labels[key]!
+                .replacingOccurrences(of: "\\", with: "\\\\")
+                .replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: "\\n")
+            return "\(key)=\"\(value)\""
+        }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    private static func number(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+}

@@ -1,0 +1,431 @@
+import Foundation
+import WaakvlamCore
+import WaakvlamCrypto
+import WaakvlamJournal
+import WaakvlamSystem
+import WaakvlamTransport
+
+/// The signal API of the peer port: submit, status, feedback, inbox and acknowledgement.
+/// Every answer that acknowledges something is given only after the journal has it on disk.
+final class SignalService: @unchecked Sendable {
+    private let journal: Journal
+    private let pseudonymizer: Pseudonymizer
+    private let configuration: ConfigurationHolder
+    private let metrics: Metrics
+    /// Told when new push deliveries are queued.
+    private let onQueued: @Sendable () -> Void
+
+    /// Submissions being decided and journaled, by signal id: a second submission with the
+    /// same id waits for the first and then gets its answer (or a 409).
+    private let inFlightLock = NSLock()
+    private var inFlight: [String: DispatchGroup] = [:]
+
+    /// Largest inbox page a recipient can ask for.
+    static let maximumInboxPage = 500
+
+    init(journal: Journal, pseudonymizer: Pseudonymizer, configuration: ConfigurationHolder, metrics: Metrics,
+         onQueued: @escaping @Sendable () -> Void) {
+        self.journal = journal
+        self.pseudonymizer = pseudonymizer
+        self.configuration = configuration
+        self.metrics = metrics
+        self.onQueued = onQueued
+    }
+
+    // MARK: - POST /v1/signals
+
+    func submit(_ request: HTTPRequest, sender: Organisation) -> HTTPResponse {
+        let submission: SignalSubmission
+        switch SignalSubmission.parse(Data(request.body), makeID: { UUID().uuidString.lowercased() }) {
+        case .failure(let invalid):
+            metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_envelope"])
+            return Self.invalid(invalid)
+        case .success(let parsed):
+            submission = parsed
+        }
+        var trace = TraceContext.random()
+        if let text = submission.traceparent ?? request.headers["traceparent"] {
+            guard let parent = TraceContext(traceparent: text) else {
+                return .error(status: 400, code: "invalid_traceparent",
+                              message: "traceparent must be a W3C Trace Context value like 00-<32 hex>-<16 hex>-01; leave it out to have one made.")
+            }
+            trace = parent.child()
+        }
+        let requestHash = Self.requestHash(submission)
+
+        // One submission per id at a time; a duplicate waits for the first, then replays.
+        while true {
+            inFlightLock.lock()
+            if let running = inFlight[submission.id] {
+                inFlightLock.unlock()
+                running.wait()
+                continue
+            }
+            if journal.deliveryState().contains(signalID: submission.id) {
+                inFlightLock.unlock()
+                return replay(submission.id, sender: sender, requestHash: requestHash)
+            }
+            let group = DispatchGroup()
+            group.enter()
+            inFlight[submission.id] = group
+            inFlightLock.unlock()
+            defer {
+                inFlightLock.lock()
+                inFlight[submission.id] = nil
+                inFlightLock.unlock()
+                group.leave()
+            }
+            return decideAndJournal(submission, sender: sender, requestHash: requestHash, trace: trace)
+        }
+    }
+
+    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, requestHash: String,
+                                  trace: TraceContext) -> HTTPResponse {
+        let snapshot = configuration.current
+        let now = Date()
+        let decisions: [RecipientDecision]
+        switch PolicyEngine.decide(submission, sender: sender, configuration: snapshot.configuration, at: now) {
+        case .invalid(let issues):
+            metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
+            return Self.invalid(InvalidPayload(issues))
+        case .decided(let decided):
+            decisions = decided
+        }
+        var pseudonyms: [String] = []
+        if let type = snapshot.configuration.signalType(id: submission.type) {
+            let keys = subjectKeys(for: submission.payload, type: type)
+            pseudonyms = [keys.person, keys.address].compactMap { $0 }.map(pseudonymizer.pseudonym)
+        }
+        let received = Received(
+            signalID: submission.id, senderID: sender.id, senderOIN: sender.oin, signalType: submission.type,
+            requestedRecipients: submission.recipients.map(\.description),
+            payloadHash: Hex.encode(SHA256.hash(Payload.canonicalJSON(submission.payload))),
+            requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
+            configVersion: snapshot.version, at: now)
+        var records: [JournalRecord] = [.received(received)]
+        for decision in decisions {
+            records.append(.decision(Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
+                                                 timeZone: snapshot.configuration.node.timeZone, at: now)))
+        }
+        do {
+            _ = try journal.append(records)
+        } catch {
+            metrics.increment("waakvlam_journal_failures_total")
+            Log.shared.error("journal_append_failed", ["signal": submission.id, "error": "\(error)"])
+            return .error(status: 503, code: "journal_unavailable",
+                          message: "The node cannot write its journal right now, so the signal was not accepted; send it again later with the same id.")
+        }
+        var queuedPush = false
+        for decision in decisions {
+            if let allowed = decision.allowed {
+                metrics.increment("waakvlam_signals_allowed_total", ["type": submission.type])
+                if case .push = decision.recipient?.delivery { queuedPush = true }
+                Log.shared.info("decision_allowed", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
+                                                     "rule": allowed.ruleID, "convenant": allowed.convenantID,
+                                                     "convenant_version": allowed.convenantVersion, "config_version": snapshot.version])
+            } else if let denial = decision.denial {
+                metrics.increment("waakvlam_signals_denied_total", ["reason": denial.code.rawValue])
+                Log.shared.info("decision_denied", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
+                                                    "code": denial.code.rawValue, "config_version": snapshot.version])
+            }
+        }
+        metrics.increment("waakvlam_signals_accepted_total", ["type": submission.type])
+        Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
+                                            "recipients": decisions.count, "trace_id": trace.traceID])
+        if queuedPush { onQueued() }
+        return replay(submission.id, sender: sender, requestHash: requestHash)
+    }
+
+    /// The answer to a submission, built from the journal, so that a resubmission of the same
+    /// id and content gets exactly the first answer.
+    private func replay(_ signalID: String, sender: Organisation, requestHash: String) -> HTTPResponse {
+        let stored: SignalRecord?
+        do {
+            stored = try journal.signal(signalID)
+        } catch {
+            Log.shared.error("journal_read_failed", ["signal": signalID, "error": "\(error)"])
+            return .error(status: 503, code: "journal_unavailable", message: "The node cannot read its journal right now; try again later.")
+        }
+        guard let stored, let received = stored.received, received.senderID == sender.id else {
+            return .error(status: 409, code: "id_in_use",
+                          message: "This signal id is already in use: choose a new id (a UUID) for a new signal.")
+        }
+        guard received.requestHash == requestHash else {
+            return .error(status: 409, code: "id_reused_with_other_content",
+                          message: "A signal with this id and different content was already accepted: send a changed signal under a new id.")
+        }
+        var body = Self.signalJSON(received: received, decisions: stored.decisions)
+        let anyAllowed = stored.decisions.contains { $0.decision.allowed }
+        if !anyAllowed {
+            body["error"] = ["code": "all_recipients_denied",
+                             "message": "No recipient may receive this signal under the convenants in force; see the reason per recipient."]
+        }
+        return .json(status: anyAllowed ? 202 : 403, object: body)
+    }
+
+    // MARK: - GET /v1/signals/{id}
+
+    func status(_ signalID: String, caller: Organisation) -> HTTPResponse {
+        guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
+            return Self.notFound(signalID)
+        }
+        return .json(status: 200, object: Self.signalJSON(received: received, decisions: stored.decisions))
+    }
+
+    // MARK: - POST /v1/signals/{id}/feedback
+
+    /// Feedback by a recipient, passed on to the sender as a `terugmelding` only as far as the
+    /// rule allows (Vroeg Eropaf: "opgepakt" or "niet opgepakt", never a reason).
+    func feedback(_ signalID: String, _ request: HTTPRequest, caller: Organisation) -> HTTPResponse {
+        let index = journal.deliveryState()
+        guard let state = index.delivery(signalID: signalID, recipientID: caller.id), !Self.isDenied(state),
+              let original = try? journal.signal(signalID), let received = original.received,
+              let decision = original.decisions.first(where: { $0.decision.recipientID == caller.id })?.decision,
+              let convenantID = decision.convenantID, let ruleID = decision.ruleID,
+              let version = decision.convenantVersion.flatMap(Int.init) else {
+            return Self.notFound(signalID)
+        }
+        let parsed: (status: String, fields: [String: PayloadValue])
+        switch FeedbackRequest.parse(Data(request.body)) {
+        case .failure(let invalid): return Self.invalid(invalid)
+        case .success(let value): parsed = value
+        }
+        let snapshot = configuration.current
+        guard let (_, rule) = snapshot.configuration.rule(convenantID: convenantID, version: version, ruleID: ruleID) else {
+            return .error(status: 409, code: "rule_no_longer_in_force",
+                          message: "The rule under which you received this signal is no longer in the configuration, so no feedback can be passed on.")
+        }
+        let forwarded: [String: PayloadValue]
+        guard let type = snapshot.configuration.signalType(id: received.signalType) else {
+            return .error(status: 409, code: "rule_no_longer_in_force",
+                          message: "The signal type of this signal is no longer in the configuration, so no feedback can be passed on.")
+        }
+        switch FeedbackPolicy.decide(status: parsed.status, fields: parsed.fields, allowed: PolicyEngine.feedbackAllowance(rule: rule, type: type)) {
+        case .denied(let denial):
+            metrics.increment("waakvlam_feedback_denied_total", ["reason": denial.code.rawValue])
+            return .error(status: 403, code: denial.code.rawValue, message: denial.message)
+        case .invalid(let issues):
+            return Self.invalid(InvalidPayload(issues))
+        case .allowed(_, let fields, let dropped):
+            // A field the rule does not let through is refused rather than silently left out,
+            // so the recipient knows it did not reach the sender (Vroeg Eropaf: never a reason).
+            guard dropped.isEmpty else {
+                metrics.increment("waakvlam_feedback_denied_total", ["reason": "feedback_field_not_allowed"])
+                return .error(status: 403, code: "feedback_field_not_allowed",
+                              message: "The rule does not let you pass on " + dropped.map { "'\($0)'" }.joined(separator: ", ")
+                                + " to the sender; send the status only" + (rule.feedback.fields.isEmpty ? "." : ", or only the fields the rule allows."))
+            }
+            forwarded = fields
+        }
+        guard let sender = snapshot.configuration.organisation(id: received.senderID) else {
+            return .error(status: 409, code: "sender_unknown", message: "The sender of this signal is no longer configured on this node.")
+        }
+        // The feedback travels as its own signal to the sender; its id is derived from the
+        // content so that sending the same feedback twice is idempotent.
+        var payload = forwarded
+        payload["signaal"] = .string(signalID)
+        payload["status"] = .string(parsed.status)
+        let canonical = Payload.canonicalJSON(payload)
+        let feedbackID = "\(signalID):terugmelding:\(Hex.encode(SHA256.hash(Array(caller.id.utf8) + canonical).prefix(8)))"
+        if index.contains(signalID: feedbackID) {
+            return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status, "duplicate": true])
+        }
+        let now = Date()
+        let mode: WaakvlamJournal.DeliveryMode = if case .push = sender.delivery { .push } else { .inbox }
+        let records: [JournalRecord] = [
+            .feedback(Feedback(signalID: signalID, fromID: caller.id, status: parsed.status,
+                               fieldsForwarded: forwarded.keys.sorted(), at: now)),
+            .received(Received(signalID: feedbackID, senderID: caller.id, senderOIN: caller.oin, signalType: "terugmelding",
+                               requestedRecipients: [sender.id], payloadHash: Hex.encode(SHA256.hash(canonical)),
+                               requestHash: Hex.encode(SHA256.hash(canonical)), subjectPseudonyms: [],
+                               traceID: received.traceID, spanID: Hex.encode(SecureRandom.bytes(8)),
+                               configVersion: snapshot.version, at: now)),
+            .decision(Decision(signalID: feedbackID, recipientID: sender.id, allowed: true, ruleID: ruleID,
+                               convenantID: convenantID, convenantVersion: String(version),
+                               processingActivity: decision.processingActivity, configVersion: snapshot.version,
+                               fieldsDelivered: payload.keys.sorted(), retentionUntil: decision.retentionUntil,
+                               deliveryMode: mode, payload: [UInt8](canonical), at: now)),
+        ]
+        do {
+            _ = try journal.append(records)
+        } catch {
+            Log.shared.error("journal_append_failed", ["signal": feedbackID, "error": "\(error)"])
+            return .error(status: 503, code: "journal_unavailable", message: "The node cannot write its journal right now; send the feedback again later.")
+        }
+        metrics.increment("waakvlam_feedback_total", ["status": parsed.status])
+        Log.shared.info("feedback_received", ["signal": signalID, "from": caller.id, "to": sender.id, "status": parsed.status])
+        if mode == .push { onQueued() }
+        return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status,
+                                           "forwardedFields": forwarded.keys.sorted(), "duplicate": false])
+    }
+
+    // MARK: - GET /v1/inbox, POST /v1/inbox/{id}/ack
+
+    func inbox(_ request: HTTPRequest, caller: Organisation) -> HTTPResponse {
+        var limit = 100
+        if let query = request.query {
+            for pair in query.split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, parts[0] == "limit" else { continue }
+                guard let value = Int(parts[1]), (1...Self.maximumInboxPage).contains(value) else {
+                    return .error(status: 400, code: "invalid_limit",
+                                  message: "limit must be a whole number from 1 to \(Self.maximumInboxPage).")
+                }
+                limit = value
+            }
+        }
+        let states = journal.deliveryState().inbox(recipientID: caller.id, limit: limit + 1)
+        var items: [[String: Any]] = []
+        for state in states.prefix(limit) {
+            do {
+                if let message = try Outbound.message(for: state, journal: journal, configuration: configuration.current.configuration) {
+                    items.append(message)
+                }
+            } catch {
+                Log.shared.error("journal_read_failed", ["signal": state.signalID, "error": "\(error)"])
+                return .error(status: 503, code: "journal_unavailable", message: "The node cannot read its journal right now; try again later.")
+            }
+        }
+        return .json(status: 200, object: ["signals": items, "more": states.count > limit])
+    }
+
+    func acknowledge(_ signalID: String, caller: Organisation) -> HTTPResponse {
+        guard let state = journal.deliveryState().delivery(signalID: signalID, recipientID: caller.id), !Self.isDenied(state) else {
+            return Self.notFound(signalID)
+        }
+        switch state.status {
+        case .delivered(let at):
+            return .json(status: 200, object: ["id": signalID, "state": "delivered", "deliveredAt": Self.timestamp(at)])
+        case .expired:
+            return .error(status: 410, code: "expired", message: "This signal expired before it was acknowledged; the sender has been told.")
+        case .pending(_, _, _, let mode):
+            guard mode == .inbox else {
+                return .error(status: 409, code: "pushed_not_pulled",
+                              message: "This signal is delivered to your endpoint by push, not through the inbox.")
+            }
+        case .denied:
+            return Self.notFound(signalID)
+        }
+        let now = Date()
+        do {
+            _ = try journal.append([.delivered(Delivered(signalID: signalID, recipientID: caller.id, via: .inboxAck, at: now))])
+        } catch {
+            Log.shared.error("journal_append_failed", ["signal": signalID, "error": "\(error)"])
+            return .error(status: 503, code: "journal_unavailable", message: "The node cannot write its journal right now; acknowledge again later.")
+        }
+        metrics.increment("waakvlam_deliveries_total", ["via": "inbox"])
+        Log.shared.info("delivered", ["signal": signalID, "recipient": caller.id, "via": "inbox"])
+        return .json(status: 200, object: ["id": signalID, "state": "delivered", "deliveredAt": Self.timestamp(now)])
+    }
+
+    // MARK: - Shapes
+
+    /// SHA-256 over the canonical form of what was asked (type, recipients, payload), so
+    /// that the same content resubmitted under the same id is recognised.
+    static func requestHash(_ submission: SignalSubmission) -> String {
+        var bytes = Array("\(submission.type)\n".utf8)
+        for recipient in submission.recipients { bytes += Array("\(recipient.description)\n".utf8) }
+        bytes += Payload.canonicalJSON(submission.payload)
+        return Hex.encode(SHA256.hash(bytes))
+    }
+
+    static func record(for decision: RecipientDecision, signalID: String, configVersion: String, timeZone: TimeZone, at now: Date) -> Decision {
+        let recipientID = decision.recipient?.id ?? decision.requested
+        if let allowed = decision.allowed {
+            let mode: WaakvlamJournal.DeliveryMode = if case .push = decision.recipient?.delivery { .push } else { .inbox }
+            return Decision(signalID: signalID, recipientID: recipientID, allowed: true, ruleID: allowed.ruleID,
+                            convenantID: allowed.convenantID, convenantVersion: String(allowed.convenantVersion),
+                            processingActivity: allowed.processingActivity, configVersion: configVersion,
+                            fieldsDelivered: allowed.keptFields, fieldsDropped: allowed.droppedFields.map(\.name),
+                            retentionUntil: now.addingTimeInterval(TimeInterval(allowed.retentionDays) * 86_400),
+                            deliveryMode: mode, payload: [UInt8](Payload.canonicalJSON(allowed.payload)), at: now)
+        }
+        let denial = decision.denial
+        return Decision(signalID: signalID, recipientID: recipientID, allowed: false, reasonCode: denial?.code.rawValue,
+                        reasonMessage: denial?.message, configVersion: configVersion, at: now)
+    }
+
+    /// A signal with its decisions and their current state, as the sender sees it.
+    static func signalJSON(received: Received, decisions: [SignalRecord.DecisionState]) -> [String: Any] {
+        var recipients: [[String: Any]] = []
+        for entry in decisions {
+            let decision = entry.decision
+            var item: [String: Any] = ["recipient": decision.recipientID, "decision": decision.allowed ? "allowed" : "denied"]
+            if decision.allowed {
+                item["rule"] = decision.ruleID ?? ""
+                item["convenant"] = ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""]
+                item["fields"] = decision.fieldsDelivered
+                item["droppedFields"] = decision.fieldsDropped
+                item["delivery"] = decision.deliveryMode?.rawValue ?? "inbox"
+            } else {
+                item["code"] = decision.reasonCode ?? "denied"
+                item["message"] = decision.reasonMessage ?? ""
+            }
+            switch entry.state.status {
+            case .pending(let attempts, _, let next, _):
+                item["state"] = "pending"
+                item["attempts"] = attempts
+                if let next { item["nextAttemptAt"] = timestamp(next) }
+            case .delivered(let at):
+                item["state"] = "delivered"
+                item["deliveredAt"] = timestamp(at)
+            case .expired(let at):
+                item["state"] = "expired"
+                item["expiredAt"] = timestamp(at)
+            case .denied:
+                item["state"] = "denied"
+            }
+            recipients.append(item)
+        }
+        return ["id": received.signalID, "type": received.signalType, "receivedAt": timestamp(received.at),
+                "traceparent": "00-\(received.traceID)-\(received.spanID)-01", "configVersion": received.configVersion,
+                "recipients": recipients]
+    }
+
+    static func invalid(_ invalid: InvalidPayload) -> HTTPResponse {
+        let first = invalid.issues.first
+        let message = first.map { "\($0.field): \($0.message)" } ?? "The request is not valid."
+        return .json(status: 400, object: [
+            "error": ["code": first?.code.rawValue ?? "invalid_request", "message": message, "field": first?.field ?? "$"],
+            "issues": invalid.issues.map { ["field": $0.field, "code": $0.code.rawValue, "message": $0.message] },
+        ])
+    }
+
+    static func notFound(_ signalID: String) -> HTTPResponse {
+        .error(status: 404, code: "signal_not_found", message: "No signal with this id is known to you on this node.")
+    }
+
+    static func isDenied(_ state: DeliveryState) -> Bool {
+        if case .denied = state.status { return true }
+        return false
+    }
+
+    static func timestamp(_ date: Date) -> String { Log.timestamp(date) }
+}
+
+/// The body of `POST /v1/signals/{id}/feedback`: `{"status": "opgepakt", "fields": {...}}`.
+enum FeedbackRequest {
+    static func parse(_ data: Data) -> Result<(status: String, fields: [String: PayloadValue]), InvalidPayload> {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            return .failure(InvalidPayload([PayloadIssue(field: "$", code: .notJSON,
+                                                         message: "the body must be a JSON object like {\"status\": \"opgepakt\"}")]))
+        }
+        if let unknown = object.keys.first(where: { $0 != "status" && $0 != "fields" }) {
+            return .failure(InvalidPayload([PayloadIssue(field: unknown, code: .unknownKey,
+                                                         message: "unknown key '\(unknown)': the body holds status and, where allowed, fields")]))
+        }
+        guard let status = object["status"] as? String, !status.isEmpty else {
+            return .failure(InvalidPayload([PayloadIssue(field: "status", code: .missingField,
+                                                         message: "'status' is required, e.g. \"opgepakt\" or \"niet opgepakt\"")]))
+        }
+        var fields: [String: PayloadValue] = [:]
+        if let raw = object["fields"] {
+            let encoded = (try? JSONSerialization.data(withJSONObject: raw)) ?? Data()
+            switch Payload.parse(encoded) {
+            case .success(let values): fields = values
+            case .failure(let invalid): return .failure(invalid)
+            }
+        }
+        return .success((status, fields))
+    }
+}

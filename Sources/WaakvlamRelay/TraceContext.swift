@@ -1,0 +1,42 @@
+import Foundation
+import WaakvlamCrypto
+
+/// A W3C Trace Context `traceparent` (version 00): carried across organisations so that a
+/// signal's processing can be followed in every party's Logboek Dataverwerkingen.
+public struct TraceContext: Sendable, Equatable {
+    public let traceID: String
+    /// The span of this node's processing of the signal.
+    public let spanID: String
+    public let flags: String
+
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; nil when malformed or all-zero ids.
+    public init?(traceparent: String) {
+        let parts = traceparent.trimmingCharacters(in: .whitespaces).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "00",
+              parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+              parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0 == $0.lowercased() }),
+              parts[1] != Substring(String(repeating: "0", count: 32)),
+              parts[2] != Substring(String(repeating: "0", count: 16)) else { return nil }
+        traceID = String(parts[1])
+        spanID = String(parts[2])
+        flags = String(parts[3])
+    }
+
+    private init(traceID: String, spanID: String, flags: String) {
+        self.traceID = traceID
+        self.spanID = spanID
+        self.flags = flags
+    }
+
+    /// A new trace, for a sender that sent none.
+    public static func random() -> TraceContext {
+        TraceContext(traceID: Hex.encode(SecureRandom.bytes(16)), spanID: Hex.encode(SecureRandom.bytes(8)), flags: "01")
+    }
+
+    /// This node's own span within the same trace (the sender's span becomes the parent).
+    public func child() -> TraceContext {
+        TraceContext(traceID: traceID, spanID: Hex.encode(SecureRandom.bytes(8)), flags: flags)
+    }
+
+    public var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }
+}
