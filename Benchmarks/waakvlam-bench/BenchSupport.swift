@@ -17,6 +17,8 @@ struct ClosedLoopResult {
     /// Monotonic nanoseconds at the start and end of the measured window.
     let windowStart: UInt64
     let windowEnd: UInt64
+    /// CPU seconds the `cpuOf` process (with its children) used in the window.
+    let cpuSeconds: Double
 }
 
 /// Runs `operation` in a loop on `threads` threads, each with its own `setup` state (made
@@ -24,7 +26,7 @@ struct ClosedLoopResult {
 /// or, with `count`, until `count` operations were started in total (then `seconds` is
 /// ignored and the window is the whole run). The threads are plain POSIX threads with a
 /// small stack; the per-operation bookkeeping is one uncontended lock.
-func closedLoop<State>(threads: Int, warmUp: Double = 0, seconds: Double, count: Int? = nil,
+func closedLoop<State>(threads: Int, warmUp: Double = 0, seconds: Double, count: Int? = nil, cpuOf process: Int32? = nil,
                        setup: @escaping () throws -> State, _ operation: @escaping (State, Int) throws -> Void) throws -> ClosedLoopResult {
     let counters = (0..<threads).map { _ in Counter() }
     let stop = Flag()
@@ -71,26 +73,31 @@ func closedLoop<State>(threads: Int, warmUp: Double = 0, seconds: Double, count:
     gate.open()
     if warmUp > 0 { usleep(UInt32(warmUp * 1_000_000)) }
     let start = monotonicNanoseconds()
+    let cpuBefore = process.map { cpuSeconds($0, children: true) } ?? 0
     let before = counters.map(\.value)
     var after: [Int] = []
     var end: UInt64 = 0
+    var cpuAfter = 0.0
     if count == nil {
         usleep(UInt32(seconds * 1_000_000))
         after = counters.map(\.value)
         end = monotonicNanoseconds()
+        cpuAfter = process.map { cpuSeconds($0, children: true) } ?? 0
         stop.set()
     }
     finished.wait()
     if count != nil {
         after = counters.map(\.value)
         end = monotonicNanoseconds()
+        cpuAfter = process.map { cpuSeconds($0, children: true) } ?? 0
     }
     if let failure = counters.compactMap(\.failure).first {
         throw BenchError.load(failure)
     }
     let done = zip(after, before).map { $0 - $1 }.reduce(0, +)
     return ClosedLoopResult(perSecond: Double(done) / (Double(end - start) / 1e9),
-                            total: counters.map(\.value).reduce(0, +), windowStart: start, windowEnd: end)
+                            total: counters.map(\.value).reduce(0, +), windowStart: start, windowEnd: end,
+                            cpuSeconds: cpuAfter - cpuBefore)
 }
 
 /// Open-loop load at a fixed offered `rate` for `seconds`: operation number i is due at

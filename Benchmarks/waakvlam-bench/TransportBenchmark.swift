@@ -115,44 +115,59 @@ private struct TransportBenchmark {
         handshakes with \(handshakeThreads) concurrent clients; waakvlamd's node with identity checks vs nginx \(Nginx.version)
         with a fixed body of the same \(whoami.body.count) bytes, both on this machine, measured alternately.
         """)
-        var figures: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        var rates: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        var costs: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        let servers = [("waakvlamd", nodeEndpoint, node.processIdentifier), ("nginx", nginxEndpoint, nginx.processIdentifier)]
         for round in 1...runs {
-            for (name, endpoint) in [("waakvlamd", nodeEndpoint), ("nginx", nginxEndpoint)] {
+            for (name, endpoint, pid) in servers {
                 for measure in Measure.allCases {
-                    let value = try self.measure(measure, endpoint: endpoint, tls: client)
-                    figures[name]![measure, default: []].append(value)
-                    print("  run \(round)  " + pad(name, 10) + pad(measure.rawValue, 40) + pad(String(format: "%.0f", value), 10, right: true))
+                    let (rate, cost) = try self.measure(measure, endpoint: endpoint, tls: client, serverProcess: pid)
+                    rates[name]![measure, default: []].append(rate)
+                    costs[name]![measure, default: []].append(cost)
+                    print("  run \(round)  " + pad(name, 10) + pad(measure.rawValue, 40) + pad(String(format: "%.0f", rate), 10, right: true)
+                          + pad(String(format: "%.1f", cost), 10, right: true) + " µs server CPU each")
                 }
             }
         }
-        print("\nmedians of \(runs) run\(runs == 1 ? "" : "s"):")
-        print("  " + pad("", 40) + pad("waakvlamd", 12, right: true) + pad("nginx", 12, right: true) + pad("ratio", 8, right: true))
+        print("\nmedians of \(runs) run\(runs == 1 ? "" : "s") (throughput; server CPU time per operation, lower is better):")
+        print("  " + pad("", 40) + pad("waakvlamd", 11, right: true) + pad("nginx", 11, right: true) + pad("ratio", 7, right: true)
+              + pad("µs waakvlamd", 14, right: true) + pad("µs nginx", 10, right: true))
         for measure in Measure.allCases {
-            let ours = median(figures["waakvlamd"]![measure]!), theirs = median(figures["nginx"]![measure]!)
-            print("  " + pad(measure.rawValue, 40) + pad(String(format: "%.0f", ours), 12, right: true)
-                  + pad(String(format: "%.0f", theirs), 12, right: true) + pad(String(format: "%.2f", ours / theirs), 8, right: true))
+            let ours = median(rates["waakvlamd"]![measure]!), theirs = median(rates["nginx"]![measure]!)
+            print("  " + pad(measure.rawValue, 40) + pad(String(format: "%.0f", ours), 11, right: true)
+                  + pad(String(format: "%.0f", theirs), 11, right: true) + pad(String(format: "%.2f", ours / theirs), 7, right: true)
+                  + pad(String(format: "%.1f", median(costs["waakvlamd"]![measure]!)), 14, right: true)
+                  + pad(String(format: "%.1f", median(costs["nginx"]![measure]!)), 10, right: true))
         }
     }
 
     // MARK: Measuring
 
-    private func measure(_ measure: Measure, endpoint: Endpoint, tls: TLSContext) throws -> Double {
+    /// Operations per second, and the CPU time the server process (with its children: nginx's
+    /// workers) spent per operation, in microseconds.
+    private func measure(_ measure: Measure, endpoint: Endpoint, tls: TLSContext, serverProcess: Int32) throws -> (Double, Double) {
         var request = HTTPRequest(method: "GET", target: "/v1/whoami")
         switch measure {
         case .handshakes:
             request.keepAlive = false
-            return try closedLoop(threads: handshakeThreads, warmUp: 1, seconds: seconds, setup: {}) { _, _ in
+            return try figures(closedLoop(threads: handshakeThreads, warmUp: 1, seconds: seconds, cpuOf: serverProcess, setup: {}) { _, _ in
                 let connection = try HTTPClientConnection(to: endpoint, tls: tls)
                 defer { connection.close() }
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
-            }.perSecond
+            })
         case .keepAlive1, .keepAlive64:
             let threads = measure == .keepAlive1 ? 1 : 64
-            return try closedLoop(threads: threads, warmUp: 1, seconds: seconds,
-                                  setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection, _ in
+            return try figures(closedLoop(threads: threads, warmUp: 1, seconds: seconds, cpuOf: serverProcess,
+                                          setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection, _ in
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
-            }.perSecond
+            })
         }
+    }
+
+    /// Operations per second and server CPU microseconds per operation.
+    private func figures(_ result: ClosedLoopResult) -> (Double, Double) {
+        let operations = result.perSecond * Double(result.windowEnd - result.windowStart) / 1e9
+        return (result.perSecond, operations > 0 ? result.cpuSeconds / operations * 1e6 : 0)
     }
 
     // MARK: Servers

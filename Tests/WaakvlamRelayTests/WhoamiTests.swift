@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import WaakvlamCore
-import WaakvlamRelay
+@testable import WaakvlamRelay
 @testable import WaakvlamTransport
 
 /// The node's first face, end to end: the repository's Config copied to a temporary folder,
@@ -140,6 +140,17 @@ final class WhoamiTests: XCTestCase {
         XCTAssertEqual(try other.curl("intermaris", "/v1/whoami").status, 200)
     }
 
+    func testWhoamiBodyIsValidJSONForAnyName() throws {
+        let certificate = try PeerCertificate(pemFile: site.pki("intermaris.crt"))
+        let name = "De \"Boog\" \\ Hoorn\n\u{1}é"
+        let response = Whoami.response(organisation: Organisation(id: "x", oin: "00000099000000990000", name: name, sector: .zorg),
+                                        certificate: certificate)
+        let body = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: [String: String]])
+        XCTAssertEqual(body["organisation"]?["name"], name)
+        XCTAssertEqual(body["certificate"]?["pin"], certificate.publicKeyPin)
+        XCTAssertEqual(Whoami.utcTimestamp(Date(timeIntervalSince1970: 1_861_138_311)), "2028-12-22T22:51:51Z")
+    }
+
     func testDaemonAnswersAndShutsDownOnSIGTERM() throws {
         let other = try Site()
         let daemon = Process()
@@ -180,6 +191,8 @@ final class Site {
     let root: String
     let config: String
     let port: UInt16
+    /// The admin listener's port (node.json listen.admin).
+    let adminPort: UInt16
     private(set) var pkiOutput = ""
     private(set) var node: Node?
 
@@ -200,10 +213,11 @@ final class Site {
         let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
         close(probe.fd)
         port = probe.port
-        try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
         let adminProbe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
         close(adminProbe.fd)
-        try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminProbe.port)")
+        adminPort = adminProbe.port
+        try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
+        try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminPort)")
         let result = try runPKIInit()
         guard result.status == 0 else { throw TransportError.pki("pki init failed: \(result.stderr)") }
         pkiOutput = result.stdout
