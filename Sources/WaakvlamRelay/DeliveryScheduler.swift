@@ -14,9 +14,16 @@ import WaakvlamTransport
 ///
 /// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
 /// worker threads. Each side waits on its own condition and is woken one at a time (a
-/// broadcast to hundreds of idle workers per signal cost more than the delivery itself). The
-/// per-recipient limit counts requests on the wire: a worker gives its slot back as soon as
-/// the recipient answered, while it waits for the journal to make the receipt durable.
+/// broadcast to hundreds of idle workers per signal cost more than the delivery itself). A
+/// worker that got a receipt hands it to the receipt thread and takes the next job: that
+/// thread journals all receipts waiting in one append (they share its fdatasync) and only
+/// then lets go of their deliveries, so a delivery is never picked again before its receipt
+/// is durable. The per-recipient limit counts requests on the wire.
+///
+/// The first push of a new signal uses the message the signal service built when it
+/// journaled the decision (`wake(prepared:)`), instead of reading decision, payload and
+/// received record back from the journal. At most `preparedLimit` such messages are held,
+/// none for a recipient that is down: a backlog stays in the journal.
 final class DeliveryScheduler: @unchecked Sendable {
     /// What the scheduler knows about one recipient's reachability.
     private struct RecipientHealth {
@@ -53,11 +60,19 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var jobsHead = 0
     private var workersStopping = false
     private var nextSweep = Date.distantPast
+    /// Messages for first pushes, by delivery, with the position of their decision record.
+    private var prepared: [Key: (decision: RecordPosition, message: Outbound.Message)] = [:]
+    /// Guards `receipts`; the receipt thread waits on it.
+    private let receiptsCondition = NSCondition()
+    private var receipts: [(delivery: DeliveryState, at: Date)] = []
+    private var receiptsStopping = false
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
     /// Expiries and purges appended per sweep, at most (the rest follows a second later).
     static let sweepBatch = 1_000
+    /// Prepared messages held at most (a few MiB).
+    static let preparedLimit = 4_096
 
     init(journal: Journal, client: HTTPClient, configuration: ConfigurationHolder, metrics: Metrics) {
         self.journal = journal
@@ -73,14 +88,19 @@ final class DeliveryScheduler: @unchecked Sendable {
         running = true
         let workers = max(1, configuration.current.configuration.node.delivery.maximumInFlight)
         spawn("waakvlam-scheduler") { [self] in scheduleLoop() }
+        spawn("waakvlam-receipts") { [self] in receiptLoop() }
         for index in 0..<workers {
             spawn("waakvlam-delivery-\(index)") { [self] in workerLoop() }
         }
     }
 
-    /// New deliveries were queued: look now rather than at the next tick.
-    func wake() {
+    /// New deliveries were queued: look now rather than at the next tick. `prepared` are their
+    /// messages as the signal service built them from the records it just journaled.
+    func wake(prepared messages: [Outbound.Prepared] = []) {
         condition.lock()
+        for item in messages where prepared.count < Self.preparedLimit && health[item.recipientID]?.downSince == nil {
+            prepared[Key(signalID: item.signalID, recipientID: item.recipientID)] = (item.decision, item.message)
+        }
         wakeRequested = true
         condition.signal()
         condition.unlock()
@@ -91,8 +111,13 @@ final class DeliveryScheduler: @unchecked Sendable {
     func stop(deadline: Date) {
         condition.lock()
         running = false
+        prepared.removeAll()
         condition.broadcast()
         condition.unlock()
+        receiptsCondition.lock()
+        receiptsStopping = true
+        receiptsCondition.broadcast()
+        receiptsCondition.unlock()
         work.lock()
         workersStopping = true
         jobs.removeAll()
@@ -192,19 +217,24 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func workerLoop() {
         while let job = nextJob() {
             var sending = true
-            deliver(job) {
+            let receiptQueued = deliver(job) {
                 // The recipient answered (or could not be reached): its slot is free again.
                 self.finishSending(job.recipientID)
                 sending = false
             }
             condition.lock()
             if sending { sendingPerRecipient[job.recipientID, default: 1] -= 1 }
-            inFlight.remove(Key(signalID: job.signalID, recipientID: job.recipientID))
-            heldPerRecipient[job.recipientID, default: 1] -= 1
+            if !receiptQueued { release(job) }
             wakeRequested = true
             condition.signal()
             condition.unlock()
         }
+    }
+
+    /// The delivery is no longer in flight. Called with `condition` locked.
+    private func release(_ delivery: DeliveryState) {
+        inFlight.remove(Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
+        heldPerRecipient[delivery.recipientID, default: 1] -= 1
     }
 
     /// The next job, waiting for one; nil once stopping.
@@ -233,28 +263,36 @@ final class DeliveryScheduler: @unchecked Sendable {
     // MARK: - One delivery
 
     /// Pushes one delivery and journals the outcome; calls `answered` once the request is
-    /// over (before the outcome is made durable), unless it never got to sending.
-    private func deliver(_ delivery: DeliveryState, answered: () -> Void) {
+    /// over (before the outcome is made durable), unless it never got to sending. Returns true
+    /// when a receipt was handed to the receipt thread (which then releases the delivery).
+    private func deliver(_ delivery: DeliveryState, answered: () -> Void) -> Bool {
         let snapshot = configuration.current
         let now = Date()
-        guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return }
+        condition.lock()
+        let cached = prepared.removeValue(forKey: Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
+        condition.unlock()
+        guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return false }
         guard let recipient = snapshot.configuration.organisation(id: delivery.recipientID),
               case .push(let endpointURL) = recipient.delivery,
               let host = endpointURL.host else {
             fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: "no push endpoint configured", at: now)
-            return
+            return false
         }
         let message: Outbound.Message
-        do {
-            guard let built = try Outbound.message(for: delivery, journal: journal, configuration: snapshot.configuration) else {
-                // The payload's retention ended before it could be delivered.
-                expire(delivery, reason: "payload retention ended", at: now)
-                return
+        if let cached, cached.decision == delivery.decision, delivery.hasPayload {
+            message = cached.message
+        } else {
+            do {
+                guard let built = try Outbound.message(for: delivery, journal: journal, configuration: snapshot.configuration) else {
+                    // The payload's retention ended before it could be delivered.
+                    expire(delivery, reason: "payload retention ended", at: now)
+                    return false
+                }
+                message = built
+            } catch {
+                Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
+                return false
             }
-            message = built
-        } catch {
-            Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            return
         }
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", delivery.signalID)])
         if let traceparent = message.traceparent { headers.add("traceparent", traceparent) }
@@ -266,8 +304,11 @@ final class DeliveryScheduler: @unchecked Sendable {
             let response = try client.send(request, to: endpoint, idempotent: true)
             answered()
             if (200..<300).contains(response.status) {
-                delivered(delivery, at: Date())
-                return
+                receiptsCondition.lock()
+                receipts.append((delivery, Date()))
+                receiptsCondition.signal()
+                receiptsCondition.unlock()
+                return true
             }
             outcome = "http \(response.status)"
         } catch {
@@ -275,25 +316,55 @@ final class DeliveryScheduler: @unchecked Sendable {
             outcome = "\(error)"
         }
         fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: outcome, at: Date())
+        return false
     }
 
-    private func delivered(_ delivery: DeliveryState, at now: Date) {
+    /// Journals the receipts that are waiting, all in one append, then releases their
+    /// deliveries. Receipts that arrive while stopping are still journaled.
+    private func receiptLoop() {
+        while true {
+            receiptsCondition.lock()
+            while receipts.isEmpty && !receiptsStopping { receiptsCondition.wait() }
+            let batch = receipts
+            receipts.removeAll(keepingCapacity: true)
+            let stopping = receiptsStopping
+            receiptsCondition.unlock()
+            if batch.isEmpty && stopping { return }
+            delivered(batch)
+        }
+    }
+
+    private func delivered(_ batch: [(delivery: DeliveryState, at: Date)]) {
+        var durable = true
         do {
-            _ = try journal.append([.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID, via: .push, at: now))])
+            _ = try journal.append(batch.map { .delivered(Delivered(signalID: $0.delivery.signalID, recipientID: $0.delivery.recipientID,
+                                                                    via: .push, at: $0.at)) })
         } catch {
-            // The recipient has it but the receipt is not recorded: it will be pushed again
-            // (at-least-once; the recipient deduplicates by id).
-            Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            return
+            // The recipients have them but the receipts are not recorded: they will be pushed
+            // again (at-least-once; recipients deduplicate by id).
+            durable = false
+            for (delivery, _) in batch {
+                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
+            }
         }
         condition.lock()
-        if health[delivery.recipientID]?.downSince != nil {
-            Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
+        for (delivery, _) in batch {
+            release(delivery)
+            if durable, health[delivery.recipientID] != nil {
+                if health[delivery.recipientID]?.downSince != nil {
+                    Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
+                }
+                health[delivery.recipientID] = nil
+            }
         }
-        health[delivery.recipientID] = nil
+        wakeRequested = true
+        condition.signal()
         condition.unlock()
-        metrics.increment("waakvlam_deliveries_total", ["via": "push"])
-        Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
+        guard durable else { return }
+        metrics.increment("waakvlam_deliveries_total", ["via": "push"], by: Double(batch.count))
+        for (delivery, _) in batch {
+            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
+        }
     }
 
     /// Records a failed attempt with the next one planned, or expires the delivery when its

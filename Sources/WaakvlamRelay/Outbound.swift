@@ -7,10 +7,19 @@ import WaakvlamSystem
 /// minimised payload with where it comes from and under which rule. Built from the journal,
 /// so that a retry after a restart sends exactly what was decided.
 enum Outbound {
-    struct Message {
+    struct Message: Sendable {
         /// The message as JSON (keys sorted); the payload is the stored canonical JSON as it is.
         let body: [UInt8]
         let traceparent: String?
+    }
+
+    /// A first push's message, built from the records just appended (see
+    /// `DeliveryScheduler.wake(prepared:)`), with the position of its decision record.
+    struct Prepared: Sendable {
+        let signalID: String
+        let recipientID: String
+        let decision: RecordPosition
+        let message: Message
     }
 
     /// nil when the payload is gone (purged after its retention ended).
@@ -20,24 +29,38 @@ enum Outbound {
               let summary = journal.deliveryState().signal(state.signalID) else { return nil }
         var received: Received?
         if let position = summary.received, case .received(let record) = try journal.record(at: position) { received = record }
-        var sender: [String: Any] = ["id": summary.senderID]
-        if let organisation = configuration.organisation(id: summary.senderID) {
+        return message(signalID: state.signalID, signalType: summary.signalType, senderID: summary.senderID, receivedAt: summary.receivedAt,
+                       decision: decision, payload: payload, received: received, configuration: configuration)
+    }
+
+    /// The same message from the records as they were appended: `payload` is the decision's
+    /// plaintext (canonical JSON) before the journal sealed it.
+    static func message(received: Received, decision: Decision, payload: [UInt8], configuration: Configuration) -> Message {
+        message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID, receivedAt: received.at,
+                decision: decision, payload: payload, received: received, configuration: configuration)
+    }
+
+    private static func message(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
+                                payload: [UInt8], received: Received?, configuration: Configuration) -> Message {
+        var sender: [String: Any] = ["id": senderID]
+        if let organisation = configuration.organisation(id: senderID) {
             sender["oin"] = organisation.oin
             sender["name"] = organisation.name
             sender["sector"] = organisation.sector.rawValue
         }
+        // Times as they read back from the journal, so both ways give the same bytes.
         var message: [String: Any] = [
-            "id": state.signalID,
-            "type": summary.signalType,
+            "id": signalID,
+            "type": signalType,
             "sender": sender,
-            "receivedAt": Log.timestamp(summary.receivedAt),
+            "receivedAt": Log.timestamp(JournalTime.rounded(receivedAt)),
             "rule": decision.ruleID ?? "",
             "convenant": ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""],
-            // Written by the journal from Payload.canonicalJSON and authenticated on reading.
+            // Canonical JSON written by the relay (and authenticated when read back).
             "payload": JSONText.Fragment(payload),
         ]
         if let activity = decision.processingActivity { message["processingActivity"] = activity }
-        if let retention = decision.retentionUntil { message["retainUntil"] = Log.timestamp(retention) }
+        if let retention = decision.retentionUntil { message["retainUntil"] = Log.timestamp(JournalTime.rounded(retention)) }
         let traceparent = received.map { "00-\($0.traceID)-\($0.spanID)-01" }
         if let traceparent { message["traceparent"] = traceparent }
         return Message(body: JSONText.encode(message), traceparent: traceparent)
