@@ -94,12 +94,17 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// New deliveries were queued: look now rather than at the next tick. `prepared` are their
-    /// messages as the signal service built them from the records it just journaled.
+    /// New deliveries were queued: look now rather than at the next tick. `prepared` are what
+    /// their messages are built from, the records the signal service just journaled.
     func wake(prepared messages: [Outbound.Prepared] = []) {
         condition.lock()
-        for item in messages where prepared.count < Self.preparedLimit && health[item.recipientID]?.downSince == nil {
-            prepared[Key(signalID: item.signalID, recipientID: item.recipientID)] = (item.decision, item.message)
+        let wanted = messages.filter { prepared.count < Self.preparedLimit && health[$0.decision.recipientID]?.downSince == nil }
+        condition.unlock()
+        // Built outside the lock, only for recipients that are up.
+        let built = wanted.map { ($0, $0.message) }
+        condition.lock()
+        for (item, message) in built where prepared.count < Self.preparedLimit {
+            prepared[Key(signalID: item.decision.signalID, recipientID: item.decision.recipientID)] = (item.position, message)
         }
         wakeRequested = true
         condition.signal()

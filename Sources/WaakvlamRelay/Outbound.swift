@@ -13,13 +13,20 @@ enum Outbound {
         let traceparent: String?
     }
 
-    /// A first push's message, built from the records just appended (see
-    /// `DeliveryScheduler.wake(prepared:)`), with the position of its decision record.
+    /// What a first push's message is built from: the records just appended, with the
+    /// position of the decision record (see `DeliveryScheduler.wake(prepared:)`). `payload`
+    /// is the decision's plaintext (canonical JSON) before the journal sealed it.
     struct Prepared: Sendable {
-        let signalID: String
-        let recipientID: String
-        let decision: RecordPosition
-        let message: Message
+        let received: Received
+        let decision: Decision
+        let position: RecordPosition
+        let payload: [UInt8]
+        let configuration: Configuration
+
+        var message: Message {
+            Outbound.message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID,
+                             receivedAt: received.at, decision: decision, payload: payload, received: received, configuration: configuration)
+        }
     }
 
     /// nil when the payload is gone (purged after its retention ended).
@@ -31,13 +38,6 @@ enum Outbound {
         if let position = summary.received, case .received(let record) = try journal.record(at: position) { received = record }
         return message(signalID: state.signalID, signalType: summary.signalType, senderID: summary.senderID, receivedAt: summary.receivedAt,
                        decision: decision, payload: payload, received: received, configuration: configuration)
-    }
-
-    /// The same message from the records as they were appended: `payload` is the decision's
-    /// plaintext (canonical JSON) before the journal sealed it.
-    static func message(received: Received, decision: Decision, payload: [UInt8], configuration: Configuration) -> Message {
-        message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID, receivedAt: received.at,
-                decision: decision, payload: payload, received: received, configuration: configuration)
     }
 
     private static func message(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,

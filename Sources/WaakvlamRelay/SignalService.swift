@@ -142,9 +142,8 @@ final class SignalService: @unchecked Sendable {
         if queuedPush {
             onQueued(written.compactMap { decision, position in
                 guard decision.allowed, decision.deliveryMode == .push, let payload = decision.payload else { return nil }
-                return Outbound.Prepared(signalID: decision.signalID, recipientID: decision.recipientID, decision: position,
-                                         message: Outbound.message(received: received, decision: decision, payload: payload,
-                                                                   configuration: snapshot.configuration))
+                return Outbound.Prepared(received: received, decision: decision, position: position, payload: payload,
+                                         configuration: snapshot.configuration)
             })
         }
         // The answer a resubmission would get from the journal, from what was just written
@@ -181,10 +180,12 @@ final class SignalService: @unchecked Sendable {
         var body = signalJSON(received: received, decisions: decisions)
         let anyAllowed = decisions.contains { $0.decision.allowed }
         if !anyAllowed {
-            body["error"] = ["code": "all_recipients_denied",
-                             "message": "No recipient may receive this signal under the convenants in force; see the reason per recipient."]
+            var error = JSONText.Object()
+            error.set("code", "all_recipients_denied")
+            error.set("message", "No recipient may receive this signal under the convenants in force; see the reason per recipient.")
+            body.set("error", error)
         }
-        return .json(status: anyAllowed ? 202 : 403, object: body)
+        return .json(status: anyAllowed ? 202 : 403, body.bytes)
     }
 
     // MARK: - GET /v1/signals/{id}
@@ -193,7 +194,7 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, object: Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) }))
+        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) }).bytes)
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -370,40 +371,50 @@ final class SignalService: @unchecked Sendable {
     }
 
     /// A signal with its decisions and their current state, as the sender sees it.
-    static func signalJSON(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> [String: Any] {
-        var recipients: [[String: Any]] = []
+    static func signalJSON(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> JSONText.Object {
+        var recipients: [JSONText.Object] = []
         for entry in decisions {
             let decision = entry.decision
-            var item: [String: Any] = ["recipient": decision.recipientID, "decision": decision.allowed ? "allowed" : "denied"]
+            var item = JSONText.Object()
+            item.set("recipient", decision.recipientID)
+            item.set("decision", decision.allowed ? "allowed" : "denied")
             if decision.allowed {
-                item["rule"] = decision.ruleID ?? ""
-                item["convenant"] = ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""]
-                item["fields"] = decision.fieldsDelivered
-                item["droppedFields"] = decision.fieldsDropped
-                item["delivery"] = decision.deliveryMode?.rawValue ?? "inbox"
+                item.set("rule", decision.ruleID ?? "")
+                var convenant = JSONText.Object()
+                convenant.set("id", decision.convenantID ?? "")
+                convenant.set("version", decision.convenantVersion ?? "")
+                item.set("convenant", convenant)
+                item.set("fields", decision.fieldsDelivered)
+                item.set("droppedFields", decision.fieldsDropped)
+                item.set("delivery", decision.deliveryMode?.rawValue ?? "inbox")
             } else {
-                item["code"] = decision.reasonCode ?? "denied"
-                item["message"] = decision.reasonMessage ?? ""
+                item.set("code", decision.reasonCode ?? "denied")
+                item.set("message", decision.reasonMessage ?? "")
             }
             switch entry.state.status {
             case .pending(let attempts, _, let next, _):
-                item["state"] = "pending"
-                item["attempts"] = attempts
-                if let next { item["nextAttemptAt"] = timestamp(next) }
+                item.set("state", "pending")
+                item.set("attempts", attempts)
+                if let next { item.set("nextAttemptAt", timestamp(next)) }
             case .delivered(let at):
-                item["state"] = "delivered"
-                item["deliveredAt"] = timestamp(at)
+                item.set("state", "delivered")
+                item.set("deliveredAt", timestamp(at))
             case .expired(let at):
-                item["state"] = "expired"
-                item["expiredAt"] = timestamp(at)
+                item.set("state", "expired")
+                item.set("expiredAt", timestamp(at))
             case .denied:
-                item["state"] = "denied"
+                item.set("state", "denied")
             }
             recipients.append(item)
         }
-        return ["id": received.signalID, "type": received.signalType, "receivedAt": timestamp(received.at),
-                "traceparent": "00-\(received.traceID)-\(received.spanID)-01", "configVersion": received.configVersion,
-                "recipients": recipients]
+        var body = JSONText.Object()
+        body.set("id", received.signalID)
+        body.set("type", received.signalType)
+        body.set("receivedAt", timestamp(received.at))
+        body.set("traceparent", "00-\(received.traceID)-\(received.spanID)-01")
+        body.set("configVersion", received.configVersion)
+        body.set("recipients", recipients)
+        return body
     }
 
     static func invalid(_ invalid: InvalidPayload) -> HTTPResponse {
