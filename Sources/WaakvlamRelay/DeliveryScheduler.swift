@@ -73,6 +73,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     static let sweepBatch = 1_000
     /// Prepared messages held at most (a few MiB).
     static let preparedLimit = 4_096
+    /// How long the scheduler lets wake-ups gather before a pass (adds at most this to a push).
+    static let gatherMicroseconds: UInt32 = 500
 
     init(journal: Journal, client: HTTPClient, configuration: ConfigurationHolder, metrics: Metrics) {
         self.journal = journal
@@ -173,14 +175,23 @@ final class DeliveryScheduler: @unchecked Sendable {
             if !due.isEmpty {
                 work.lock()
                 jobs.append(contentsOf: due)
-                if due.count == 1 { work.signal() } else { work.broadcast() }
+                // One wake per job: a broadcast would wake every idle worker for a few jobs.
+                for _ in due { work.signal() }
                 work.unlock()
             }
             condition.lock()
+            var woken = wakeRequested
             if !wakeRequested && running {
-                _ = condition.wait(until: Date().addingTimeInterval(due.isEmpty ? 1 : 0.2))
+                woken = condition.wait(until: Date().addingTimeInterval(due.isEmpty ? 1 : 0.2))
             }
             wakeRequested = false
+            if woken && running {
+                // Let the events of the next moment (signals queued, answers, receipts) gather:
+                // one pass for many of them instead of a wake-up and a pass for each.
+                condition.unlock()
+                usleep(Self.gatherMicroseconds)
+                condition.lock()
+            }
         }
         condition.unlock()
     }

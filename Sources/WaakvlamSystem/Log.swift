@@ -24,7 +24,7 @@ public final class Log: @unchecked Sendable {
     public var minimumLevel: Level = .info
     /// Where lines go; stderr by default. Tests may capture lines here.
     public var sink: (String) -> Void = { line in
-        FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
     public init() {}
