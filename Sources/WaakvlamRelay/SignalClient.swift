@@ -207,6 +207,10 @@ public final class SignalClient: @unchecked Sendable {
         guard let certificate = settings.certificate else { throw .missingSetting("cert") }
         guard let key = settings.key else { throw .missingSetting("key") }
         guard let ca = settings.ca else { throw .missingSetting("ca") }
+        for (path, flag, what) in [(certificate, "cert", "certificate"), (key, "key", "private key"), (ca, "ca", "CA bundle")]
+            where !FileManager.default.isReadableFile(atPath: path) {
+            throw .tls("the \(what) file \(path) does not exist or cannot be read; check --\(flag) or \"\(flag)\" in the client configuration")
+        }
         let tls: TLSContext
         do {
             tls = try TLSContext(role: .client, certificateChain: certificate, privateKey: key, trustedCAs: ca)

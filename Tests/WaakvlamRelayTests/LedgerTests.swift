@@ -305,6 +305,12 @@ final class LedgerTests: XCTestCase {
             XCTAssertThrowsError(try ClientSettings(node: bad).endpoint(), bad) { XCTAssertEqual($0 as? ClientError, .invalidNodeURL(bad)) }
         }
         XCTAssertThrowsError(try ClientSettings().endpoint()) { XCTAssertTrue("\($0)".contains("--node")) }
+        XCTAssertThrowsError(try SignalClient(settings: ClientSettings(node: "https://127.0.0.1:8443", certificate: file, key: folder + "/none.key", ca: file))) {
+            XCTAssertTrue("\($0)".contains("the private key file \(folder)/none.key does not exist or cannot be read; check --key"), "\($0)")
+        }
+        XCTAssertThrowsError(try SignalClient(settings: ClientSettings(node: "https://127.0.0.1:8443", certificate: file))) {
+            XCTAssertEqual($0 as? ClientError, .missingSetting("key"))
+        }
 
         try "{ node: \"https://x\", certificate: \"a\" }".write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ClientSettings.load(file: file)) { XCTAssertTrue("\($0)".contains("unknown key 'certificate'"), "\($0)") }
