@@ -299,7 +299,9 @@ public enum LedgerReport {
         lines.append("  duplicate:    \(counts[.duplicate] ?? 0)")
         lines.append("  refused:      \(counts[.refused] ?? 0)")
         lines.append("  failed:       \(counts[.failed] ?? 0)")
-        if !perCode.isEmpty { lines.append("  reasons:\(breakdown(perCode))") }
+        if !perCode.isEmpty {
+            lines.append("  reasons:      " + perCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

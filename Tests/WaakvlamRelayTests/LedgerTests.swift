@@ -336,7 +336,7 @@ final class LedgerTests: XCTestCase {
         XCTAssertTrue(summary.hasPrefix("3 rows in 2.0 s (2 rows/s)"), summary)
         XCTAssertTrue(summary.contains("sent:         1 (gemeente-hoorn 1)"), summary)
         XCTAssertTrue(summary.contains("already sent: 1"), summary)
-        XCTAssertTrue(summary.contains("reasons: (invalid_row 1)"), summary)
+        XCTAssertTrue(summary.contains("  reasons:      invalid_row 1\n"), summary)
     }
 }
 
