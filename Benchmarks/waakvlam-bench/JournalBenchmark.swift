@@ -188,16 +188,20 @@ private func measureAppends(base: String, seconds: Double) -> Bool {
     let raw = rawSyncRate(directory: base, seconds: seconds)
     print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
     print("")
-    print("writers  appends/s  records/s  x raw   p50 ms   p99 ms  appends/sync")
-    for writers in [1, 8, 64] {
-        let dir = base + "/writers-\(writers)"
-        guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil) else { return false }
-        print(String(format: "%7d  %9.0f  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f", writers, r.appendsPerSecond, r.appendsPerSecond * 2,
-                     r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
-        try? FileManager.default.removeItem(atPath: dir)
+    print("append                         writers  appends/s  x raw   p50 ms   p99 ms  appends/sync")
+    for shape in AppendShape.allCases {
+        for writers in [1, 8, 64] {
+            let dir = base + "/writers-\(writers)"
+            guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil, shape: shape) else { return false }
+            print(String(format: "%@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f", shape.label, writers, r.appendsPerSecond,
+                         r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+            try? FileManager.default.removeItem(atPath: dir)
+        }
     }
-    guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000) else { return false }
-    print(String(format: "paced 1,000 appends/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
+    guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000, shape: .signal) else {
+        return false
+    }
+    print(String(format: "signal appends paced at 1,000/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
                  r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
     try? FileManager.default.removeItem(atPath: base + "/paced")
     print("")
@@ -266,9 +270,31 @@ private final class Latencies: @unchecked Sendable {
     }
 }
 
-/// `writers` threads append signals for `seconds`; with `pacedRate` the total arrival rate
-/// is held at that many appends per second instead of as fast as possible.
-private func appendLoad(directory: String, writers: Int, seconds: Double, pacedRate: Double?) -> LoadResult? {
+/// What one append holds.
+private enum AppendShape: CaseIterable {
+    /// What the relay appends per accepted signal: `received` + a decision with a sealed payload.
+    case signal
+    /// One `received` record: the group commit itself, without payload sealing or key file.
+    case record
+
+    var label: String {
+        switch self {
+        case .signal: "signal (2 records, sealed payload)"
+        case .record: "record (1 record, no payload)     "
+        }
+    }
+
+    func records(_ id: String) -> [JournalRecord] {
+        switch self {
+        case .signal: signalRecords(id)
+        case .record: [signalRecords(id)[0]]
+        }
+    }
+}
+
+/// `writers` threads append for `seconds`; with `pacedRate` the total arrival rate is held at
+/// that many appends per second instead of as fast as possible.
+private func appendLoad(directory: String, writers: Int, seconds: Double, pacedRate: Double?, shape: AppendShape) -> LoadResult? {
     let journal: Journal
     do {
         journal = try Journal.open(directory: directory)
@@ -296,7 +322,7 @@ private func appendLoad(directory: String, writers: Int, seconds: Double, pacedR
                 let t0 = monotonicNanoseconds()
                 if t0 >= end { break }
                 do {
-                    try journal.append(signalRecords("w\(writers)-\(t)-\(i)"))
+                    try journal.append(shape.records("w\(writers)-\(t)-\(i)"))
                 } catch {
                     print("append failed: \(error)")
                     break

@@ -63,6 +63,8 @@ public final class DeliveryIndex: @unchecked Sendable {
     private var inboxes: [UInt32: InboxQueue] = [:]
     private var pending = 0
     private var lastConfig: String?
+    /// Signals held after the last `forgetCompleted`: the next one runs when this doubles.
+    private var compactedCount = 0
 
     init() {}
 
@@ -201,6 +203,77 @@ public final class DeliveryIndex: @unchecked Sendable {
                 + schedules.values.reduce(0) { $0 + $1.memoryFootprint } + queued.memoryFootprint + retention.memoryFootprint
                 + inboxes.values.reduce(0) { $0 + $1.items.capacity * 4 + 48 }
         }
+    }
+
+    // MARK: Forgetting
+
+    /// Drops signals whose every delivery is final (delivered, expired or denied) and whose
+    /// payload keys are all gone, received before `cutoff`: a resubmission of such an id is
+    /// then new, and `signal(_:)` no longer knows it (the journal still does). Rebuilds the
+    /// index compactly; returns how many signals were dropped.
+    @discardableResult
+    public func forgetCompleted(receivedBefore cutoff: Date) -> Int {
+        locked { forget(before: JournalTime.microseconds(cutoff)) }
+    }
+
+    /// Forgets when the index has doubled since it last did (amortised O(1) per record).
+    func forgetCompletedIfGrown(receivedBefore cutoff: Date) {
+        locked {
+            if signals.count >= max(2 * compactedCount, 65536) { _ = forget(before: JournalTime.microseconds(cutoff)) }
+        }
+    }
+
+    private func forget(before cutoff: Int64) -> Int {
+        var keptIDs = IDTable()
+        var keptSignals: [SignalEntry] = []
+        var keptDeliveries: [DeliveryEntry] = []
+        for s in signals.indices {
+            var entry = signals[s]
+            var chain: [UInt32] = []
+            var d = entry.firstDelivery
+            while d != .max {
+                chain.append(d)
+                d = deliveries[Int(d)].nextInSignal
+            }
+            let complete = chain.allSatisfy { deliveries[Int($0)].state != .pending && deliveries[Int($0)].keySlot == .max }
+            if complete, entry.received.sequence != 0, entry.receivedAt < cutoff { continue }
+            let newSignal = keptIDs.insert(ids.string(UInt32(s))).0
+            entry.firstDelivery = .max
+            entry.lastDelivery = .max
+            for old in chain {
+                var delivery = deliveries[Int(old)]
+                let new = UInt32(keptDeliveries.count)
+                delivery.signal = newSignal
+                delivery.nextInSignal = .max
+                if entry.lastDelivery == .max {
+                    entry.firstDelivery = new
+                } else {
+                    keptDeliveries[Int(entry.lastDelivery)].nextInSignal = new
+                }
+                entry.lastDelivery = new
+                keptDeliveries.append(delivery)
+            }
+            keptSignals.append(entry)
+        }
+        let dropped = signals.count - keptSignals.count
+        ids = keptIDs
+        signals = keptSignals
+        deliveries = keptDeliveries
+        schedules = [:]
+        queued = MinHeap()
+        retention = MinHeap()
+        inboxes = [:]
+        // Deliveries keep their journal order, so inbox queues keep theirs.
+        for (i, e) in deliveries.enumerated() {
+            if e.state == .pending {
+                queued.push(e.firstQueuedAt, UInt32(i))
+                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap()].push(e.time, UInt32(i)) }
+                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue()].items.append(UInt32(i)) }
+            }
+            if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
+        }
+        compactedCount = signals.count
+        return dropped
     }
 
     // MARK: Updates (called by the journal after a record is durable)

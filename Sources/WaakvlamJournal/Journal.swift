@@ -15,11 +15,18 @@ public struct JournalOptions: Sendable {
     public var maxGroupBytes: Int
     /// Records between two checkpoints (a checkpoint also follows each rotation and close).
     public var checkpointInterval: UInt64
+    /// How long the delivery index remembers a completed signal (all deliveries final, no
+    /// payload key left) after its receipt: the window for idempotent resubmission and status
+    /// queries. Older ones are dropped at open and whenever the index has doubled, so memory
+    /// follows the live backlog, not the history. nil: remember every signal.
+    public var rememberCompletedSignals: TimeInterval?
 
-    public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000) {
+    public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
+                rememberCompletedSignals: TimeInterval? = 30 * 86400) {
         self.segmentSizeLimit = segmentSizeLimit
         self.maxGroupBytes = maxGroupBytes
         self.checkpointInterval = checkpointInterval
+        self.rememberCompletedSignals = rememberCompletedSignals
     }
 }
 
@@ -46,9 +53,9 @@ public struct JournalStatistics: Equatable, Sendable {
     public var appends: UInt64 = 0
     public var failedAppends: UInt64 = 0
     public var records: UInt64 = 0
-    /// Group commits: each is one write and one fdatasync of the segment.
+    /// Group commits: each is one pwrite and one fdatasync of the segment.
     public var groupCommits: UInt64 = 0
-    /// fdatasync calls on segment and key files.
+    /// fdatasync calls on segments, and on the key file (groups that carried keys).
     public var segmentSyncs: UInt64 = 0
     public var keySyncs: UInt64 = 0
     public var bytesWritten: UInt64 = 0
@@ -114,7 +121,7 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
-    private let keySync: ParallelSync
+    private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
 
@@ -151,7 +158,7 @@ public final class Journal: @unchecked Sendable {
         let started = monotonicNanoseconds()
         let index = DeliveryIndex()
         self.index = index
-        let state = try Journal.recover(directory: directory, index: index)
+        let state = try Journal.recover(directory: directory, index: index, options: options)
         segmentNumber = state.segment
         segmentSize = state.segmentSize
         nextSequence = state.nextSequence
@@ -168,7 +175,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(segmentFD)
             throw error
         }
-        keySync = ParallelSync()
+        keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         stats.headHash = Hex.encode(state.lastHash)
         recovery = RecoveryReport(
@@ -391,7 +398,7 @@ public final class Journal: @unchecked Sendable {
             queueLock.unlock()
             commit(&group, bytes: bytes)
         }
-        keySync.stop()
+        keyIO.stop()
         writerExited.signal()
     }
 
@@ -427,6 +434,9 @@ public final class Journal: @unchecked Sendable {
             stats.headHash = Hex.encode(lastHash)
             statsLock.unlock()
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
+            if let window = options.rememberCompletedSignals {
+                index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
+            }
         case .failure(let error):
             statsLock.lock()
             stats.failedAppends += UInt64(group.count)
@@ -439,31 +449,21 @@ public final class Journal: @unchecked Sendable {
         for done in wakeups { done.signal() }
     }
 
-    /// Writes one group: key slots (pwrite, fdatasync on the helper thread) alongside the
-    /// records (one pwrite, one fdatasync); both must succeed. On failure the segment is cut
-    /// back to where the group began.
+    /// Writes one group. Key slots first: their pwrite and fdatasync run on the helper thread
+    /// while this thread frames and hashes the records, and the records are written only once
+    /// the keys are durable, so that no record on disk can lack its key (nor a
+    /// `payloadPurged` record precede the destruction of its key). Then one pwrite and one
+    /// fdatasync of the segment. On failure the segment is cut back to where the group began.
     private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
         }
-        let start = segmentSize
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(bytes)
-        var hash = lastHash
-        var sequence = nextSequence
-        var positions: [[RecordPosition]] = []
-        positions.reserveCapacity(group.count)
+        // Pass 1: sequence numbers and key slot contents.
         var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
         var groupSlots: [String: UInt32] = [:]
+        var sequence = nextSequence
         for p in group {
-            var list: [RecordPosition] = []
-            list.reserveCapacity(p.frames.count)
-            for (i, frame) in p.frames.enumerated() {
-                let offset = start + UInt64(buffer.count)
-                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
-                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
-                                    previousHash: hash, body: frame.body, hasher: hasher)
-                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
+            for frame in p.frames {
                 if let key = frame.key, let delivery = frame.delivery {
                     // A decision that replaces an earlier one for the same delivery destroys
                     // the earlier payload's key: nothing could reach or purge it any more.
@@ -477,23 +477,39 @@ public final class Journal: @unchecked Sendable {
                 }
                 sequence += 1
             }
+        }
+        if !slotWrites.isEmpty {
+            let keyFD = self.keyFD
+            keyIO.start { try Journal.writeSlots(slotWrites, to: keyFD) }
+        }
+        // Pass 2, meanwhile: frames and the hash chain.
+        let start = segmentSize
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(bytes)
+        var hash = lastHash
+        sequence = nextSequence
+        var positions: [[RecordPosition]] = []
+        positions.reserveCapacity(group.count)
+        for p in group {
+            var list: [RecordPosition] = []
+            list.reserveCapacity(p.frames.count)
+            for (i, frame) in p.frames.enumerated() {
+                let offset = start + UInt64(buffer.count)
+                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
+                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
+                                    previousHash: hash, body: frame.body, hasher: hasher)
+                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
+                sequence += 1
+            }
             positions.append(list)
         }
-        var keySyncRunning = false
         if !slotWrites.isEmpty {
-            try writeSlots(slotWrites)
-            keySync.start(keyFD)
-            keySyncRunning = true
+            try keyIO.wait()
         }
         do {
             try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
             try dataSync(segmentFD)
-            if keySyncRunning {
-                keySyncRunning = false
-                try keySync.wait()
-            }
         } catch {
-            if keySyncRunning { try? keySync.wait() }
             rollBack(to: start, after: error)
             throw error
         }
@@ -517,8 +533,8 @@ public final class Journal: @unchecked Sendable {
         return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite.
-    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
+    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable.
+    private static func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])], to keyFD: Int32) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
         var i = 0
         while i < sorted.count {
@@ -531,6 +547,7 @@ public final class Journal: @unchecked Sendable {
             try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
             i = j
         }
+        try dataSync(keyFD)
     }
 
     /// Cuts the segment back to `offset` after a failed write, so that the next group
@@ -678,7 +695,7 @@ public final class Journal: @unchecked Sendable {
 
     /// Replays the journal into `index`: checksums and sequence numbers everywhere, the hash
     /// chain from the checkpoint on, a torn tail cut off, anything else refused.
-    private static func recover(directory: String, index: DeliveryIndex) throws -> RecoveredState {
+    private static func recover(directory: String, index: DeliveryIndex, options: JournalOptions) throws -> RecoveredState {
         var state = RecoveredState()
         if try listSegments(directory: directory).isEmpty {
             try createSegment(directory: directory, number: 1, firstSequence: 1)
@@ -712,6 +729,9 @@ public final class Journal: @unchecked Sendable {
                 index.apply([(batch, batchPositions)])
                 batch.removeAll(keepingCapacity: true)
                 batchPositions.removeAll(keepingCapacity: true)
+                if let window = options.rememberCompletedSignals {
+                    index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
+                }
             }
         }
         if let problem = outcome.problem {
@@ -767,6 +787,9 @@ public final class Journal: @unchecked Sendable {
             }
             state.lastHash = hash
             state.lastRecord = (outcome.committed.recordSegment, outcome.committed.recordEnd)
+        }
+        if let window = options.rememberCompletedSignals {
+            index.forgetCompleted(receivedBefore: Date().addingTimeInterval(-window))
         }
         state.nextSlot = UInt32(maxSlot + 1)
         state.records = outcome.committed.sequence
@@ -830,21 +853,21 @@ private final class PendingAppend {
     }
 }
 
-/// Runs fdatasync of the key file on a thread of its own, so that it overlaps the segment's
-/// sync instead of following it. The semaphores order the handoff.
-private final class ParallelSync: @unchecked Sendable {
+/// Runs one piece of I/O at a time on a thread of its own (the key file's writes and sync),
+/// so that it overlaps the writer's framing and hashing. The semaphores order the handoff.
+private final class BackgroundIO: @unchecked Sendable {
     private let go = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private var fd: Int32 = -1
+    private var work: (() throws -> Void)?
     private var failure: Error?
 
     init() {
         let thread = Thread { [self] in
             while true {
                 go.wait()
-                if fd < 0 { return }
+                guard let work else { return }
                 do {
-                    try dataSync(fd)
+                    try work()
                     failure = nil
                 } catch {
                     failure = error
@@ -852,22 +875,23 @@ private final class ParallelSync: @unchecked Sendable {
                 finished.signal()
             }
         }
-        thread.name = "waakvlam-journal-keysync"
+        thread.name = "waakvlam-journal-keys"
         thread.start()
     }
 
-    func start(_ fd: Int32) {
-        self.fd = fd
+    func start(_ work: @escaping () throws -> Void) {
+        self.work = work
         go.signal()
     }
 
     func wait() throws {
         finished.wait()
+        work = nil
         if let failure { throw failure }
     }
 
     func stop() {
-        fd = -1
+        work = nil
         go.signal()
     }
 }

@@ -206,7 +206,15 @@ final class SignalService: @unchecked Sendable {
             return .error(status: 403, code: denial.code.rawValue, message: denial.message)
         case .invalid(let issues):
             return Self.invalid(InvalidPayload(issues))
-        case .allowed(_, let fields, _):
+        case .allowed(_, let fields, let dropped):
+            // A field the rule does not let through is refused rather than silently left out,
+            // so the recipient knows it did not reach the sender (Vroeg Eropaf: never a reason).
+            guard dropped.isEmpty else {
+                metrics.increment("waakvlam_feedback_denied_total", ["reason": "feedback_field_not_allowed"])
+                return .error(status: 403, code: "feedback_field_not_allowed",
+                              message: "The rule does not let you pass on " + dropped.map { "'\($0)'" }.joined(separator: ", ")
+                                + " to the sender; send the status only" + (rule.feedback.fields.isEmpty ? "." : ", or only the fields the rule allows."))
+            }
             forwarded = fields
         }
         guard let sender = snapshot.configuration.organisation(id: received.senderID) else {

@@ -113,11 +113,11 @@ public final class HTTPClientConnection {
     }
 
     /// True when a pooled connection is still usable: not expired and nothing (such as the
-    /// server's close) arrived while it was idle. `now` may be a little older than `lastUsed`
-    /// (another thread checked the connection in after the caller read the clock).
+    /// server's close) arrived while it was idle.
+    /// `now` may be older than `lastUsed`: another thread can check a connection in after the
+    /// caller read the clock.
     func isFreshForReuse(now: UInt64) -> Bool {
-        let idle = now > lastUsed ? now - lastUsed : 0
-        return isReusable && idle < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
+        isReusable && now - min(now, lastUsed) < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
     }
 
     static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {

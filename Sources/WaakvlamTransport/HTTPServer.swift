@@ -91,6 +91,10 @@ public final class HTTPServer: @unchecked Sendable {
 
     public let configuration: Configuration
     private let handler: Handler
+    private let defaultHeaders: PreparedHeaders
+    /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
+    /// Set before `start`.
+    public var onHandshakeFailure: (@Sendable (HandshakeFailure) -> Void)?
     private let condition = NSCondition()
     private var state = State.created
     private var tls: TLSContext
@@ -105,6 +109,7 @@ public final class HTTPServer: @unchecked Sendable {
     public init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
+        self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
         self.tls = tls
         self.handler = handler
         self.shutdownSignal = try ShutdownSignal()
@@ -294,11 +299,15 @@ public final class HTTPServer: @unchecked Sendable {
             Log.shared.debug("connection_closed_before_tls", ["remote": remote])
             return
         } catch {
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "reason": "\(error)"])
+            let failure = HandshakeFailure(error)
+            onHandshakeFailure?(failure)
+            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": failure.rawValue, "reason": "\(error)"])
             return
         }
         guard let certificate = connection.peerCertificate() else {
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "reason": "no client certificate"])
+            onHandshakeFailure?(.noClientCertificate)
+            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": HandshakeFailure.noClientCertificate.rawValue,
+                                                        "reason": "no client certificate"])
             return
         }
         let peer = PeerConnection(id: id, remoteAddress: remote, certificate: certificate,
@@ -388,8 +397,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bytes(of response: HTTPResponse, keepAlive: Bool, headRequest: Bool = false) -> [UInt8] {
-        response.serialized(keepAlive: keepAlive, date: HTTPDate.now(), headRequest: headRequest,
-                            defaults: configuration.defaultResponseHeaders)
+        response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: headRequest, defaults: defaultHeaders)
     }
 
     private func nanoseconds(_ interval: TimeInterval) -> UInt64 {
@@ -398,5 +406,40 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func deadline(_ interval: TimeInterval) -> UInt64 {
         monotonicNanoseconds() + nanoseconds(interval)
+    }
+}
+
+/// Why a TLS handshake failed, in a few stable classes (the metric label
+/// `waakvlam_tls_handshake_failures_total{cause=...}`).
+public enum HandshakeFailure: String, Sendable, CaseIterable {
+    case noClientCertificate = "no_client_certificate"
+    case certificateExpired = "certificate_expired"
+    case certificateRevoked = "certificate_revoked"
+    case unknownCA = "unknown_ca"
+    case protocolVersion = "protocol_version"
+    case timeout
+    case other
+
+    /// Classifies OpenSSL's reason text.
+    init(_ error: Error) {
+        if case TransportError.timedOut = error {
+            self = .timeout
+            return
+        }
+        let text = "\(error)".lowercased()
+        if text.contains("expired") || text.contains("not yet valid") {
+            self = .certificateExpired
+        } else if text.contains("revoked") {
+            self = .certificateRevoked
+        } else if text.contains("did not return a certificate") || text.contains("no client certificate") {
+            self = .noClientCertificate
+        } else if text.contains("issuer") || text.contains("unknown ca") || text.contains("self-signed") || text.contains("self signed")
+                    || text.contains("certificate verify failed") {
+            self = .unknownCA
+        } else if text.contains("protocol") || text.contains("version") {
+            self = .protocolVersion
+        } else {
+            self = .other
+        }
     }
 }

@@ -72,4 +72,41 @@ final class DiskFullTests: XCTestCase {
         reopened.close()
         XCTAssertNil(try JournalReader(directory: dir).verify().damage)
     }
+
+    func testAFailedKeyWriteLeavesNoRecordBehind() throws {
+        let dir = temporaryDirectory(self)
+        let options = JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096)
+        let journal = try Journal.openForTest(dir, options)
+        for i in 0..<300 { try journal.append(Sample.signal("k\(i)")) }
+        let keysSize = try FileManager.default.attributesOfItem(atPath: dir + "/keys")[.size] as! Int
+        let segmentSize = try FileManager.default.attributesOfItem(atPath: dir + "/" + segmentFiles(dir).last!)[.size] as! Int
+        XCTAssertGreaterThan(keysSize, 16_000)
+        XCTAssertLessThan(segmentSize, 5_000)
+
+        let previousSink = Log.shared.sink
+        Log.shared.sink = { _ in }
+        defer { Log.shared.sink = previousSink }
+        let previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+        var limited = saved
+        limited.rlim_cur = rlim_t(keysSize)      // the next key slot lies beyond the limit
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
+        let failed = Result { try journal.append(Sample.signal("no-key")) }
+        let withoutPayload = Result { try journal.append([Sample.received("no-payload")]) }
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, previousHandler)
+
+        guard case .failure(JournalError.diskFull) = failed else { return XCTFail("expected diskFull, got \(failed)") }
+        XCTAssertNoThrow(try withoutPayload.get(), "records without a payload key still fit")
+        XCTAssertFalse(journal.deliveryState().contains(signalID: "no-key"))
+        try journal.append(Sample.signal("after"))
+        journal.close()
+        let reopened = try Journal.openForTest(dir, options)
+        XCTAssertFalse(reopened.deliveryState().contains(signalID: "no-key"), "nothing of the failed append is on disk")
+        XCTAssertEqual(try JournalReader(directory: dir).records(matching: JournalQuery(signalID: "no-payload")).count, 1)
+        XCTAssertEqual(try reopened.payload(signalID: "after", recipientID: "gemeente-hoorn"), Array("payload of after".utf8))
+        reopened.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
 }

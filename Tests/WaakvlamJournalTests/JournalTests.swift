@@ -96,6 +96,49 @@ final class JournalTests: XCTestCase {
         journal!.close()
     }
 
+    func testCompletedSignalsAreForgottenAfterTheWindowAndTheRestSurvivesCompaction() throws {
+        let dir = temporaryDirectory(self)
+        let now = Date()
+        let old = now.addingTimeInterval(-40 * 86400), recent = now.addingTimeInterval(-86400)
+        let journal = try Journal.openForTest(dir, JournalOptions(rememberCompletedSignals: nil))
+        // Old and complete: delivered (no payload) and denied.
+        try journal.append([Sample.received("old-done", at: old), Sample.decision("old-done", at: old),
+                            .delivered(Delivered(signalID: "old-done", recipientID: "gemeente-hoorn", via: .push, at: old))])
+        try journal.append([Sample.received("old-denied", at: old), Sample.decision("old-denied", allowed: false, at: old)])
+        // Old but not complete: pending push, pending inbox, delivered with a payload not yet purged.
+        try journal.append([Sample.received("old-push", at: old), Sample.decision("old-push", at: old)])
+        try journal.append([Sample.received("old-inbox", to: ["1hoorn"], at: old), Sample.decision("old-inbox", to: "1hoorn", mode: .inbox, at: old)])
+        try journal.append([Sample.received("old-kept", at: old), Sample.decision("old-kept", payload: [1], retentionUntil: recent, at: old),
+                            .delivered(Delivered(signalID: "old-kept", recipientID: "gemeente-hoorn", via: .push, at: old))])
+        // Recent and complete.
+        try journal.append([Sample.received("new-done", at: recent), Sample.decision("new-done", allowed: false, at: recent)])
+        journal.close()
+
+        let reopened = try Journal.openForTest(dir, JournalOptions(rememberCompletedSignals: 30 * 86400))
+        let index = reopened.deliveryState()
+        XCTAssertFalse(index.contains(signalID: "old-done"))
+        XCTAssertFalse(index.contains(signalID: "old-denied"))
+        for id in ["old-push", "old-inbox", "old-kept", "new-done"] { XCTAssertTrue(index.contains(signalID: id), id) }
+        XCTAssertEqual(index.signalCount, 4)
+        XCTAssertEqual(index.pendingCount, 2)
+        XCTAssertEqual(index.duePushes(at: now, limit: 5).map(\.signalID), ["old-push"])
+        XCTAssertEqual(index.inbox(recipientID: "1hoorn", limit: 5).map(\.signalID), ["old-inbox"])
+        XCTAssertEqual(index.payloadsDue(at: now, limit: 5).map(\.signalID), ["old-kept"])
+        XCTAssertEqual(Set(index.pendingQueued(before: now, limit: 5).map(\.signalID)), ["old-push", "old-inbox"])
+        XCTAssertEqual(index.duePushes(recipientID: "gemeente-hoorn", at: now, limit: 5).map(\.signalID), ["old-push"])
+        XCTAssertEqual(try reopened.payload(signalID: "old-kept", recipientID: "gemeente-hoorn"), [1])
+
+        // Once purged, it goes at the next compaction; the journal itself keeps everything.
+        try reopened.purge(signalID: "old-kept", recipientID: "gemeente-hoorn")
+        XCTAssertEqual(index.forgetCompleted(receivedBefore: now.addingTimeInterval(-30 * 86400)), 1)
+        XCTAssertFalse(index.contains(signalID: "old-kept"))
+        XCTAssertEqual(index.duePushes(at: now, limit: 5).map(\.signalID), ["old-push"])
+        try reopened.append([.delivered(Delivered(signalID: "old-push", recipientID: "gemeente-hoorn", via: .push, at: now))])
+        XCTAssertEqual(index.pendingCount, 1)
+        reopened.close()
+        XCTAssertEqual(try JournalReader(directory: dir).records(matching: JournalQuery(signalID: "old-done")).count, 3)
+    }
+
     func testPayloadIsSealedAndPurgeDestroysItWhileTheChainStaysValid() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir)

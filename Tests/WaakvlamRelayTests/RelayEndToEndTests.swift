@@ -256,9 +256,15 @@ final class RelayEndToEndTests: XCTestCase {
         let notJSON = try site.send("gemeente-hoorn", "POST", "/v1/signals/\(signalID)/feedback", body: Array("opgepakt".utf8))
         XCTAssertEqual(notJSON.status, 400)
 
-        // A reason sent along is not passed on: the terugmelding holds the signal and the status only.
-        let accepted = try site.send("gemeente-hoorn", "POST", "/v1/signals/\(signalID)/feedback",
-                                     body: try jsonBytes(["status": "opgepakt", "fields": ["reden": "schuldhulptraject gestart"]]))
+        // Never why: a reason sent along is refused, not silently left out.
+        let withReason = try site.send("gemeente-hoorn", "POST", "/v1/signals/\(signalID)/feedback",
+                                       body: try jsonBytes(["status": "opgepakt", "fields": ["reden": "schuldhulptraject gestart"]]))
+        XCTAssertEqual(withReason.status, 403, "\(withReason.json)")
+        XCTAssertEqual(withReason.errorCode, "feedback_field_not_allowed")
+        XCTAssertTrue(withReason.errorMessage?.contains("'reden'") ?? false, withReason.errorMessage ?? "")
+
+        // The status alone reaches Intermaris: the terugmelding holds the signal and the status only.
+        let accepted = try site.send("gemeente-hoorn", "POST", "/v1/signals/\(signalID)/feedback", body: try jsonBytes(["status": "opgepakt"]))
         XCTAssertEqual(accepted.status, 202, "\(accepted.json)")
         XCTAssertEqual(accepted.json["forwardedFields"] as? [String], [])
         let feedbackID = try XCTUnwrap(accepted.json["id"] as? String)

@@ -11,6 +11,7 @@ final class Site {
     let root: String
     let config: String
     let port: UInt16
+    /// The admin listener's port (node.json listen.admin).
     let adminPort: UInt16
     private(set) var pkiOutput = ""
     private(set) var node: Node?
