@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import WaakvlamCore
 import WaakvlamRelay
+import WaakvlamSystem
 @testable import WaakvlamTransport
 
 /// A copy of the repository's Config on free ports, with `waakvlam pki init` run on it: the
@@ -27,20 +28,13 @@ final class Site {
         return Bundle(for: Site.self).bundleURL.deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// A loopback port that was free a moment ago (bound to port 0, then released).
-    static func freePort() throws -> UInt16 {
-        let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
-        close(probe.fd)
-        return probe.port
-    }
-
     init() throws {
         root = NSTemporaryDirectory() + "waakvlam-site-\(UUID().uuidString)"
         config = root + "/Config"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Self.packageRoot.appendingPathComponent("Config").path, toPath: config)
-        port = try Self.freePort()
-        adminPort = try Self.freePort()
+        port = try freeLoopbackPort()
+        adminPort = try freeLoopbackPort()
         try setNodeJSON(replacing: "127.0.0.1:8443", with: "127.0.0.1:\(port)")
         try setNodeJSON(replacing: "127.0.0.1:9443", with: "127.0.0.1:\(adminPort)")
         let result = try runPKIInit()
@@ -246,7 +240,7 @@ final class RecipientServer: @unchecked Sendable {
     init(site: Site, organisation: String, recordsMessages: Bool = true) throws {
         self.organisation = organisation
         self.recordsMessages = recordsMessages
-        port = try Site.freePort()
+        port = try freeLoopbackPort()
         tls = try TLSContext(role: .server, certificateChain: site.pki("\(organisation).crt"), privateKey: site.pki("\(organisation).key"),
                              trustedCAs: site.pki("ca.pem"))
     }
