@@ -115,52 +115,63 @@ private struct TransportBenchmark {
         handshakes with \(handshakeThreads) concurrent clients; waakvlamd's node with identity checks vs nginx \(nginxVersion())
         with a fixed body of the same \(whoami.body.count) bytes, both on this machine, measured alternately.
         """)
-        var figures: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        var rates: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        var costs: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
+        let servers = [("waakvlamd", nodeEndpoint, node.processIdentifier), ("nginx", nginxEndpoint, nginx.processIdentifier)]
         for round in 1...runs {
-            for (name, endpoint) in [("waakvlamd", nodeEndpoint), ("nginx", nginxEndpoint)] {
+            for (name, endpoint, pid) in servers {
                 for measure in Measure.allCases {
-                    let value = try self.measure(measure, endpoint: endpoint, tls: client)
-                    figures[name]![measure, default: []].append(value)
-                    print("  run \(round)  " + pad(name, 10) + pad(measure.rawValue, 40) + pad(String(format: "%.0f", value), 10, right: true))
+                    let (rate, cost) = try self.measure(measure, endpoint: endpoint, tls: client, serverProcess: pid)
+                    rates[name]![measure, default: []].append(rate)
+                    costs[name]![measure, default: []].append(cost)
+                    print("  run \(round)  " + pad(name, 10) + pad(measure.rawValue, 40) + pad(String(format: "%.0f", rate), 10, right: true)
+                          + pad(String(format: "%.1f", cost), 10, right: true) + " µs server CPU each")
                 }
             }
         }
-        print("\nmedians of \(runs) run\(runs == 1 ? "" : "s"):")
-        print("  " + pad("", 40) + pad("waakvlamd", 12, right: true) + pad("nginx", 12, right: true) + pad("ratio", 8, right: true))
+        print("\nmedians of \(runs) run\(runs == 1 ? "" : "s") (throughput; server CPU time per operation, lower is better):")
+        print("  " + pad("", 40) + pad("waakvlamd", 11, right: true) + pad("nginx", 11, right: true) + pad("ratio", 7, right: true)
+              + pad("µs waakvlamd", 14, right: true) + pad("µs nginx", 10, right: true))
         for measure in Measure.allCases {
-            let ours = median(figures["waakvlamd"]![measure]!), theirs = median(figures["nginx"]![measure]!)
-            print("  " + pad(measure.rawValue, 40) + pad(String(format: "%.0f", ours), 12, right: true)
-                  + pad(String(format: "%.0f", theirs), 12, right: true) + pad(String(format: "%.2f", ours / theirs), 8, right: true))
+            let ours = median(rates["waakvlamd"]![measure]!), theirs = median(rates["nginx"]![measure]!)
+            print("  " + pad(measure.rawValue, 40) + pad(String(format: "%.0f", ours), 11, right: true)
+                  + pad(String(format: "%.0f", theirs), 11, right: true) + pad(String(format: "%.2f", ours / theirs), 7, right: true)
+                  + pad(String(format: "%.1f", median(costs["waakvlamd"]![measure]!)), 14, right: true)
+                  + pad(String(format: "%.1f", median(costs["nginx"]![measure]!)), 10, right: true))
         }
     }
 
     // MARK: Measuring
 
-    private func measure(_ measure: Measure, endpoint: Endpoint, tls: TLSContext) throws -> Double {
+    /// Operations per second, and the CPU time the server process (with its children: nginx's
+    /// workers) spent per operation, in microseconds.
+    private func measure(_ measure: Measure, endpoint: Endpoint, tls: TLSContext, serverProcess: Int32) throws -> (Double, Double) {
         var request = HTTPRequest(method: "GET", target: "/v1/whoami")
         switch measure {
         case .handshakes:
             request.keepAlive = false
-            return try load(threads: handshakeThreads) {
+            return try load(threads: handshakeThreads, serverProcess: serverProcess) {
                 let connection = try HTTPClientConnection(to: endpoint, tls: tls)
                 defer { connection.close() }
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
             }
         case .keepAlive1, .keepAlive64:
             let threads = measure == .keepAlive1 ? 1 : 64
-            return try load(threads: threads, setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection in
+            return try load(threads: threads, serverProcess: serverProcess, setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection in
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
             }
         }
     }
 
-    private func load(threads: Int, _ operation: @escaping () throws -> Void) throws -> Double {
-        try load(threads: threads, setup: { () }) { _ in try operation() }
+    private func load(threads: Int, serverProcess: Int32, _ operation: @escaping () throws -> Void) throws -> (Double, Double) {
+        try load(threads: threads, serverProcess: serverProcess, setup: { () }) { _ in try operation() }
     }
 
     /// Runs `operation` in a loop on `threads` threads (each with its own `setup` state) and
-    /// returns the completed operations per second, after a warm-up second.
-    private func load<State>(threads: Int, setup: @escaping () throws -> State, _ operation: @escaping (State) throws -> Void) throws -> Double {
+    /// returns the completed operations per second after a warm-up second, and the server's
+    /// CPU microseconds per operation.
+    private func load<State>(threads: Int, serverProcess: Int32, setup: @escaping () throws -> State,
+                             _ operation: @escaping (State) throws -> Void) throws -> (Double, Double) {
         let counters = (0..<threads).map { _ in Counter() }
         let stop = Flag()
         let finished = DispatchGroup()
@@ -181,16 +192,19 @@ private struct TransportBenchmark {
         }
         usleep(1_000_000)
         let start = monotonicNanoseconds()
+        let cpuBefore = processTreeCPUSeconds(serverProcess)
         let before = counters.map(\.value)
         usleep(UInt32(seconds * 1_000_000))
         let after = counters.map(\.value)
+        let cpu = processTreeCPUSeconds(serverProcess) - cpuBefore
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         stop.set()
         finished.wait()
         if let failure = counters.compactMap(\.failure).first {
             throw TransportError.io("load generator: \(failure)")
         }
-        return Double(zip(after, before).map { $0 - $1 }.reduce(0, +)) / elapsed
+        let operations = Double(zip(after, before).map { $0 - $1 }.reduce(0, +))
+        return (operations / elapsed, operations > 0 ? cpu / operations * 1e6 : 0)
     }
 
     // MARK: Servers
@@ -377,6 +391,24 @@ private func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return 0 }
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+/// User plus system CPU seconds of a process and its direct children, from /proc.
+private func processTreeCPUSeconds(_ pid: Int32) -> Double {
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    var total = 0.0
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for entry in entries where entry.allSatisfy(\.isNumber) {
+        guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { continue }
+        // After "pid (name)": state ppid ... utime (14th field) stime (15th).
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 12, let parent = Int32(fields[1]) else { continue }
+        if Int32(entry) == pid || parent == pid {
+            total += (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+        }
+    }
+    return total / ticks
 }
 
 /// A TCP port that is free right now (bound to port 0, then released).

@@ -46,6 +46,9 @@ static inline long waakvlam_SSL_CTX_set_session_id_context_default(SSL_CTX *ctx)
     static const unsigned char context[] = "waakvlam";
     return SSL_CTX_set_session_id_context(ctx, context, sizeof(context) - 1);
 }
+static inline long waakvlam_SSL_CTX_set_read_ahead(SSL_CTX *ctx, long yes) {
+    return SSL_CTX_set_read_ahead(ctx, yes);
+}
 /* EVP_EC_gen expands to the variadic EVP_PKEY_Q_keygen. */
 static inline EVP_PKEY *waakvlam_EVP_EC_gen(const char *curve) {
     return EVP_EC_gen(curve);

@@ -104,8 +104,9 @@ public enum Ledger {
     public static func read(_ table: CSVTable, mapping: LedgerMapping, today: LocalDate) throws(LedgerFileError) -> [LedgerEntry] {
         let columns = try mapping.resolve(header: table.header)
         var firstRow: [EpisodeKey: (row: Int, payload: [String: PayloadValue])] = [:]
+        let signalDate = PayloadValue.string(today.description)
         return table.records.map { record in
-            var entry = read(record, columns: columns, headerCount: table.header.count, today: today)
+            var entry = read(record, columns: columns, headerCount: table.header.count, signalDate: signalDate)
             if case .alert(let alert) = entry.content {
                 let key = EpisodeKey(tenant: entry.tenant, arrearsStart: alert.arrearsStart)
                 if let first = firstRow[key] {
@@ -126,10 +127,11 @@ public enum Ledger {
         let arrearsStart: LocalDate
     }
 
-    static func read(_ record: CSVRecord, columns: [String: LedgerMapping.Column], headerCount: Int, today: LocalDate) -> LedgerEntry {
+    /// - Parameter signalDate: `signaaldatum` for a row without one.
+    static func read(_ record: CSVRecord, columns: [String: LedgerMapping.Column], headerCount: Int, signalDate: PayloadValue) -> LedgerEntry {
         func cell(_ target: String) -> String? {
             guard let column = columns[target], column.index < record.fields.count else { return nil }
-            let text = record.fields[column.index].trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = trimmed(record.fields[column.index])
             return text.isEmpty ? nil : text
         }
         let tenant = cell(tenantReference) ?? ""
@@ -148,7 +150,7 @@ public enum Ledger {
         for field in fields {
             guard let text = cell(field.name) else {
                 if field.name == signalDateField {
-                    payload[field.name] = .string(today.description)
+                    payload[field.name] = signalDate
                 } else if field.required {
                     let label = columns[field.name]?.label ?? "'\(field.name)'"
                     problems.append("\(label) is empty: fill it in (\(field.kind.expectation))")
@@ -183,6 +185,13 @@ public enum Ledger {
                 "the tenant refused to have the details passed on (\(columns[VroegEropaf.objectionField]!.label) is ja), so nothing may be sent (\(law) (d))"])
         }
         return nil
+    }
+
+    /// Without surrounding white space (a cheap check first: most cells have none).
+    static func trimmed(_ text: String) -> String {
+        guard let first = text.utf8.first, let last = text.utf8.last else { return text }
+        let plain = { (byte: UInt8) in byte > 32 && byte < 128 }
+        return plain(first) && plain(last) ? text : text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     struct CellProblem: Error {

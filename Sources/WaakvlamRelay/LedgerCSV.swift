@@ -22,7 +22,8 @@ public struct CSVTable: Sendable, Equatable {
     public static func parse(_ data: Data) throws(LedgerFileError) -> CSVTable {
         var bytes = [UInt8](data)
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
-        if let offset = firstInvalidUTF8Offset(bytes) {
+        if String(validating: bytes, as: UTF8.self) == nil {
+            let offset = firstInvalidUTF8Offset(bytes)
             throw .notUTF8(line: 1 + bytes[..<offset].reduce(0) { $0 + ($1 == 10 ? 1 : 0) })
         }
         guard let delimiter = detectDelimiter(bytes) else { throw .noDelimiter }
@@ -52,17 +53,13 @@ public struct CSVTable: Sendable, Equatable {
         return counts[best, default: 0] > 0 ? best : nil
     }
 
-    static func firstInvalidUTF8Offset(_ bytes: [UInt8]) -> Int? {
+    /// Where the first byte that is not UTF-8 is (slow; only for the message).
+    static func firstInvalidUTF8Offset(_ bytes: [UInt8]) -> Int {
         var parser = Unicode.UTF8.ForwardParser()
         var iterator = bytes.makeIterator()
         var offset = 0
-        while true {
-            switch parser.parseScalar(from: &iterator) {
-            case .valid(let scalar): offset += scalar.count
-            case .error: return offset
-            case .emptyInput: return nil
-            }
-        }
+        while case .valid(let scalar) = parser.parseScalar(from: &iterator) { offset += scalar.count }
+        return offset
     }
 }
 

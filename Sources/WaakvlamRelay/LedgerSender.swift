@@ -214,14 +214,15 @@ public final class LedgerSender: @unchecked Sendable {
                 changed = true
             case (400, _):
                 let problem = answer.problem
-                return Self.result(entry, .refused, id: id, code: problem?.code,
-                                   reason: [problem?.field, problem?.message].compactMap { $0 }.joined(separator: ": "))
+                var reason = problem?.message ?? "the node refused the payload"
+                if let field = problem?.field, !reason.hasPrefix(field) { reason = "\(field): \(reason)" }
+                return Self.result(entry, .refused, id: id, code: problem?.code, reason: reason)
             default:
                 return Self.result(entry, .failed, id: id, code: answer.problem?.code ?? "http_\(answer.status)",
                                    reason: "HTTP \(answer.status): \(answer.problem?.message ?? "")")
             }
             // The node knows this id from an earlier run.
-            let when = earlier.receivedAt.map { "received \(Self.timestamp($0))" } ?? "earlier"
+            let when = earlier.receivedAtText.map { "received \($0)" } ?? "earlier"
             if !earlier.allowedRecipients.isEmpty {
                 let note = changed ? "sent earlier (\(when)) with other details, such as a lower amount; not sent again"
                                    : "sent earlier (\(when)); not sent again"
@@ -247,12 +248,6 @@ public final class LedgerSender: @unchecked Sendable {
         let reason = [denial?.message ?? answer.problem?.message, note].compactMap { $0 }.joined(separator: " ")
         return result(entry, .refused, id: id, recipients: denial.map { [$0.recipient] } ?? [],
                       code: denial?.code ?? answer.problem?.code, reason: reason)
-    }
-
-    private static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
     }
 }
 

@@ -379,35 +379,54 @@ enum PeerRoute: Equatable {
 }
 
 /// `GET /v1/whoami`: which organisation this node recognises from the caller's certificate,
-/// so that partners can test their certificate set-up. The body is written by hand (keys in a
+/// so that partners can test their certificate set-up. The body is written as bytes (keys in a
 /// fixed order) because it is on the hot path of every partner's health check.
 enum Whoami {
     static func response(organisation: Organisation, certificate: PeerCertificate) -> HTTPResponse {
-        let body = "{\"organisation\":{\"id\":\(quoted(organisation.id)),\"oin\":\(quoted(organisation.oin)),"
-            + "\"name\":\(quoted(organisation.name)),\"sector\":\(quoted(organisation.sector.rawValue))},"
-            + "\"certificate\":{\"commonName\":\(quoted(certificate.commonName ?? "")),"
-            + "\"notAfter\":\(quoted(utcTimestamp(certificate.notAfter))),\"pin\":\(quoted(certificate.publicKeyPin))}}"
-        return .json(status: 200, Array(body.utf8))
+        var body: [UInt8] = []
+        body.reserveCapacity(320)
+        func raw(_ text: StaticString) {
+            body.append(contentsOf: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+        raw("{\"organisation\":{\"id\":")
+        appendJSONString(organisation.id, to: &body)
+        raw(",\"oin\":")
+        appendJSONString(organisation.oin, to: &body)
+        raw(",\"name\":")
+        appendJSONString(organisation.name, to: &body)
+        raw(",\"sector\":")
+        appendJSONString(organisation.sector.rawValue, to: &body)
+        raw("},\"certificate\":{\"commonName\":")
+        appendJSONString(certificate.commonName ?? "", to: &body)
+        raw(",\"notAfter\":")
+        appendJSONString(utcTimestamp(certificate.notAfter), to: &body)
+        raw(",\"pin\":")
+        appendJSONString(certificate.publicKeyPin, to: &body)
+        raw("}}")
+        return .json(status: 200, body)
     }
 
-    /// A JSON string literal.
-    static func quoted(_ text: String) -> String {
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            return "\"" + text + "\""
-        }
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
+    /// Appends `text` as a JSON string literal (runs without escapes are copied whole).
+    static func appendJSONString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { bytes in
+            var runStart = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                if byte < 0x20 {
+                    out.append(contentsOf: String(format: "\\u%04x", byte).utf8)
+                } else {
+                    out.append(UInt8(ascii: "\\"))
+                    out.append(byte)
+                }
+                runStart = index + 1
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
-        return out + "\""
+        out.append(UInt8(ascii: "\""))
     }
 
     /// RFC 3339 in UTC to the second, e.g. 2029-02-23T22:51:51Z.
@@ -415,8 +434,8 @@ enum Whoami {
         var seconds = time_t(date.timeIntervalSince1970)
         var broken = tm()
         gmtime_r(&seconds, &broken)
-        var buffer = [CChar](repeating: 0, count: 32)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &broken)
-        return String(cString: buffer)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(broken.tm_year + 1900)-\(two(broken.tm_mon + 1))-\(two(broken.tm_mday))T"
+            + "\(two(broken.tm_hour)):\(two(broken.tm_min)):\(two(broken.tm_sec))Z"
     }
 }

@@ -140,6 +140,8 @@ public struct SignalAnswer: Sendable {
     public var status: Int
     /// The answer as the node sent it.
     public var body: [UInt8]
+    /// When the node received the signal, as it wrote it (`2026-11-21T10:00:00.000Z`).
+    public var receivedAtText: String?
     public var receivedAt: Date?
     public var recipients: [Recipient]
     public var problem: Problem?
@@ -154,7 +156,8 @@ public struct SignalAnswer: Sendable {
         status = response.status
         body = response.body
         let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
-        receivedAt = (object["receivedAt"] as? String).flatMap(Self.parseTimestamp)
+        receivedAtText = object["receivedAt"] as? String
+        receivedAt = receivedAtText.flatMap(Self.parseTimestamp)
         recipients = (object["recipients"] as? [[String: Any]] ?? []).map { item in
             Recipient(recipient: item["recipient"] as? String ?? "?", allowed: item["decision"] as? String == "allowed",
                       code: item["code"] as? String, message: item["message"] as? String,
@@ -170,12 +173,25 @@ public struct SignalAnswer: Sendable {
         isEarlierAnswer = sentTraceID != nil && answeredTrace != nil && answeredTrace != sentTraceID
     }
 
-    private static func parseTimestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+    /// Reads a UTC timestamp `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as the node writes it.
+    /// (A formatter per answer would cost more than the rest of reading it.)
+    static func parseTimestamp(_ text: String) -> Date? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count >= 20, utf8[10] == UInt8(ascii: "T"), utf8.last == UInt8(ascii: "Z"),
+              utf8[13] == UInt8(ascii: ":"), utf8[16] == UInt8(ascii: ":"),
+              let day = LocalDate(String(decoding: utf8[0..<10], as: UTF8.self)) else { return nil }
+        func number(_ range: Range<Int>) -> Int? { Int(String(decoding: utf8[range], as: UTF8.self)) }
+        guard let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+              (0..<24).contains(hour), (0..<60).contains(minute), (0...60).contains(second) else { return nil }
+        var fraction = 0.0
+        if utf8[19] == UInt8(ascii: ".") {
+            guard utf8.count > 21, let value = Double("0" + String(decoding: utf8[19..<(utf8.count - 1)], as: UTF8.self)) else { return nil }
+            fraction = value
+        } else if utf8.count != 20 {
+            return nil
+        }
+        let seconds = day.dayNumber * 86_400 + hour * 3600 + minute * 60 + second
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 }
 

@@ -114,8 +114,10 @@ public final class HTTPClientConnection {
 
     /// True when a pooled connection is still usable: not expired and nothing (such as the
     /// server's close) arrived while it was idle.
+    /// `now` may be older than `lastUsed`: another thread can check a connection in after the
+    /// caller read the clock.
     func isFreshForReuse(now: UInt64) -> Bool {
-        isReusable && now - lastUsed < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
+        isReusable && now - min(now, lastUsed) < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
     }
 
     static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {

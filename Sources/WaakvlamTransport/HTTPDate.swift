@@ -3,13 +3,13 @@ import Glibc
 #endif
 import Foundation
 
-/// The IMF-fixdate for the Date header, formatted once per second.
+/// The Date header line ("Date: <IMF-fixdate>\r\n"), formatted once per second.
 enum HTTPDate {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cachedSecond = 0
-    nonisolated(unsafe) private static var cachedText = ""
+    nonisolated(unsafe) private static var cachedLine: [UInt8] = []
 
-    static func now() -> String {
+    static func line() -> [UInt8] {
         let second = time(nil)
         lock.lock()
         defer { lock.unlock() }
@@ -19,9 +19,11 @@ enum HTTPDate {
             gmtime_r(&now, &broken)
             var buffer = [CChar](repeating: 0, count: 64)
             strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &broken)
-            cachedText = String(cString: buffer)
+            var line: [UInt8] = []
+            appendField("date", String(cString: buffer), to: &line)
+            cachedLine = line
             cachedSecond = second
         }
-        return cachedText
+        return cachedLine
     }
 }

@@ -15,6 +15,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
         fields.append((name.asciiLowercased, value))
     }
 
+    /// For the parser, whose names are lower-cased already.
+    mutating func addLowercased(_ name: String, _ value: String) {
+        fields.append((name, value))
+    }
+
     /// Replaces every field called `name` by a single one.
     public mutating func set(_ name: String, _ value: String) {
         remove(name)
@@ -48,12 +53,6 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
             && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 
-    /// The comma-separated tokens of every `name` field, lower-cased, empty elements dropped.
-    func tokens(_ name: String) -> [String] {
-        values(name).flatMap { $0.split(separator: ",") }
-            .map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()).asciiLowercased }
-            .filter { !$0.isEmpty }
-    }
 }
 
 extension String {
@@ -120,7 +119,7 @@ public struct HTTPResponse: Sendable, Equatable {
 
     /// A response with a JSON body (already serialised).
     public static func json(status: Int, _ body: [UInt8]) -> HTTPResponse {
-        HTTPResponse(status: status, headers: HTTPHeaders([("Content-Type", "application/json")]), body: body)
+        HTTPResponse(status: status, headers: HTTPHeaders([("content-type", "application/json")]), body: body)
     }
 
     /// A response with a JSON-serialisable object as body.
@@ -179,39 +178,81 @@ public struct HTTPResponse: Sendable, Equatable {
 
     /// The bytes of this response on the wire. `keepAlive: false` adds `Connection: close`.
     /// A body is always framed with Content-Length; a response to HEAD sends the length of the
-    /// body it would have had but no body bytes.
-    /// `defaults` are added for every field name the response does not set itself.
+    /// body it would have had but no body bytes. `defaults` are added for every field name the
+    /// response does not set itself.
     public func serialized(keepAlive: Bool, date: String? = nil, headRequest: Bool = false,
                            defaults: HTTPHeaders = HTTPHeaders()) -> [UInt8] {
+        var dateLine: [UInt8] = []
+        if let date { appendField("date", date, to: &dateLine) }
+        return serialized(keepAlive: keepAlive, dateLine: dateLine, headRequest: headRequest, defaults: PreparedHeaders(defaults))
+    }
+
+    /// The server's path: the Date line and the default fields come already serialised.
+    func serialized(keepAlive: Bool, dateLine: [UInt8], headRequest: Bool, defaults: PreparedHeaders) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(128 + (headers.count + defaults.count) * 40 + (headRequest ? 0 : body.count))
-        out.append(contentsOf: "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n".utf8)
+        out.reserveCapacity(96 + headers.count * 40 + defaults.bytes.count + dateLine.count + (headRequest ? 0 : body.count))
+        if let line = HTTPResponse.statusLines[status] {
+            out.append(contentsOf: line)
+        } else {
+            out.append(contentsOf: "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n".utf8)
+        }
+        var overridesDefault = false
         for field in headers.fields where field.name != "content-length" && field.name != "connection" {
             appendField(field.name, field.value, to: &out)
+            overridesDefault = overridesDefault || defaults.names.contains(field.name)
         }
-        for field in defaults.fields where headers[field.name] == nil {
-            appendField(field.name, field.value, to: &out)
+        if overridesDefault {
+            for (name, value) in defaults.fields where headers[name] == nil { appendField(name, value, to: &out) }
+        } else {
+            out.append(contentsOf: defaults.bytes)
         }
-        if let date { appendField("date", date, to: &out) }
+        out.append(contentsOf: dateLine)
         if status >= 200 && status != 204 && status != 304 { appendField("content-length", String(body.count), to: &out) }
         if !keepAlive { appendField("connection", "close", to: &out) }
-        out.append(contentsOf: [CR, LF])
+        out.append(CR)
+        out.append(LF)
         if !headRequest { out.append(contentsOf: body) }
         return out
+    }
+
+    /// "HTTP/1.1 200 OK\r\n" and friends, serialised once.
+    private static let statusLines: [Int: [UInt8]] = Dictionary(uniqueKeysWithValues:
+        [200, 201, 202, 204, 400, 403, 404, 405, 408, 409, 413, 414, 415, 417, 422, 429, 431, 500, 501, 503, 505].map {
+            ($0, Array("HTTP/1.1 \($0) \(reason($0))\r\n".utf8))
+        })
+}
+
+/// Header fields serialised once (the defaults every response of a server carries).
+struct PreparedHeaders {
+    let fields: [(name: String, value: String)]
+    let names: Set<String>
+    let bytes: [UInt8]
+
+    init(_ headers: HTTPHeaders) {
+        fields = headers.fields
+        names = Set(headers.fields.map(\.name))
+        var bytes: [UInt8] = []
+        for field in headers.fields { appendField(field.name, field.value, to: &bytes) }
+        self.bytes = bytes
     }
 }
 
 /// Appends "Name: value\r\n", writing the lower-case `name` in the usual capitalisation
 /// (`content-type` as `Content-Type`).
 func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
+    let start = out.count
+    out.append(contentsOf: name.utf8)
     var capitalise = true
-    for byte in name.utf8 {
-        out.append(capitalise && byte >= 0x61 && byte <= 0x7a ? byte - 0x20 : byte)
+    for index in start..<out.count {
+        let byte = out[index]
+        if capitalise && byte >= 0x61 && byte <= 0x7a { out[index] = byte - 0x20 }
         capitalise = byte == UInt8(ascii: "-")
     }
-    out.append(contentsOf: [UInt8(ascii: ":"), SP])
+    out.append(UInt8(ascii: ":"))
+    out.append(SP)
     out.append(contentsOf: value.utf8)
-    out.append(contentsOf: [CR, LF])
+    out.append(CR)
+    out.append(LF)
 }
 
 /// Request limits; anything beyond them is refused with 413, 414 or 431 before it is buffered.

@@ -120,30 +120,33 @@ public struct HTTPRequestParser {
     }
 
     private func interpretRequestHead(startLine: ArraySlice<UInt8>, fieldLines: [ArraySlice<UInt8>]) throws -> (RequestHead, BodyFraming) {
-        let parts = startLine.split(separator: SP, omittingEmptySubsequences: false)
-        guard parts.count == 3,
-              !parts[0].isEmpty, parts[0].allSatisfy(isTokenByte),
-              !parts[1].isEmpty, parts[1].allSatisfy({ $0 > 0x20 && $0 < 0x7f })
+        // METHOD SP target SP version: exactly two spaces.
+        guard let firstSpace = startLine.firstIndex(of: SP), let lastSpace = startLine.lastIndex(of: SP),
+              firstSpace < lastSpace else { throw HTTPParseError.malformedStartLine }
+        let methodBytes = startLine[startLine.startIndex..<firstSpace]
+        let targetBytes = startLine[(firstSpace + 1)..<lastSpace]
+        guard !methodBytes.isEmpty, methodBytes.allSatisfy(isTokenByte),
+              !targetBytes.isEmpty, targetBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
         else { throw HTTPParseError.malformedStartLine }
-        let version = try parseVersion(parts[2])
-        let method = String(decoding: parts[0], as: UTF8.self)
-        let target = String(decoding: parts[1], as: UTF8.self)
+        let version = try parseVersion(startLine[(lastSpace + 1)...])
+        let method = String(decoding: methodBytes, as: UTF8.self)
+        let target = String(decoding: targetBytes, as: UTF8.self)
         guard target.hasPrefix("/") || (target == "*" && method == "OPTIONS") else {
             throw HTTPParseError.malformedStartLine
         }
         let headers = try parseFieldLines(fieldLines, limits: limits)
+        let fields = FramingFields(headers)
 
-        let hosts = headers.values("host")
-        if hosts.count > 1 { throw HTTPParseError.duplicateHost }
-        if hosts.isEmpty && version == .http11 { throw HTTPParseError.missingHost }
+        if fields.hostCount > 1 { throw HTTPParseError.duplicateHost }
+        if fields.hostCount == 0 && version == .http11 { throw HTTPParseError.missingHost }
 
-        let framing = try bodyFraming(headers: headers, version: version, limits: limits)
+        let framing = try bodyFraming(fields, version: version, limits: limits)
 
-        let connection = headers.tokens("connection")
+        let connection = tokens(fields.connection)
         let keepAlive = version == .http11 ? !connection.contains("close") : connection.contains("keep-alive")
 
         var expectsContinue = false
-        if let expect = headers["expect"] {
+        if let expect = fields.expect {
             guard expect.asciiLowercased == "100-continue" else { throw HTTPParseError.unsupportedExpectation }
             expectsContinue = version == .http11 && framing != .length(0)
         }
@@ -212,15 +215,16 @@ public struct HTTPResponseParser {
                         guard status != 101 else { throw HTTPParseError.malformedStartLine }
                         return next() // 100 Continue and other interim responses
                     }
+                    let fields = FramingFields(headers)
                     let framing: BodyFraming
                     if requestMethod == "HEAD" || status == 204 || status == 304 {
                         framing = .length(0)
-                    } else if headers["transfer-encoding"] == nil && headers["content-length"] == nil {
+                    } else if fields.transferEncodings.isEmpty && fields.contentLengths.isEmpty {
                         framing = .untilClose
                     } else {
-                        framing = try bodyFraming(headers: headers, version: .http11, limits: limits)
+                        framing = try bodyFraming(fields, version: .http11, limits: limits)
                     }
-                    let keepAlive = framing != .untilClose && !headers.tokens("connection").contains("close")
+                    let keepAlive = framing != .untilClose && !tokens(fields.connection).contains("close")
                     state = .body(status: status, headers: headers, keepAlive: keepAlive,
                                   HTTPBodyDecoder(framing: framing, limits: limits))
                     return next()
@@ -313,7 +317,7 @@ private func parseFieldLines(_ lines: [ArraySlice<UInt8>], limits: HTTPLimits) t
     var headers = HTTPHeaders()
     for line in lines {
         let (name, value) = try parseFieldLine(line)
-        headers.add(name, value)
+        headers.addLowercased(name, value)
     }
     return headers
 }
@@ -344,16 +348,44 @@ enum BodyFraming: Equatable {
     case untilClose
 }
 
+/// The fields that decide framing and connection handling, gathered in one pass.
+private struct FramingFields {
+    var hostCount = 0
+    var contentLengths: [String] = []
+    var transferEncodings: [String] = []
+    var connection: [String] = []
+    var expect: String?
+
+    init(_ headers: HTTPHeaders) {
+        for field in headers.fields {
+            switch field.name {
+            case "host": hostCount += 1
+            case "content-length": contentLengths.append(field.value)
+            case "transfer-encoding": transferEncodings.append(field.value)
+            case "connection": connection.append(field.value)
+            case "expect": expect = field.value
+            default: break
+            }
+        }
+    }
+}
+
+/// The comma-separated tokens of field values, lower-cased, empty elements dropped.
+private func tokens(_ values: [String]) -> [String] {
+    values.flatMap { $0.split(separator: ",") }
+        .map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()).asciiLowercased }
+        .filter { !$0.isEmpty }
+}
+
 /// Decides how the body is delimited, refusing every ambiguity that enables request
 /// smuggling: Content-Length with Transfer-Encoding, repeated or malformed Content-Length,
 /// Transfer-Encoding that does not end in chunked.
-private func bodyFraming(headers: HTTPHeaders, version: HTTPVersion, limits: HTTPLimits) throws -> BodyFraming {
-    let lengths = headers.values("content-length")
-    let encodings = headers.values("transfer-encoding")
-    if !encodings.isEmpty {
+private func bodyFraming(_ fields: FramingFields, version: HTTPVersion, limits: HTTPLimits) throws -> BodyFraming {
+    let lengths = fields.contentLengths
+    if !fields.transferEncodings.isEmpty {
         guard lengths.isEmpty else { throw HTTPParseError.contentLengthWithTransferEncoding }
         guard version == .http11 else { throw HTTPParseError.invalidTransferEncoding }
-        let codings = headers.tokens("transfer-encoding")
+        let codings = tokens(fields.transferEncodings)
         guard codings.last == "chunked", codings.filter({ $0 == "chunked" }).count == 1 else {
             throw HTTPParseError.invalidTransferEncoding
         }
@@ -425,14 +457,16 @@ struct HTTPInputBuffer {
     /// The offset of the first CRLF at or after `from`, searching at most up to `limit`.
     func firstCRLF(from: Int, limit: Int) -> Int? {
         let end = min(count, limit)
-        var i = from
-        while i + 1 < end {
-            if storage[start + i] == CR {
-                if storage[start + i + 1] == LF { return i }
+        guard from + 1 < end else { return nil }
+        return storage.withUnsafeBufferPointer { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[start..<(start + end)])
+            var i = from
+            while i + 1 < end {
+                if bytes[i] == CR && bytes[i + 1] == LF { return i }
+                i += 1
             }
-            i += 1
+            return nil
         }
-        return nil
     }
 
     private mutating func compactIfUseful() {
@@ -449,16 +483,15 @@ struct HTTPInputBuffer {
         guard let lineEnd = firstCRLF(from: 0, limit: startLineLimit + 2) else {
             return count >= startLineLimit + 2 ? .error(startLineError) : .needMoreData
         }
-        var terminator: Int?
-        var i = max(scanned, lineEnd)
         let end = min(count, limits.maximumHeaderBytes + 1)
-        while i + 3 < end {
-            let base = start + i
-            if storage[base] == CR && storage[base + 1] == LF && storage[base + 2] == CR && storage[base + 3] == LF {
-                terminator = i
-                break
+        let terminator: Int? = storage.withUnsafeBufferPointer { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[start..<(start + end)])
+            var i = max(scanned, lineEnd)
+            while i + 3 < end {
+                if bytes[i] == CR && bytes[i + 1] == LF && bytes[i + 2] == CR && bytes[i + 3] == LF { return i }
+                i += 1
             }
-            i += 1
+            return nil
         }
         guard let terminator else {
             if count > limits.maximumHeaderBytes { return .error(.headersTooLarge(limit: limits.maximumHeaderBytes)) }

@@ -91,6 +91,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     public let configuration: Configuration
     private let handler: Handler
+    private let defaultHeaders: PreparedHeaders
     /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
     /// Set before `start`.
     public var onHandshakeFailure: (@Sendable (HandshakeFailure) -> Void)?
@@ -108,6 +109,7 @@ public final class HTTPServer: @unchecked Sendable {
     public init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
+        self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
         self.tls = tls
         self.handler = handler
         self.shutdownSignal = try ShutdownSignal()
@@ -395,8 +397,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bytes(of response: HTTPResponse, keepAlive: Bool, headRequest: Bool = false) -> [UInt8] {
-        response.serialized(keepAlive: keepAlive, date: HTTPDate.now(), headRequest: headRequest,
-                            defaults: configuration.defaultResponseHeaders)
+        response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: headRequest, defaults: defaultHeaders)
     }
 
     private func nanoseconds(_ interval: TimeInterval) -> UInt64 {

@@ -113,7 +113,7 @@ final class TLSConnection {
     /// pooled client connection in that state cannot be reused.
     var isReadableWhileIdle: Bool {
         var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return SSL_pending(ssl) > 0 || poll(&descriptor, 1, 0) != 0
+        return SSL_has_pending(ssl) == 1 || poll(&descriptor, 1, 0) != 0
     }
 
     /// Sends close_notify (without waiting for the peer's) and closes the socket.

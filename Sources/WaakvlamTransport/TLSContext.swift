@@ -67,6 +67,9 @@ public final class TLSContext: @unchecked Sendable {
         }
         SSL_CTX_set_options(pointer, options)
         _ = waakvlam_SSL_CTX_set_mode(pointer, Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        // Read whatever the socket holds in one read(2) instead of a record header and then
+        // its body; `SSL_has_pending` still tells whether buffered bytes wait.
+        _ = waakvlam_SSL_CTX_set_read_ahead(pointer, 1)
         _ = waakvlam_SSL_CTX_set_session_cache_mode(pointer, Int(SSL_SESS_CACHE_OFF))
         _ = SSL_CTX_set_num_tickets(pointer, 0)
         _ = waakvlam_SSL_CTX_set_session_id_context_default(pointer)

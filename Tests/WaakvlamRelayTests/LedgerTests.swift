@@ -275,6 +275,14 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(object["routeByAddress"] as? Bool, true)
     }
 
+    func testNodeTimestampsAreRead() {
+        XCTAssertEqual(SignalAnswer.parseTimestamp("2026-11-21T10:00:00.250Z"), Date(timeIntervalSince1970: 1_795_255_200.25))
+        XCTAssertEqual(SignalAnswer.parseTimestamp("2026-11-21T10:00:00Z"), Date(timeIntervalSince1970: 1_795_255_200))
+        for bad in ["2026-11-21 10:00:00Z", "2026-11-21T10:00:00", "2026-11-21T25:00:00Z", "2026-11-21T10:00:00.Z", "2026-13-01T10:00:00Z", ""] {
+            XCTAssertNil(SignalAnswer.parseTimestamp(bad), bad)
+        }
+    }
+
     func testClientConfigurationFileAndNodeURL() throws {
         let folder = NSTemporaryDirectory() + "waakvlam-client-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

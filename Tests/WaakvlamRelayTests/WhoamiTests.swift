@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import WaakvlamCore
-import WaakvlamRelay
+@testable import WaakvlamRelay
 @testable import WaakvlamTransport
 
 /// The node's first face, end to end: the repository's Config copied to a temporary folder,
@@ -138,6 +138,17 @@ final class WhoamiTests: XCTestCase {
         XCTAssertNotEqual(try other.curl("politie-nhn", "/v1/whoami").status, 200, "revoked by the new CRL")
         XCTAssertEqual(try other.curl("ggz-second", "/v1/whoami").status, 200, "pinned by the new pins file")
         XCTAssertEqual(try other.curl("intermaris", "/v1/whoami").status, 200)
+    }
+
+    func testWhoamiBodyIsValidJSONForAnyName() throws {
+        let certificate = try PeerCertificate(pemFile: site.pki("intermaris.crt"))
+        let name = "De \"Boog\" \\ Hoorn\n\u{1}é"
+        let response = Whoami.response(organisation: Organisation(id: "x", oin: "00000099000000990000", name: name, sector: .zorg),
+                                        certificate: certificate)
+        let body = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: [String: String]])
+        XCTAssertEqual(body["organisation"]?["name"], name)
+        XCTAssertEqual(body["certificate"]?["pin"], certificate.publicKeyPin)
+        XCTAssertEqual(Whoami.utcTimestamp(Date(timeIntervalSince1970: 1_861_138_311)), "2028-12-22T22:51:51Z")
     }
 
     func testDaemonAnswersAndShutsDownOnSIGTERM() throws {
