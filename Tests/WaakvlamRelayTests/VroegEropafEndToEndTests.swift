@@ -2,7 +2,8 @@ import Foundation
 import XCTest
 import WaakvlamCore
 @testable import WaakvlamRelay
-@testable import WaakvlamTransport
+import WaakvlamSystem
+import WaakvlamTransport
 
 /// Vroeg Eropaf end to end: the West-Friesland example (Intermaris with homes in Hoorn and
 /// Koggenland, threshold 30 days, inbox delivery, and Medemblik, threshold 60 days, push
@@ -391,12 +392,12 @@ final class LedgerSite: @unchecked Sendable {
         let config = root + "/Config"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Site.packageRoot.appendingPathComponent("Config/examples/westfriesland").path, toPath: config)
-        port = try Self.freePort()
+        port = try freeLoopbackPort()
         clientConfig = root + "/client.json"
         try """
         {
           node: { name: "waakvlam-e2e", operator: "gemeente-hoorn" },
-          listen: { peer: "127.0.0.1:\(port)", admin: "127.0.0.1:\(try Self.freePort())" },
+          listen: { peer: "127.0.0.1:\(port)", admin: "127.0.0.1:\(try freeLoopbackPort())" },
           tls: { ca: "../pki/ca.pem", certificate: "../pki/node.crt", key: "../pki/node.key", crl: null, pins: "../pki/pins.json" },
           state: "../state",
           timeZone: "Europe/Amsterdam",
@@ -451,12 +452,6 @@ final class LedgerSite: @unchecked Sendable {
     }
 
     func pki(_ name: String) -> String { root + "/pki/" + name }
-
-    private static func freePort() throws -> UInt16 {
-        let probe = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
-        close(probe.fd)
-        return probe.port
-    }
 
     func waakvlam(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try runProcess(Site.binary("waakvlam").path, arguments)
