@@ -154,7 +154,7 @@ final class SignalService: @unchecked Sendable {
             return .error(status: 409, code: "id_reused_with_other_content",
                           message: "A signal with this id and different content was already accepted: send a changed signal under a new id.")
         }
-        var body = Self.signalJSON(received: received, decisions: stored.decisions)
+        var body = Self.signalJSON(received: received, decisions: stored.decisions, asAccepted: true)
         let anyAllowed = stored.decisions.contains { $0.decision.allowed }
         if !anyAllowed {
             body["error"] = ["code": "all_recipients_denied",
@@ -345,8 +345,11 @@ final class SignalService: @unchecked Sendable {
                         reasonMessage: denial?.message, configVersion: configVersion, at: now)
     }
 
-    /// A signal with its decisions and their current state, as the sender sees it.
-    static func signalJSON(received: Received, decisions: [SignalRecord.DecisionState]) -> [String: Any] {
+    /// A signal with its decisions and their current state, as the sender sees it. With
+    /// `asAccepted`, each recipient's state as it was when the signal was accepted instead
+    /// (pending without attempts, or denied): the answer to a submission, which a resubmission
+    /// of the same id and content gets again unchanged even after deliveries went on.
+    static func signalJSON(received: Received, decisions: [SignalRecord.DecisionState], asAccepted: Bool = false) -> [String: Any] {
         var recipients: [[String: Any]] = []
         for entry in decisions {
             let decision = entry.decision
@@ -361,7 +364,7 @@ final class SignalService: @unchecked Sendable {
                 item["code"] = decision.reasonCode ?? "denied"
                 item["message"] = decision.reasonMessage ?? ""
             }
-            switch entry.state.status {
+            switch asAccepted ? acceptedStatus(decision) : entry.state.status {
             case .pending(let attempts, _, let next, _):
                 item["state"] = "pending"
                 item["attempts"] = attempts
@@ -380,6 +383,13 @@ final class SignalService: @unchecked Sendable {
         return ["id": received.signalID, "type": received.signalType, "receivedAt": timestamp(received.at),
                 "traceparent": "00-\(received.traceID)-\(received.spanID)-01", "configVersion": received.configVersion,
                 "recipients": recipients]
+    }
+
+    /// A delivery's state right after its decision was journaled (as the delivery index has it).
+    static func acceptedStatus(_ decision: Decision) -> DeliveryStatus {
+        guard decision.allowed else { return .denied(code: decision.reasonCode ?? "denied") }
+        let push = decision.deliveryMode == .push
+        return .pending(attempts: 0, firstQueuedAt: decision.at, nextAttemptAt: push ? decision.at : nil, mode: push ? .push : .inbox)
     }
 
     static func invalid(_ invalid: InvalidPayload) -> HTTPResponse {
