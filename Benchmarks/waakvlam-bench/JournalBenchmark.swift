@@ -147,7 +147,7 @@ private func runRecoverChild(_ options: BenchOptions) -> Int32 {
         let index = journal.deliveryState()
         let line: [String: Any] = [
             "records": journal.recovery.records, "hashed_records": journal.recovery.hashedRecords,
-            "seconds": seconds, "max_rss_kib": maxResidentKiB(), "index_bytes": index.memoryFootprint,
+            "seconds": seconds, "cpu_seconds": cpuSeconds(), "max_rss_kib": maxResidentKiB(), "index_bytes": index.memoryFootprint,
             "signals": index.signalCount, "pending": index.pendingCount,
         ]
         journal.close()
@@ -171,6 +171,15 @@ private func maxResidentKiB() -> Int {
     return Int(usage.ru_maxrss)
 }
 
+/// User plus system CPU time of this process: on a machine shared with other work, the
+/// single-threaded recovery's own cost.
+private func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 // MARK: - The benchmark
 
 private func runMainBenchmark(_ options: BenchOptions) -> Int32 {
@@ -188,13 +197,13 @@ private func measureAppends(base: String, seconds: Double) -> Bool {
     let raw = rawSyncRate(directory: base, seconds: seconds)
     print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
     print("")
-    print("append                         writers  appends/s  x raw   p50 ms   p99 ms  appends/sync")
+    print("append                         writers  appends/s  x raw   p50 ms   p99 ms  appends/sync  CPU us/append")
     for shape in AppendShape.allCases {
         for writers in [1, 8, 64] {
             let dir = base + "/writers-\(writers)"
             guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil, shape: shape) else { return false }
-            print(String(format: "%@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f", shape.label, writers, r.appendsPerSecond,
-                         r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+            print(String(format: "%@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f  %13.1f", shape.label, writers, r.appendsPerSecond,
+                         r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync, r.cpuPerAppend * 1e6))
             try? FileManager.default.removeItem(atPath: dir)
         }
     }
@@ -217,8 +226,9 @@ private func measureRecovery(base: String, records: Int) -> Bool {
     for (label, dropCheckpoint) in [("from the checkpoint (clean shutdown)", false), ("without checkpoint (whole chain hashed)", true)] {
         if dropCheckpoint { try? FileManager.default.removeItem(atPath: dir + "/checkpoint") }
         guard let figures = recoverInChild(directory: dir) else { return false }
-        print(String(format: "recovery %@: %.2f s for %d records (%d hashed), peak RSS %.0f MB, index %.1f MB for %d signals / %d pending",
-                     label, figures["seconds"] as? Double ?? 0, figures["records"] as? Int ?? 0, figures["hashed_records"] as? Int ?? 0,
+        print(String(format: "recovery %@: %.2f s (%.2f s CPU) for %d records (%d hashed), peak RSS %.0f MB, index %.1f MB for %d signals / %d pending",
+                     label, figures["seconds"] as? Double ?? 0, figures["cpu_seconds"] as? Double ?? 0,
+                     figures["records"] as? Int ?? 0, figures["hashed_records"] as? Int ?? 0,
                      Double(figures["max_rss_kib"] as? Int ?? 0) / 1024, Double(figures["index_bytes"] as? Int ?? 0) / 1e6,
                      figures["signals"] as? Int ?? 0, figures["pending"] as? Int ?? 0))
     }
@@ -250,6 +260,9 @@ private struct LoadResult {
     let p50: Double
     let p99: Double
     let appendsPerSync: Double
+    /// Process CPU time (all threads, user + system) per append: what the journal costs,
+    /// whatever else the machine is doing.
+    let cpuPerAppend: Double
 }
 
 /// Latencies gathered from several threads.
@@ -304,6 +317,7 @@ private func appendLoad(directory: String, writers: Int, seconds: Double, pacedR
     }
     defer { journal.close() }
     let collected = Latencies()
+    let cpuAtStart = cpuSeconds()
     let start = monotonicNanoseconds()
     let end = start + UInt64(seconds * 1e9)
     let group = DispatchGroup()
@@ -336,12 +350,14 @@ private func appendLoad(directory: String, writers: Int, seconds: Double, pacedR
     }
     group.wait()
     let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    let cpu = cpuSeconds() - cpuAtStart
     let all = collected.sorted()
     guard !all.isEmpty else { return nil }
     let stats = journal.statistics
     return LoadResult(appendsPerSecond: Double(all.count) / elapsed, p50: Double(all[all.count / 2]) / 1e9,
                       p99: Double(all[min(all.count - 1, all.count * 99 / 100)]) / 1e9,
-                      appendsPerSync: Double(stats.appends) / Double(max(stats.segmentSyncs, 1)))
+                      appendsPerSync: Double(stats.appends) / Double(max(stats.segmentSyncs, 1)),
+                      cpuPerAppend: cpu / Double(all.count))
 }
 
 /// Writes `records` records in large appends: signals of three records (received, decision

@@ -213,21 +213,39 @@ public final class DeliveryIndex: @unchecked Sendable {
     /// index compactly; returns how many signals were dropped.
     @discardableResult
     public func forgetCompleted(receivedBefore cutoff: Date) -> Int {
-        locked { forget(before: JournalTime.microseconds(cutoff)) }
+        locked { forget(before: JournalTime.microseconds(cutoff), minimum: 1) }
     }
 
-    /// Forgets when the index has doubled since it last did (amortised O(1) per record).
+    /// Forgets when the index has doubled since it last looked (amortised O(1) per record),
+    /// and only when at least an eighth of it can go: a rebuild briefly needs twice the memory.
     func forgetCompletedIfGrown(receivedBefore cutoff: Date) {
         locked {
-            if signals.count >= max(2 * compactedCount, 65536) { _ = forget(before: JournalTime.microseconds(cutoff)) }
+            if signals.count >= max(2 * compactedCount, 65536) {
+                _ = forget(before: JournalTime.microseconds(cutoff), minimum: max(signals.count / 8, 1))
+            }
         }
     }
 
-    private func forget(before cutoff: Int64) -> Int {
+    private func isForgettable(_ s: Int, before cutoff: Int64) -> Bool {
+        let entry = signals[s]
+        guard entry.received.sequence != 0, entry.receivedAt < cutoff else { return false }
+        var d = entry.firstDelivery
+        while d != .max {
+            let delivery = deliveries[Int(d)]
+            if delivery.state == .pending || delivery.keySlot != .max { return false }
+            d = delivery.nextInSignal
+        }
+        return true
+    }
+
+    private func forget(before cutoff: Int64, minimum: Int) -> Int {
+        compactedCount = signals.count
+        let forgettable = signals.indices.reduce(0) { $0 + (isForgettable($1, before: cutoff) ? 1 : 0) }
+        guard forgettable >= minimum else { return 0 }
         var keptIDs = IDTable()
         var keptSignals: [SignalEntry] = []
         var keptDeliveries: [DeliveryEntry] = []
-        for s in signals.indices {
+        for s in signals.indices where !isForgettable(s, before: cutoff) {
             var entry = signals[s]
             var chain: [UInt32] = []
             var d = entry.firstDelivery
@@ -235,8 +253,6 @@ public final class DeliveryIndex: @unchecked Sendable {
                 chain.append(d)
                 d = deliveries[Int(d)].nextInSignal
             }
-            let complete = chain.allSatisfy { deliveries[Int($0)].state != .pending && deliveries[Int($0)].keySlot == .max }
-            if complete, entry.received.sequence != 0, entry.receivedAt < cutoff { continue }
             let newSignal = keptIDs.insert(ids.string(UInt32(s))).0
             entry.firstDelivery = .max
             entry.lastDelivery = .max

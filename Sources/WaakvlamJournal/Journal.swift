@@ -709,8 +709,13 @@ public final class Journal: @unchecked Sendable {
         }
         var batch: [JournalRecord] = []
         var batchPositions: [RecordPosition] = []
+        var chunk: [([JournalRecord], [RecordPosition])] = []
+        var chunkRecords = 0
         var maxSlot: Int64 = -1
         var checkpointSeen = false
+        let forgetBefore = options.rememberCompletedSignals.map { Date().addingTimeInterval(-$0) }
+        let replay = Replay(index: index, forgetBefore: forgetBefore)
+        defer { replay.finish() }
         let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes)
         var outcome = try walk.run { frame, position, record, hash in
             if let checkpoint, position.sequence == checkpoint.sequence {
@@ -726,14 +731,20 @@ public final class Journal: @unchecked Sendable {
             batch.append(record)
             batchPositions.append(position)
             if frame.endsAppend {
-                index.apply([(batch, batchPositions)])
-                batch.removeAll(keepingCapacity: true)
-                batchPositions.removeAll(keepingCapacity: true)
-                if let window = options.rememberCompletedSignals {
-                    index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
+                // Only complete appends reach the index; they go in chunks to the replay queue.
+                chunk.append((batch, batchPositions))
+                chunkRecords += batch.count
+                batch = []
+                batchPositions = []
+                if chunkRecords >= 4096 {
+                    replay.submit(chunk)
+                    chunk = []
+                    chunkRecords = 0
                 }
             }
         }
+        replay.submit(chunk)
+        replay.finish()
         if let problem = outcome.problem {
             let last = outcome.lastSegment ?? 1
             let cutFrom = problem.inHeader ? 0 : (outcome.committed.segment == problem.segment ? outcome.committed.endOffset : UInt64(Segment.headerSize))
@@ -810,6 +821,34 @@ public final class Journal: @unchecked Sendable {
             throw JournalError.writing(error)
         }
     }
+}
+
+/// Applies recovered appends to the index on a queue of its own, so that reading, checking
+/// and decoding the segments (the caller) overlaps updating the index. At most four chunks
+/// wait at a time, which bounds the memory recovery needs.
+private final class Replay: @unchecked Sendable {
+    private let index: DeliveryIndex
+    private let forgetBefore: Date?
+    private let queue = DispatchQueue(label: "waakvlam.journal.replay")
+    private let room = DispatchSemaphore(value: 4)
+
+    init(index: DeliveryIndex, forgetBefore: Date?) {
+        self.index = index
+        self.forgetBefore = forgetBefore
+    }
+
+    func submit(_ chunk: [([JournalRecord], [RecordPosition])]) {
+        guard !chunk.isEmpty else { return }
+        room.wait()
+        queue.async { [self] in
+            index.apply(chunk)
+            if let forgetBefore { index.forgetCompletedIfGrown(receivedBefore: forgetBefore) }
+            room.signal()
+        }
+    }
+
+    /// Waits until every submitted chunk is in the index.
+    func finish() { queue.sync {} }
 }
 
 /// A signal read back in full: see `Journal.signal(_:)`.

@@ -63,10 +63,10 @@ public struct LedgerProgress: Sendable, Equatable {
 /// details changed since (a new day's amount) gets 409 and counts as already sent too.
 ///
 /// A refusal must not stick forever (the arrears grow past the threshold, a postcode gets
-/// corrected): when the earlier submission of an episode was refused, the row is submitted
-/// again under the episode's next id (attempt 1, 2, …) if its details changed or the
-/// refusal was given on an earlier day. Same file, same day: the earlier answer stands and
-/// nothing new is sent.
+/// corrected): when the earlier submission of an episode was refused, or expired before the
+/// gemeente got it, the row is submitted again under the episode's next id (attempt 1, 2, …)
+/// if its details changed or the earlier answer was given on an earlier day. Same file, same
+/// day: the earlier answer stands and nothing new is sent.
 public final class LedgerSender: @unchecked Sendable {
     private let client: SignalClient
     private let corporation: String
@@ -223,13 +223,20 @@ public final class LedgerSender: @unchecked Sendable {
             }
             // The node knows this id from an earlier run.
             let when = earlier.receivedAtText.map { "received \($0)" } ?? "earlier"
-            if !earlier.allowedRecipients.isEmpty {
+            let live = earlier.recipients.filter { $0.allowed && $0.state != "expired" }.map(\.recipient)
+            if !live.isEmpty {
                 let note = changed ? "sent earlier (\(when)) with other details, such as a lower amount; not sent again"
                                    : "sent earlier (\(when)); not sent again"
-                return Self.result(entry, .alreadySent, id: id, recipients: earlier.allowedRecipients, reason: note)
+                return Self.result(entry, .alreadySent, id: id, recipients: live, reason: note)
             }
+            // Refused, or allowed but expired undelivered: asked again when something changed.
             let decidedToday = earlier.receivedAt.map { LocalDate($0, in: timeZone) == today } ?? true
             if !changed && decidedToday {
+                let expired = earlier.allowedRecipients
+                guard expired.isEmpty else {
+                    return Self.result(entry, .failed, id: id, recipients: expired, code: "expired",
+                                       reason: "sent earlier today (\(when)), but the node gave up delivering it; it is sent again on a later day")
+                }
                 return Self.decided(entry, id: id, earlier, note: "refused earlier today (\(when)) with the same details")
             }
         }
@@ -292,7 +299,9 @@ public enum LedgerReport {
         lines.append("  duplicate:    \(counts[.duplicate] ?? 0)")
         lines.append("  refused:      \(counts[.refused] ?? 0)")
         lines.append("  failed:       \(counts[.failed] ?? 0)")
-        if !perCode.isEmpty { lines.append("  reasons:\(breakdown(perCode))") }
+        if !perCode.isEmpty {
+            lines.append("  reasons:      " + perCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

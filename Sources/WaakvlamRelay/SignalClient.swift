@@ -81,8 +81,7 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .settingsFile(let path, let reason): "client configuration \(path): \(reason)"
-        case .missingSetting(let name):
-            "no \(name) given: pass --\(name == "certificate" ? "cert" : name) or put \"\(name == "certificate" ? "cert" : name)\" in the file of --client-config"
+        case .missingSetting(let name): "no \(name) given: pass --\(name) or put \"\(name)\" in the file of --client-config"
         case .invalidNodeURL(let text): "'\(text)' is not a node URL: write https://host:port, e.g. https://waakvlam.hoorn.nl:8443"
         case .tls(let reason): "cannot set up mutual TLS: \(reason)"
         case .unreachable(let reason): "cannot reach the node: \(reason)"
@@ -208,6 +207,10 @@ public final class SignalClient: @unchecked Sendable {
         guard let certificate = settings.certificate else { throw .missingSetting("cert") }
         guard let key = settings.key else { throw .missingSetting("key") }
         guard let ca = settings.ca else { throw .missingSetting("ca") }
+        for (path, flag, what) in [(certificate, "cert", "certificate"), (key, "key", "private key"), (ca, "ca", "CA bundle")]
+            where !FileManager.default.isReadableFile(atPath: path) {
+            throw .tls("the \(what) file \(path) does not exist or cannot be read; check --\(flag) or \"\(flag)\" in the client configuration")
+        }
         let tls: TLSContext
         do {
             tls = try TLSContext(role: .client, certificateChain: certificate, privateKey: key, trustedCAs: ca)

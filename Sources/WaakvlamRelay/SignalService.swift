@@ -146,12 +146,9 @@ final class SignalService: @unchecked Sendable {
                                          configuration: snapshot.configuration)
             })
         }
-        // The answer a resubmission would get from the journal, from what was just written
-        // (the records as appended, their states from the index) instead of reading it back.
-        guard let states = journal.deliveryState().signal(submission.id)?.deliveries, states.count == written.count else {
-            return replay(submission.id, sender: sender, requestHash: requestHash)
-        }
-        return Self.answer(received: received, decisions: zip(written, states).map { ($0.0, $1) })
+        // The answer a resubmission would get from the journal, from the records as they were
+        // appended instead of reading them back.
+        return Self.answer(received: received, decisions: written.map(\.0))
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
@@ -172,13 +169,15 @@ final class SignalService: @unchecked Sendable {
             return .error(status: 409, code: "id_reused_with_other_content",
                           message: "A signal with this id and different content was already accepted: send a changed signal under a new id.")
         }
-        return Self.answer(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) })
+        return Self.answer(received: received, decisions: stored.decisions.map(\.decision))
     }
 
-    /// 202 with the signal's state, or 403 when every recipient was denied.
-    private static func answer(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> HTTPResponse {
-        var body = signalJSON(received: received, decisions: decisions)
-        let anyAllowed = decisions.contains { $0.decision.allowed }
+    /// 202 with each recipient's state as it was when the signal was accepted (so that a
+    /// resubmission of the same id and content gets it again unchanged, even after deliveries
+    /// went on), or 403 when every recipient was denied.
+    private static func answer(received: Received, decisions: [Decision]) -> HTTPResponse {
+        var body = signalJSON(received: received, decisions: decisions.map { ($0, acceptedStatus($0)) })
+        let anyAllowed = decisions.contains { $0.allowed }
         if !anyAllowed {
             var error = JSONText.Object()
             error.set("code", "all_recipients_denied")
@@ -194,7 +193,7 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state) }).bytes)
+        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state.status) }).bytes)
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -371,7 +370,7 @@ final class SignalService: @unchecked Sendable {
     }
 
     /// A signal with its decisions and their current state, as the sender sees it.
-    static func signalJSON(received: Received, decisions: [(decision: Decision, state: DeliveryState)]) -> JSONText.Object {
+    static func signalJSON(received: Received, decisions: [(decision: Decision, status: DeliveryStatus)]) -> JSONText.Object {
         var recipients: [JSONText.Object] = []
         for entry in decisions {
             let decision = entry.decision
@@ -391,7 +390,7 @@ final class SignalService: @unchecked Sendable {
                 item.set("code", decision.reasonCode ?? "denied")
                 item.set("message", decision.reasonMessage ?? "")
             }
-            switch entry.state.status {
+            switch entry.status {
             case .pending(let attempts, _, let next, _):
                 item.set("state", "pending")
                 item.set("attempts", attempts)
@@ -417,6 +416,13 @@ final class SignalService: @unchecked Sendable {
         return body
     }
 
+    /// A delivery's state right after its decision was journaled (as the delivery index has it).
+    static func acceptedStatus(_ decision: Decision) -> DeliveryStatus {
+        guard decision.allowed else { return .denied(code: decision.reasonCode ?? "denied") }
+        let push = decision.deliveryMode == .push
+        return .pending(attempts: 0, firstQueuedAt: decision.at, nextAttemptAt: push ? decision.at : nil, mode: push ? .push : .inbox)
+    }
+
     static func invalid(_ invalid: InvalidPayload) -> HTTPResponse {
         let first = invalid.issues.first
         let message = first.map { "\($0.field): \($0.message)" } ?? "The request is not valid."
@@ -435,7 +441,9 @@ final class SignalService: @unchecked Sendable {
         return false
     }
 
-    static func timestamp(_ date: Date) -> String { Log.timestamp(date) }
+    /// As the date reads back from the journal (rounded to its microseconds), so that answers
+    /// built from the records just appended equal those built from the journal.
+    static func timestamp(_ date: Date) -> String { Log.timestamp(JournalTime.rounded(date)) }
 }
 
 /// The body of `POST /v1/signals/{id}/feedback`: `{"status": "opgepakt", "fields": {...}}`.

@@ -305,6 +305,12 @@ final class LedgerTests: XCTestCase {
             XCTAssertThrowsError(try ClientSettings(node: bad).endpoint(), bad) { XCTAssertEqual($0 as? ClientError, .invalidNodeURL(bad)) }
         }
         XCTAssertThrowsError(try ClientSettings().endpoint()) { XCTAssertTrue("\($0)".contains("--node")) }
+        XCTAssertThrowsError(try SignalClient(settings: ClientSettings(node: "https://127.0.0.1:8443", certificate: file, key: folder + "/none.key", ca: file))) {
+            XCTAssertTrue("\($0)".contains("the private key file \(folder)/none.key does not exist or cannot be read; check --key"), "\($0)")
+        }
+        XCTAssertThrowsError(try SignalClient(settings: ClientSettings(node: "https://127.0.0.1:8443", certificate: file))) {
+            XCTAssertEqual($0 as? ClientError, .missingSetting("key"))
+        }
 
         try "{ node: \"https://x\", certificate: \"a\" }".write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ClientSettings.load(file: file)) { XCTAssertTrue("\($0)".contains("unknown key 'certificate'"), "\($0)") }
@@ -330,7 +336,7 @@ final class LedgerTests: XCTestCase {
         XCTAssertTrue(summary.hasPrefix("3 rows in 2.0 s (2 rows/s)"), summary)
         XCTAssertTrue(summary.contains("sent:         1 (gemeente-hoorn 1)"), summary)
         XCTAssertTrue(summary.contains("already sent: 1"), summary)
-        XCTAssertTrue(summary.contains("reasons: (invalid_row 1)"), summary)
+        XCTAssertTrue(summary.contains("  reasons:      invalid_row 1\n"), summary)
     }
 }
 
@@ -366,8 +372,10 @@ final class LedgerSenderTests: XCTestCase {
                                                   key: pki + "/client.key", ca: pki + "/ca.pem"), connections: 4, retryDelays: retryDelays)
     }
 
-    private func send(_ entries: [LedgerEntry], today: String = "2026-11-21") throws -> [LedgerRowResult] {
-        let sender = LedgerSender(client: try client(), corporation: Self.oin, concurrency: 4, today: LocalDate(today)!,
+    /// Sends as on the day `daysAgo` days before today (UTC), which the node's clock must match.
+    private func send(_ entries: [LedgerEntry], daysAgo: Int = 0) throws -> [LedgerRowResult] {
+        let today = LocalDate(dayNumber: LocalDate(Date(), in: TimeZone(identifier: "UTC")!).dayNumber - daysAgo)
+        let sender = LedgerSender(client: try client(), corporation: Self.oin, concurrency: 4, today: today,
                                   timeZone: TimeZone(identifier: "UTC")!)
         var last: LedgerProgress?
         let results = sender.send(entries, progressInterval: 0.01) { last = $0 }
@@ -418,11 +426,13 @@ final class LedgerSenderTests: XCTestCase {
     }
 
     func testChangedDetailsCountAsSentAndACorrectedRefusalGoesOutUnderTheNextAttempt() throws {
-        _ = try send([alert("H-1", row: 2), alert("H-2", row: 3, postcode: "9999ZZ")])
+        node.clock = Date(timeIntervalSinceNow: -86_400)
+        _ = try send([alert("H-1", row: 2), alert("H-2", row: 3, postcode: "9999ZZ")], daysAgo: 1)
         XCTAssertEqual(node.decided, 2)
+        node.clock = nil
         // The next day's export: a higher amount for H-1, a corrected postcode for H-2.
         let nextDay = [alert("H-1", row: 2, amount: 650), alert("H-2", row: 3, postcode: "1622AB")]
-        let results = try send(nextDay, today: "2026-11-22")
+        let results = try send(nextDay)
         XCTAssertEqual(results[0].outcome, .alreadySent)
         XCTAssertTrue(results[0].reason?.contains("with other details") == true, results[0].reason ?? "")
         XCTAssertEqual(results[0].signalID, id("H-1"))
@@ -430,15 +440,15 @@ final class LedgerSenderTests: XCTestCase {
         XCTAssertEqual(results[1].signalID, id("H-2", attempt: 1))
         XCTAssertEqual(node.decided, 3, "only the corrected row was decided again")
 
-        let again = try send(nextDay, today: "2026-11-22")
+        let again = try send(nextDay)
         XCTAssertEqual(again.map(\.outcome), [.alreadySent, .alreadySent])
         XCTAssertEqual(again[1].signalID, id("H-2", attempt: 1))
         XCTAssertEqual(node.decided, 3)
     }
 
     func testARefusalOfAnEarlierDayIsAskedAgainOncePerDay() throws {
-        node.clock = Date(timeIntervalSince1970: 1_795_132_800) // 2026-11-20, the day before
-        _ = try send([alert("H-2", row: 3, amount: 10)], today: "2026-11-20")
+        node.clock = Date(timeIntervalSinceNow: -86_400)
+        _ = try send([alert("H-2", row: 3, amount: 10)], daysAgo: 1)
         node.clock = nil
         let today = try send([alert("H-2", row: 3, amount: 10)])
         XCTAssertEqual(node.decided, 2, "a refusal of yesterday is not today's answer: asked again under attempt 1")
@@ -446,6 +456,21 @@ final class LedgerSenderTests: XCTestCase {
         XCTAssertEqual(today[0].signalID, id("H-2", attempt: 1))
         _ = try send([alert("H-2", row: 3, amount: 10)])
         XCTAssertEqual(node.decided, 2, "asked once per day")
+    }
+
+    func testAnAlertThatExpiredUndeliveredIsSentAgainOnALaterDay() throws {
+        node.clock = Date(timeIntervalSinceNow: -86_400)
+        XCTAssertEqual(try send([alert("H-1", row: 2)], daysAgo: 1).map(\.outcome), [.sent])
+        node.expire(id("H-1"))
+        let sameDay = try send([alert("H-1", row: 2)], daysAgo: 1)
+        XCTAssertEqual(sameDay.map(\.outcome), [.failed])
+        XCTAssertEqual(sameDay[0].code, "expired")
+        XCTAssertEqual(node.decided, 1)
+        node.clock = nil
+        let nextDay = try send([alert("H-1", row: 2)])
+        XCTAssertEqual(nextDay.map(\.outcome), [.sent])
+        XCTAssertEqual(nextDay[0].signalID, id("H-1", attempt: 1))
+        XCTAssertEqual(node.decided, 2)
     }
 
     func testALostAnswerIsRetriedUnderTheSameTraceSoTheRowCountsAsSent() throws {
@@ -501,6 +526,20 @@ final class ContractNode: @unchecked Sendable {
             self.respond(request)
         }
         try server.start()
+    }
+
+    /// The node gave up delivering `id`: its allowed recipients become `expired`.
+    func expire(_ id: String) {
+        lock.withLock {
+            guard let stored = signals[id] else { return }
+            var body = stored.body
+            body["recipients"] = (body["recipients"] as? [[String: Any]] ?? []).map { recipient in
+                var changed = recipient
+                if changed["decision"] as? String == "allowed" { changed["state"] = "expired" }
+                return changed
+            }
+            signals[id] = Stored(requestHash: stored.requestHash, status: stored.status, body: body)
+        }
     }
 
     private func respond(_ request: HTTPRequest) -> HTTPResponse {
