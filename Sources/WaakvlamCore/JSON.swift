@@ -369,8 +369,9 @@ struct JSONParser {
 
 /// Writes JSON text values; used for canonical payload bytes (sorted keys, no whitespace), so
 /// equal payloads give equal bytes.
-enum JSONWriter {
-    static func appendString(_ text: String, to output: inout String) {
+public enum JSONWriter {
+    /// Appends `text` as a JSON string (quoted and escaped).
+    public static func appendString(_ text: String, to output: inout String) {
         output.append("\"")
         for scalar in text.unicodeScalars {
             switch scalar {
