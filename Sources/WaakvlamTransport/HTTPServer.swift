@@ -7,8 +7,8 @@ import WaakvlamSystem
 /// A mutual-TLS HTTP/1.1 server with one thread per connection.
 ///
 /// An acceptor thread only accepts sockets; each accepted socket gets its own thread (small
-/// stack) that runs the TLS handshake, reads requests, calls the handler and writes the
-/// responses. So a slow, idle or half-open client only ever occupies its own thread, and a
+/// stack; reused for a later connection, see `ConnectionThreads`) that runs the TLS
+/// handshake, reads requests, calls the handler and writes the responses. So a slow, idle or half-open client only ever occupies its own thread, and a
 /// handler may block (the relay waits for a journal fsync before answering) without holding
 /// up any other connection. The number of connections, and so of threads, is bounded by
 /// `maximumConnections`. See docs/TRANSPORT.md for why this design was chosen.
@@ -92,6 +92,7 @@ public final class HTTPServer: @unchecked Sendable {
     public let configuration: Configuration
     private let handler: Handler
     private let defaultHeaders: PreparedHeaders
+    private let threads: ConnectionThreads
     /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
     /// Set before `start`.
     public var onHandshakeFailure: (@Sendable (HandshakeFailure) -> Void)?
@@ -110,6 +111,7 @@ public final class HTTPServer: @unchecked Sendable {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
         self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
+        self.threads = ConnectionThreads(stackSize: configuration.threadStackBytes)
         self.tls = tls
         self.handler = handler
         self.shutdownSignal = try ShutdownSignal()
@@ -186,6 +188,7 @@ public final class HTTPServer: @unchecked Sendable {
             while !connections.isEmpty && condition.wait(until: afterForce) {}
         }
         state = .stopped
+        threads.stop()
         Log.shared.info("server_stopped", ["forced_connections": forced])
         return ShutdownResult(forcedConnections: forced)
     }
@@ -251,9 +254,7 @@ public final class HTTPServer: @unchecked Sendable {
         condition.unlock()
         Socket.setNoDelay(fd)
         do {
-            try spawnDetachedThread(stackSize: configuration.threadStackBytes) { [self] in
-                serve(id: id, fd: fd, remote: remote, tls: tls)
-            }
+            try threads.run { [self] in serve(id: id, fd: fd, remote: remote, tls: tls) }
         } catch {
             close(fd)
             finished(id)
