@@ -7,7 +7,9 @@ import WaakvlamSystem
 // (default 10,000) over the three gemeenten of the West-Friesland example, against a
 // `waakvlamd` in its own process, the way a corporation runs it: the first run (every row
 // checked, decided, journaled) and a second run of the same file (every row answered as
-// sent before). Each round starts from an empty node; medians are printed.
+// sent before). Each round starts from an empty node; medians are printed, with the CPU time
+// per row of the client and of the node (which a busy machine does not inflate as it does
+// the wall time).
 
 private let ledgerUsage = """
 usage: waakvlam-bench ledger [--rows N] [--runs N] [--concurrency N] [--example DIR]
@@ -41,23 +43,38 @@ func runLedgerBenchmark(_ arguments: [String]) -> Int32 {
         }
     }
     let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent()
-    var first: [Double] = [], second: [Double] = []
+    var first: [LedgerRun] = [], second: [LedgerRun] = []
     do {
         for round in 1...runs {
-            let times = try LedgerRound(rows: rows, concurrency: concurrency, example: example, binaries: binaries).run()
-            print(String(format: "round %d: first run %.2f s (%.0f rows/s), second run %.2f s (%.0f rows/s)",
-                         round, times.first, Double(rows) / times.first, times.second, Double(rows) / times.second))
-            first.append(times.first)
-            second.append(times.second)
+            let (one, two) = try LedgerRound(rows: rows, concurrency: concurrency, example: example, binaries: binaries).run()
+            print("round \(round): first run \(one.text(rows: rows)); second run \(two.text(rows: rows))")
+            first.append(one)
+            second.append(two)
         }
     } catch {
         print("ledger benchmark failed: \(error)")
         return 1
     }
-    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-    print(String(format: "median of %d: %d rows sent in %.2f s (%.0f rows/s); sent again in %.2f s (%.0f rows/s); concurrency %d",
-                 runs, rows, median(first), Double(rows) / median(first), median(second), Double(rows) / median(second), concurrency))
+    func median(_ runs: [LedgerRun]) -> LedgerRun {
+        func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        return LedgerRun(seconds: middle(runs.map(\.seconds)), clientCPU: middle(runs.map(\.clientCPU)), nodeCPU: middle(runs.map(\.nodeCPU)))
+    }
+    print("median of \(runs), \(rows) rows, concurrency \(concurrency):")
+    print("  first run (sent):         \(median(first).text(rows: rows))")
+    print("  second run (sent before): \(median(second).text(rows: rows))")
     return 0
+}
+
+/// One `waakvlam send` of the ledger: wall time and the CPU seconds of both processes.
+private struct LedgerRun {
+    var seconds: Double
+    var clientCPU: Double
+    var nodeCPU: Double
+
+    func text(rows: Int) -> String {
+        String(format: "%.2f s (%.0f rows/s), CPU per row: client %.0f µs, node %.0f µs",
+               seconds, Double(rows) / seconds, clientCPU / Double(rows) * 1e6, nodeCPU / Double(rows) * 1e6)
+    }
 }
 
 private struct BenchmarkFailure: Error, CustomStringConvertible {
@@ -72,7 +89,7 @@ private struct LedgerRound {
     let example: String
     let binaries: URL
 
-    func run() throws -> (first: Double, second: Double) {
+    func run() throws -> (LedgerRun, LedgerRun) {
         let root = NSTemporaryDirectory() + "waakvlam-bench-ledger-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
         let config = root + "/Config"
@@ -118,17 +135,18 @@ private struct LedgerRound {
         }
         let send = ["send", "--client-config", root + "/client.json", "--csv", root + "/ledger.csv", "--report", "/dev/null",
                     "--quiet", "--concurrency", String(concurrency)]
-        var times: [Double] = []
+        var measured: [LedgerRun] = []
         for _ in 0..<2 {
-            let start = Date()
+            let start = Date(), clientBefore = childrenCPU(), nodeBefore = try processCPU(daemon.processIdentifier)
             let result = try execute("waakvlam", send)
-            times.append(Date().timeIntervalSince(start))
+            measured.append(LedgerRun(seconds: Date().timeIntervalSince(start), clientCPU: childrenCPU() - clientBefore,
+                                      nodeCPU: try processCPU(daemon.processIdentifier) - nodeBefore))
             // Exit 1: some rows are refused, as intended.
             guard result.status == 1, result.output.contains("\(rows) rows in") else {
                 throw BenchmarkFailure(description: "waakvlam send: exit \(result.status): \(result.output)")
             }
         }
-        return (times[0], times[1])
+        return (measured[0], measured[1])
     }
 
     /// A ledger like a corporation's daily export: mostly alerts for the three gemeenten, some
@@ -148,6 +166,24 @@ private struct LedgerRound {
                 + "ja;ja;ja;\(LocalDate(dayNumber: start.dayNumber + age / 2));ja;nee")
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// User and system CPU seconds of the children waited for so far.
+    private func childrenCPU() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// User and system CPU seconds of a running process (Linux: /proc/PID/stat).
+    private func processCPU(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // The fields after the command name (which is in parentheses and may hold spaces).
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else {
+            throw BenchmarkFailure(description: "cannot read the CPU time of process \(pid)")
+        }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     private func execute(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {

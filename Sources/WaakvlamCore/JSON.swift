@@ -366,3 +366,28 @@ struct JSONParser {
         JSONSyntaxError(line: line ?? self.line, column: column ?? self.column, reason: reason)
     }
 }
+
+/// Writes JSON text values; used for canonical payload bytes (sorted keys, no whitespace), so
+/// equal payloads give equal bytes.
+public enum JSONWriter {
+    /// Appends `text` as a JSON string (quoted and escaped).
+    public static func appendString(_ text: String, to output: inout String) {
+        output.append("\"")
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": output.append("\\\"")
+            case "\\": output.append("\\\\")
+            case "\n": output.append("\\n")
+            case "\r": output.append("\\r")
+            case "\t": output.append("\\t")
+            default:
+                if scalar.value < 0x20 {
+                    output.append(String(format: "\\u%04x", scalar.value))
+                } else {
+                    output.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        output.append("\"")
+    }
+}

@@ -108,12 +108,21 @@ public struct OutgoingSignal: Sendable, Equatable {
 
     /// The JSON body: the envelope, then the payload in canonical form.
     var body: [UInt8] {
-        var envelope: [String: Any] = ["id": id, "type": type]
-        if !to.isEmpty { envelope["to"] = to }
-        if routeByAddress { envelope["routeByAddress"] = true }
-        var bytes = [UInt8](try! JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys]))
-        bytes.removeLast() // the closing brace
-        return bytes + Array(",\"payload\":".utf8) + [UInt8](Payload.canonicalJSON(payload)) + [UInt8(ascii: "}")]
+        var envelope = "{\"id\":"
+        JSONWriter.appendString(id, to: &envelope)
+        envelope += ",\"type\":"
+        JSONWriter.appendString(type, to: &envelope)
+        if !to.isEmpty {
+            envelope += ",\"to\":["
+            for (index, recipient) in to.enumerated() {
+                if index > 0 { envelope += "," }
+                JSONWriter.appendString(recipient, to: &envelope)
+            }
+            envelope += "]"
+        }
+        if routeByAddress { envelope += ",\"routeByAddress\":true" }
+        envelope += ",\"payload\":"
+        return Array(envelope.utf8) + [UInt8](Payload.canonicalJSON(payload)) + [UInt8(ascii: "}")]
     }
 }
 

@@ -265,10 +265,11 @@ final class LedgerTests: XCTestCase {
     func testTheSubmissionBodyIsWhatTheNodeParses() throws {
         let payload: [String: PayloadValue] = ["bedrag": .number(12.5), "Huisnummer": .integer(3), "Achternaam": .string("O\"Brien\n"),
                                                "bezwaarGemaakt": .boolean(false)]
-        let signal = OutgoingSignal(id: "abc-1", type: "betalingsachterstand", to: ["gemeente-hoorn"], routeByAddress: true, payload: payload)
+        let signal = OutgoingSignal(id: "abc-1", type: "betalingsachterstand", to: ["gemeente-hoorn", "00000099000000040000"], routeByAddress: true, payload: payload)
         guard case .success(let parsed) = SignalSubmission.parse(Data(signal.body)) else { return XCTFail(String(decoding: signal.body, as: UTF8.self)) }
         XCTAssertEqual(parsed, SignalSubmission(id: "abc-1", type: "betalingsachterstand",
-                                                recipients: [.organisation("gemeente-hoorn"), .gemeenteOfAddress], payload: payload))
+                                                recipients: [.organisation("gemeente-hoorn"), .organisation("00000099000000040000"), .gemeenteOfAddress],
+                                                payload: payload))
         let routed = OutgoingSignal(id: "abc-2", type: "t", routeByAddress: true, payload: [:])
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(routed.body)) as? [String: Any])
         XCTAssertNil(object["to"])
