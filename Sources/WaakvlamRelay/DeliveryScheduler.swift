@@ -396,6 +396,8 @@ final class DeliveryScheduler: @unchecked Sendable {
         let downSince = state.downSince ?? now
         if state.downSince == nil {
             Log.shared.warning("recipient_down", ["recipient": delivery.recipientID, "outcome": outcome])
+            // Its backlog waits in the journal, not in memory.
+            prepared = prepared.filter { $0.key.recipientID != delivery.recipientID }
         }
         state.downSince = downSince
         state.deferredUntil = now.addingTimeInterval(Self.backoff(now.timeIntervalSince(downSince), settings))
