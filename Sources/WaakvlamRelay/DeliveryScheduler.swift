@@ -20,10 +20,11 @@ import WaakvlamTransport
 /// then lets go of their deliveries, so a delivery is never picked again before its receipt
 /// is durable. The per-recipient limit counts requests on the wire.
 ///
-/// The first push of a new signal uses the message the signal service built when it
-/// journaled the decision (`wake(prepared:)`), instead of reading decision, payload and
-/// received record back from the journal. At most `preparedLimit` such messages are held,
-/// none for a recipient that is down: a backlog stays in the journal.
+/// The first push of a new signal uses a message built from the records as the signal
+/// service journaled them (`notice(.prepared)`, given before the append so it is there when
+/// the delivery can be picked), instead of reading decision, payload and received record
+/// back from the journal. At most `preparedLimit` such messages are held, none for a
+/// recipient that is down: a backlog stays in the journal.
 final class DeliveryScheduler: @unchecked Sendable {
     /// What the scheduler knows about one recipient's reachability.
     private struct RecipientHealth {
@@ -60,8 +61,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var jobsHead = 0
     private var workersStopping = false
     private var nextSweep = Date.distantPast
-    /// Messages for first pushes, by delivery, with the position of their decision record.
-    private var prepared: [Key: (decision: RecordPosition, message: Outbound.Message)] = [:]
+    /// Messages for first pushes, by delivery, with their decision's time (journal microseconds).
+    private var prepared: [Key: (decidedAt: Int64, message: Outbound.Message)] = [:]
     /// Guards `receipts`; the receipt thread waits on it.
     private let receiptsCondition = NSCondition()
     private var receipts: [(delivery: DeliveryState, at: Date)] = []
@@ -96,20 +97,36 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// New deliveries were queued: look now rather than at the next tick. `prepared` are what
-    /// their messages are built from, the records the signal service just journaled.
-    func wake(prepared messages: [Outbound.Prepared] = []) {
-        condition.lock()
-        let wanted = messages.filter { prepared.count < Self.preparedLimit && health[$0.decision.recipientID]?.downSince == nil }
-        condition.unlock()
-        // Built outside the lock, only for recipients that are up.
-        let built = wanted.map { ($0, $0.message) }
-        condition.lock()
-        for (item, message) in built where prepared.count < Self.preparedLimit {
-            prepared[Key(signalID: item.decision.signalID, recipientID: item.decision.recipientID)] = (item.position, message)
+    func notice(_ notice: Outbound.Notice) {
+        switch notice {
+        case .prepared(let items): prepare(items)
+        case .queued: wake()
         }
+    }
+
+    /// New deliveries were queued: look now rather than at the next tick.
+    func wake() {
+        condition.lock()
         wakeRequested = true
         condition.signal()
+        condition.unlock()
+    }
+
+    /// Keeps the messages of first pushes about to be journaled, for recipients that are up.
+    /// Used messages leave at once; when the limit is reached, all are dropped (any left by
+    /// an append that failed go with them) and those deliveries read the journal instead.
+    private func prepare(_ items: [Outbound.Prepared]) {
+        condition.lock()
+        let wanted = items.filter { health[$0.decision.recipientID]?.downSince == nil }
+        condition.unlock()
+        guard !wanted.isEmpty else { return }
+        // Built outside the lock.
+        let built = wanted.map { ($0.decision, $0.message) }
+        condition.lock()
+        if prepared.count + built.count > Self.preparedLimit { prepared.removeAll() }
+        for (decision, message) in built {
+            prepared[Key(signalID: decision.signalID, recipientID: decision.recipientID)] = (JournalTime.microseconds(decision.at), message)
+        }
         condition.unlock()
     }
 
@@ -249,7 +266,9 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// The delivery is no longer in flight. Called with `condition` locked.
     private func release(_ delivery: DeliveryState) {
-        inFlight.remove(Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
+        let key = Key(signalID: delivery.signalID, recipientID: delivery.recipientID)
+        inFlight.remove(key)
+        prepared[key] = nil
         heldPerRecipient[delivery.recipientID, default: 1] -= 1
     }
 
@@ -295,7 +314,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             return false
         }
         let message: Outbound.Message
-        if let cached, cached.decision == delivery.decision, delivery.hasPayload {
+        if let cached, attempts == 0, cached.decidedAt == JournalTime.microseconds(firstQueuedAt), delivery.hasPayload {
             message = cached.message
         } else {
             do {

@@ -13,13 +13,20 @@ enum Outbound {
         let traceparent: String?
     }
 
-    /// What a first push's message is built from: the records just appended, with the
-    /// position of the decision record (see `DeliveryScheduler.wake(prepared:)`). `payload`
-    /// is the decision's plaintext (canonical JSON) before the journal sealed it.
+    /// What the signal service tells the delivery side (`DeliveryScheduler.notice`).
+    enum Notice: Sendable {
+        /// First pushes about to be journaled: what their messages are built from. Given
+        /// before the append, so that the message is there when the delivery can be picked.
+        case prepared([Prepared])
+        /// New push deliveries are in the journal: look now.
+        case queued
+    }
+
+    /// What a first push's message is built from: the records being appended. `payload` is
+    /// the decision's plaintext (canonical JSON) before the journal seals it.
     struct Prepared: Sendable {
         let received: Received
         let decision: Decision
-        let position: RecordPosition
         let payload: [UInt8]
         let configuration: Configuration
 

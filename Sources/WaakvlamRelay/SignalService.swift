@@ -12,8 +12,8 @@ final class SignalService: @unchecked Sendable {
     private let pseudonymizer: Pseudonymizer
     private let configuration: ConfigurationHolder
     private let metrics: Metrics
-    /// Told when new push deliveries are queued, with their messages when they are new.
-    private let onQueued: @Sendable ([Outbound.Prepared]) -> Void
+    /// Told about push deliveries: their messages before they are journaled, then that they are.
+    private let onQueued: @Sendable (Outbound.Notice) -> Void
 
     /// Submissions being decided and journaled, by signal id: a second submission with the
     /// same id waits for the first and then gets its answer (or a 409).
@@ -24,7 +24,7 @@ final class SignalService: @unchecked Sendable {
     static let maximumInboxPage = 500
 
     init(journal: Journal, pseudonymizer: Pseudonymizer, configuration: ConfigurationHolder, metrics: Metrics,
-         onQueued: @escaping @Sendable ([Outbound.Prepared]) -> Void) {
+         onQueued: @escaping @Sendable (Outbound.Notice) -> Void) {
         self.journal = journal
         self.pseudonymizer = pseudonymizer
         self.configuration = configuration
@@ -108,9 +108,14 @@ final class SignalService: @unchecked Sendable {
             records.append(.decision(Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
                                                  timeZone: snapshot.configuration.node.timeZone, at: now)))
         }
-        let positions: [RecordPosition]
+        let prepared = records.compactMap { record -> Outbound.Prepared? in
+            guard case .decision(let decision) = record, decision.allowed, decision.deliveryMode == .push,
+                  let payload = decision.payload else { return nil }
+            return Outbound.Prepared(received: received, decision: decision, payload: payload, configuration: snapshot.configuration)
+        }
+        if !prepared.isEmpty { onQueued(.prepared(prepared)) }
         do {
-            positions = try journal.append(records)
+            _ = try journal.append(records)
         } catch {
             metrics.increment("waakvlam_journal_failures_total")
             Log.shared.error("journal_append_failed", ["signal": submission.id, "error": "\(error)"])
@@ -134,21 +139,13 @@ final class SignalService: @unchecked Sendable {
         metrics.increment("waakvlam_signals_accepted_total", ["type": submission.type])
         Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
                                             "recipients": decisions.count, "trace_id": trace.traceID])
-        // The records as appended (decisions still with their plaintext payload), with positions.
-        let written = zip(records, positions).compactMap { record, position -> (Decision, RecordPosition)? in
-            if case .decision(let decision) = record { return (decision, position) }
-            return nil
-        }
-        if queuedPush {
-            onQueued(written.compactMap { decision, position in
-                guard decision.allowed, decision.deliveryMode == .push, let payload = decision.payload else { return nil }
-                return Outbound.Prepared(received: received, decision: decision, position: position, payload: payload,
-                                         configuration: snapshot.configuration)
-            })
-        }
+        if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
-        return Self.answer(received: received, decisions: written.map(\.0))
+        return Self.answer(received: received, decisions: records.compactMap { record in
+            if case .decision(let decision) = record { return decision }
+            return nil
+        })
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
@@ -278,7 +275,7 @@ final class SignalService: @unchecked Sendable {
         }
         metrics.increment("waakvlam_feedback_total", ["status": parsed.status])
         Log.shared.info("feedback_received", ["signal": signalID, "from": caller.id, "to": sender.id, "status": parsed.status])
-        if mode == .push { onQueued([]) }
+        if mode == .push { onQueued(.queued) }
         return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status,
                                            "forwardedFields": forwarded.keys.sorted(), "duplicate": false])
     }
