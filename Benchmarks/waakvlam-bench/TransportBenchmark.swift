@@ -93,7 +93,7 @@ private struct TransportBenchmark {
 
         let nodePort = try freePort(), nginxPort = try freePort()
         let node = try startNode(folder: folder, pki: pki, port: nodePort)
-        defer { stop(node) }
+        defer { stopProcess(node) }
         let client = try TLSContext(role: .client, certificateChain: pki.clientCertificate, privateKey: pki.clientKey, trustedCAs: pki.ca)
         let nodeEndpoint = Endpoint(host: "127.0.0.1", port: nodePort)
         let whoami = try waitUntilServing(nodeEndpoint, tls: client)
@@ -101,7 +101,7 @@ private struct TransportBenchmark {
 
         // nginx returns the node's whoami body as a fixed response.
         let nginx = try startNginx(folder: folder + "/nginx", pki: pki, port: nginxPort, body: whoami.body)
-        defer { stop(nginx) }
+        defer { stopProcess(nginx) }
         let nginxEndpoint = Endpoint(host: "127.0.0.1", port: nginxPort)
         let nginxWhoami = try waitUntilServing(nginxEndpoint, tls: client)
         guard nginxWhoami.status == 200, nginxWhoami.body == whoami.body else {
@@ -112,7 +112,7 @@ private struct TransportBenchmark {
         transport benchmark: GET /v1/whoami over mutual TLS (TLS 1.3, X25519, ECDSA P-256 certificates,
         CRL checked, no session resumption), \(ProcessInfo.processInfo.activeProcessorCount) cores shared by server and load generator;
         load generator: the project's client, one thread per connection; \(seconds) s per figure after 1 s warm-up;
-        handshakes with \(handshakeThreads) concurrent clients; waakvlamd's node with identity checks vs nginx \(nginxVersion())
+        handshakes with \(handshakeThreads) concurrent clients; waakvlamd's node with identity checks vs nginx \(Nginx.version)
         with a fixed body of the same \(whoami.body.count) bytes, both on this machine, measured alternately.
         """)
         var rates: [String: [Measure: [Double]]] = ["waakvlamd": [:], "nginx": [:]]
@@ -150,61 +150,24 @@ private struct TransportBenchmark {
         switch measure {
         case .handshakes:
             request.keepAlive = false
-            return try load(threads: handshakeThreads, serverProcess: serverProcess) {
+            return try figures(closedLoop(threads: handshakeThreads, warmUp: 1, seconds: seconds, cpuOf: serverProcess, setup: {}) { _, _ in
                 let connection = try HTTPClientConnection(to: endpoint, tls: tls)
                 defer { connection.close() }
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
-            }
+            })
         case .keepAlive1, .keepAlive64:
             let threads = measure == .keepAlive1 ? 1 : 64
-            return try load(threads: threads, serverProcess: serverProcess, setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection in
+            return try figures(closedLoop(threads: threads, warmUp: 1, seconds: seconds, cpuOf: serverProcess,
+                                          setup: { try HTTPClientConnection(to: endpoint, tls: tls) }) { connection, _ in
                 guard try connection.send(request).status == 200 else { throw TransportError.io("not 200") }
-            }
+            })
         }
     }
 
-    private func load(threads: Int, serverProcess: Int32, _ operation: @escaping () throws -> Void) throws -> (Double, Double) {
-        try load(threads: threads, serverProcess: serverProcess, setup: { () }) { _ in try operation() }
-    }
-
-    /// Runs `operation` in a loop on `threads` threads (each with its own `setup` state) and
-    /// returns the completed operations per second after a warm-up second, and the server's
-    /// CPU microseconds per operation.
-    private func load<State>(threads: Int, serverProcess: Int32, setup: @escaping () throws -> State,
-                             _ operation: @escaping (State) throws -> Void) throws -> (Double, Double) {
-        let counters = (0..<threads).map { _ in Counter() }
-        let stop = Flag()
-        let finished = DispatchGroup()
-        for counter in counters {
-            finished.enter()
-            try spawnDetachedThread(stackSize: 512 << 10) {
-                defer { finished.leave() }
-                do {
-                    let state = try setup()
-                    while !stop.isSet {
-                        try operation(state)
-                        counter.add()
-                    }
-                } catch {
-                    counter.fail("\(error)")
-                }
-            }
-        }
-        usleep(1_000_000)
-        let start = monotonicNanoseconds()
-        let cpuBefore = processTreeCPUSeconds(serverProcess)
-        let before = counters.map(\.value)
-        usleep(UInt32(seconds * 1_000_000))
-        let after = counters.map(\.value)
-        let cpu = processTreeCPUSeconds(serverProcess) - cpuBefore
-        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-        stop.set()
-        finished.wait()
-        if let failure = counters.compactMap(\.failure).first {
-            throw TransportError.io("load generator: \(failure)")
-        }
-        let operations = Double(zip(after, before).map { $0 - $1 }.reduce(0, +))
-        return (operations / elapsed, operations > 0 ? cpu / operations * 1e6 : 0)
+    /// Operations per second and server CPU microseconds per operation.
+    private func figures(_ result: ClosedLoopResult) -> (Double, Double) {
+        let operations = result.perSecond * Double(result.windowEnd - result.windowStart) / 1e9
+        return (result.perSecond, operations > 0 ? result.cpuSeconds / operations * 1e6 : 0)
     }
 
     // MARK: Servers
@@ -245,186 +208,17 @@ private struct TransportBenchmark {
         try node.write(toFile: config + "/node.json", atomically: true, encoding: .utf8)
         try organisations.write(toFile: config + "/organisations.json", atomically: true, encoding: .utf8)
         try "[]".write(toFile: config + "/signal-types.json", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        if !CommandLine.arguments[0].contains("/") {
-            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        }
-        process.arguments = ["transport", "--serve", config]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
+        return try startProcess(benchExecutable(), ["transport", "--serve", config])
     }
 
     private func startNginx(folder: String, pki: PKIFiles, port: UInt16, body: [UInt8]) throws -> Process {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let escaped = String(decoding: body, as: UTF8.self).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-        let conf = """
-        worker_processes auto;
-        pid \(folder)/nginx.pid;
-        error_log \(folder)/error.log warn;
-        events { worker_connections 4096; }
-        http {
-            access_log off;
-            client_body_temp_path \(folder)/body;
-            proxy_temp_path \(folder)/proxy;
-            fastcgi_temp_path \(folder)/fastcgi;
-            uwsgi_temp_path \(folder)/uwsgi;
-            scgi_temp_path \(folder)/scgi;
-            keepalive_requests 10000000;
-            keepalive_timeout 60s;
-            server {
-                listen 127.0.0.1:\(port) ssl;
-                ssl_certificate \(pki.serverCertificate);
-                ssl_certificate_key \(pki.serverKey);
-                ssl_client_certificate \(pki.ca);
-                ssl_verify_client on;
-                ssl_crl \(pki.crl);
-                ssl_protocols TLSv1.2 TLSv1.3;
-                ssl_ciphers ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256;
-                ssl_prefer_server_ciphers on;
-                ssl_ecdh_curve X25519:prime256v1:secp384r1;
-                ssl_session_cache off;
-                ssl_session_tickets off;
+        let tls = Nginx.TLSFiles(certificate: pki.serverCertificate, key: pki.serverKey, ca: pki.ca, crl: pki.crl)
+        return try Nginx.start(folder: folder, port: port, tls: tls, server: """
                 location = /v1/whoami {
                     default_type application/json;
                     return 200 '\(escaped)';
                 }
-            }
-        }
-        """
-        try conf.write(toFile: folder + "/nginx.conf", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        process.arguments = ["-p", folder, "-c", folder + "/nginx.conf", "-g", "daemon off;"]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
+        """)
     }
-
-    private func nginxVersion() -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        process.arguments = ["-v"]
-        let pipe = Pipe()
-        process.standardError = pipe
-        try? process.run()
-        process.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return text.components(separatedBy: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-    }
-
-    private func waitUntilServing(_ endpoint: Endpoint, tls: TLSContext) throws -> HTTPResponse {
-        let client = HTTPClient(tls: tls)
-        let end = Date(timeIntervalSinceNow: 10)
-        while true {
-            do {
-                return try client.send(HTTPRequest(method: "GET", target: "/v1/whoami"), to: endpoint)
-            } catch {
-                if Date() > end { throw error }
-                usleep(50_000)
-            }
-        }
-    }
-
-    private func stop(_ process: Process) {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
-    }
-}
-
-private final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    private var error: String?
-
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return count
-    }
-
-    var failure: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
-    }
-
-    func add() {
-        lock.lock()
-        count += 1
-        lock.unlock()
-    }
-
-    func fail(_ message: String) {
-        lock.lock()
-        error = message
-        lock.unlock()
-    }
-}
-
-private final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
-    }
-}
-
-/// `text` padded with spaces to `width` (String(format:) ignores widths for %@ on Linux).
-private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
-    let fill = String(repeating: " ", count: max(0, width - text.count))
-    return right ? fill + text : text + fill
-}
-
-private func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    guard !sorted.isEmpty else { return 0 }
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-}
-
-/// User plus system CPU seconds of a process and its direct children, from /proc.
-private func processTreeCPUSeconds(_ pid: Int32) -> Double {
-    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-    var total = 0.0
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    for entry in entries where entry.allSatisfy(\.isNumber) {
-        guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
-        // After "pid (name)": state ppid ... utime (14th field) stime (15th).
-        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-        guard fields.count > 12, let parent = Int32(fields[1]) else { continue }
-        if Int32(entry) == pid || parent == pid {
-            total += (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
-        }
-    }
-    return total / ticks
-}
-
-/// A TCP port that is free right now (bound to port 0, then released).
-private func freePort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-            guard bind(fd, pointer, length) == 0 else { return -1 }
-            return getsockname(fd, pointer, &length)
-        }
-    }
-    guard bound == 0 else { throw TransportError.bind(address: "127.0.0.1:0", reason: String(cString: strerror(errno))) }
-    return UInt16(bigEndian: address.sin_port)
 }

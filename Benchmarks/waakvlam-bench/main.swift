@@ -11,6 +11,9 @@ benchmarks:
   transport    handshakes/s and keep-alive whoami requests/s vs nginx with the same mutual TLS
   policy       policy decisions and submission bodies parsed per CPU-second on one core
   ledger       seconds for `waakvlam send --csv` of a 10,000-row rent ledger, first run and re-run
+  e2e          signals/s end to end and ack latency through waakvlamd vs nginx as a mutual-TLS proxy;
+               daemon RSS, also with a 100,000-signal backlog (see docs/BENCHMARKS.md)
+  recipient    (started by e2e) the push recipient stand-in: answers 200, counts signal ids
 """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -24,6 +27,8 @@ case "journal": exit(runJournalBenchmark(rest))
 case "transport": exit(runTransportBenchmark(rest))
 case "policy": exit(runPolicyBenchmark(rest))
 case "ledger": exit(runLedgerBenchmark(rest))
+case "e2e": exit(runEndToEndBenchmark(rest))
+case "recipient": exit(runRecipientStandIn(rest))
 default:
     print(usage)
     exit(2)

@@ -509,7 +509,14 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
 
     public func days(until other: LocalDate) -> Int { other.dayNumber - dayNumber }
 
-    public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
+    /// YYYY-MM-DD (as "%04d-%02d-%02d", without String(format:): it is built per signal).
+    public var description: String { Self.padded(year, 4) + "-" + Self.padded(month, 2) + "-" + Self.padded(day, 2) }
+
+    private static func padded(_ number: Int, _ width: Int) -> String {
+        let digits = String(number.magnitude)
+        let sign = number < 0 ? "-" : ""
+        return sign + String(repeating: "0", count: max(0, width - sign.count - digits.count)) + digits
+    }
 
     public static func < (lhs: LocalDate, rhs: LocalDate) -> Bool { lhs.dayNumber < rhs.dayNumber }
 }

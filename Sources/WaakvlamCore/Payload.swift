@@ -102,22 +102,43 @@ public enum Payload {
     }
 
     /// The payload as JSON with sorted keys and no whitespace: equal payloads give equal
-    /// bytes, so the relay can hash and store them.
+    /// bytes, so the relay can hash and store them. (Written byte by byte: it is computed
+    /// several times per signal. The bytes must never change: hashes of them are journaled.)
     public static func canonicalJSON(_ payload: [String: PayloadValue]) -> Data {
-        var output = "{"
-        for (index, key) in payload.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
-            if index > 0 { output.append(",") }
-            JSONWriter.appendString(key, to: &output)
-            output.append(":")
+        var output: [UInt8] = [UInt8(ascii: "{")]
+        output.reserveCapacity(64 + payload.count * 32)
+        for (index, key) in payload.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+            if index > 0 { output.append(UInt8(ascii: ",")) }
+            appendCanonicalString(key, to: &output)
+            output.append(UInt8(ascii: ":"))
             switch payload[key]! {
-            case .string(let text): JSONWriter.appendString(text, to: &output)
-            case .integer(let number): output.append(String(number))
-            case .number(let number): output.append(number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)")
-            case .boolean(let flag): output.append(flag ? "true" : "false")
+            case .string(let text): appendCanonicalString(text, to: &output)
+            case .integer(let number): output.append(contentsOf: String(number).utf8)
+            case .number(let number):
+                output.append(contentsOf: (number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)").utf8)
+            case .boolean(let flag): output.append(contentsOf: (flag ? "true" : "false").utf8)
             }
         }
-        output.append("}")
-        return Data(output.utf8)
+        output.append(UInt8(ascii: "}"))
+        return Data(output)
+    }
+
+    /// A JSON string literal: quote, backslash, \n, \r and \t escaped, other control
+    /// characters as \u00XX (lower-case hex), the rest as UTF-8.
+    private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20: output.append(contentsOf: String(format: "\\u%04x", UInt32(byte)).utf8)
+            default: output.append(byte)
+            }
+        }
+        output.append(UInt8(ascii: "\""))
     }
 }
 
@@ -129,7 +150,7 @@ enum PayloadValidator {
                          owner: String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         for name in payload.keys.sorted() {
-            let field = "\(prefix).\(name)"
+            var field: String { "\(prefix).\(name)" }
             guard let definition = lookup(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
@@ -165,7 +186,7 @@ enum PayloadValidator {
     }
 
     private static func check(_ value: PayloadValue, _ definition: FieldDefinition) -> (PayloadIssueCode, String)? {
-        let expected = expectation(definition.format)
+        var expected: String { expectation(definition.format) }
         func wrongType() -> (PayloadIssueCode, String) { (.wrongType, "must be \(expected), found \(value.kindName)") }
         switch definition.format {
         case .boolean:
@@ -193,7 +214,7 @@ enum PayloadValidator {
         return nil
     }
 
-    private static func checkText(_ text: String, _ format: FieldFormat, _ expected: String) -> (PayloadIssueCode, String)? {
+    private static func checkText(_ text: String, _ format: FieldFormat, _ expected: @autoclosure () -> String) -> (PayloadIssueCode, String)? {
         let valid: Bool
         switch format {
         case .postcode: valid = Postcode(text) != nil
@@ -208,11 +229,11 @@ enum PayloadValidator {
             valid = parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
                 && !text.contains(where: { $0.isWhitespace }) && text.count <= 254
         case .enumeration(let values):
-            return values.contains(text) ? nil : (.notInValues, "must be \(expected)")
+            return values.contains(text) ? nil : (.notInValues, "must be \(expected())")
         default:
             valid = true
         }
-        return valid ? nil : (.badFormat, "must be \(expected)")
+        return valid ? nil : (.badFormat, "must be \(expected())")
     }
 
     /// A BSN is nine digits that pass the elfproef: 9·d1 + 8·d2 + … + 2·d8 − d9 ≡ 0 (mod 11).

@@ -24,15 +24,28 @@ public struct SubjectKeys: Sendable, Equatable {
     /// "Çelik" and "celik" do not.
     public static func person(surname: String, birthDate: String, postcode: String) -> String? {
         guard let date = LocalDate(birthDate), let postcode = Postcode(postcode) else { return nil }
-        let folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
-            .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
+        let folded: String
+        if surname.utf8.allSatisfy({ $0 < 0x80 }) {
+            // ASCII (most names): folding is lower-casing; the same text, without the cost of
+            // Foundation's locale-aware folding on every signal.
+            folded = surname.utf8.split(whereSeparator: { $0 == 0x20 || (0x09...0x0D).contains($0) })
+                .map { String(decoding: $0.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }, as: UTF8.self) }
+                .joined(separator: " ")
+        } else {
+            folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
+                .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
+        }
         guard !folded.isEmpty else { return nil }
         return "person:\(folded)|\(date)|\(postcode)"
     }
 
     /// The house number without leading zeros, the addition upper-cased without separators.
     public static func address(postcode: String, houseNumber: String, addition: String? = nil) -> String? {
-        guard let postcode = Postcode(postcode), let number = Int(houseNumber.trimmingCharacters(in: .whitespaces)), number > 0 else { return nil }
+        // ASCII house numbers (all of them, in practice) are trimmed without Foundation.
+        let trimmed = houseNumber.utf8.allSatisfy({ $0 < 0x80 })
+            ? String(houseNumber.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            : houseNumber.trimmingCharacters(in: .whitespaces)
+        guard let postcode = Postcode(postcode), let number = Int(trimmed), number > 0 else { return nil }
         let suffix = (addition ?? "").uppercased().filter { $0.isLetter || $0.isNumber }
         return "address:\(postcode)|\(number)|\(suffix)"
     }

@@ -27,16 +27,17 @@ public enum SHA256 {
 
 /// HMAC-SHA256, used for pseudonyms (keyed hashes of a data subject).
 public enum HMACSHA256 {
+    /// RFC 2104 over the SHA-256 fetched once: H((K ^ opad) || H((K ^ ipad) || data)). OpenSSL
+    /// 3's one-shot HMAC() fetches the MAC and the digest by name on every call, which cost
+    /// more than the hashing itself (the relay makes two pseudonyms per signal).
     public static func authenticate<K: ContiguousBytes, D: ContiguousBytes>(_ data: D, key: K) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 32
-        key.withUnsafeBytes { k in
-            data.withUnsafeBytes { d in
-                _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count),
-                         d.bindMemory(to: UInt8.self).baseAddress, d.count, &out, &length)
-            }
-        }
-        return out
+        let blockSize = 64
+        var block = key.withUnsafeBytes { [UInt8]($0) }
+        if block.count > blockSize { block = SHA256.hash(block) }
+        block += [UInt8](repeating: 0, count: blockSize - block.count)
+        var inner = block.map { $0 ^ 0x36 }
+        data.withUnsafeBytes { inner.append(contentsOf: $0) }
+        return SHA256.hash(block.map { $0 ^ 0x5c } + SHA256.hash(inner))
     }
 }
 

@@ -11,6 +11,19 @@ import WaakvlamTransport
 /// `maximumInFlight`) are held here. Each recipient has its own concurrency limit and its own
 /// back-off, so that a recipient that is down costs one probe per interval and never holds
 /// up deliveries to others (like Postfix's per-destination queues and dead-site detection).
+///
+/// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
+/// worker threads. Each side waits on its own condition and is woken one at a time (a
+/// broadcast to hundreds of idle workers per signal cost more than the delivery itself). A
+/// worker that got a receipt hands it to the receipt thread and takes the next job: that
+/// thread journals all receipts waiting in one append (they share its fdatasync) and only
+/// then lets go of their deliveries, so a delivery is never picked again before its receipt
+/// is durable. The per-recipient limit counts requests on the wire.
+///
+/// The first push of a new signal uses the message the signal service built when it
+/// journaled the decision (`wake(prepared:)`), instead of reading decision, payload and
+/// received record back from the journal. At most `preparedLimit` such messages are held,
+/// none for a recipient that is down: a backlog stays in the journal.
 final class DeliveryScheduler: @unchecked Sendable {
     /// What the scheduler knows about one recipient's reachability.
     private struct RecipientHealth {
@@ -29,21 +42,39 @@ final class DeliveryScheduler: @unchecked Sendable {
     private let client: HTTPClient
     private let configuration: ConfigurationHolder
     private let metrics: Metrics
+    /// Guards the state below; the scheduler thread (and `stop`) wait on it.
     private let condition = NSCondition()
     private var running = false
     private var wakeRequested = false
+    /// Picked and not yet finished (until the outcome is in the journal).
     private var inFlight = Set<Key>()
-    private var inFlightPerRecipient: [String: Int] = [:]
+    /// Per recipient: in `inFlight`, and of those, requests on the wire.
+    private var heldPerRecipient: [String: Int] = [:]
+    private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
-    private var jobs: [DeliveryState] = []
     private var threads: [Thread] = []
     private var activeThreads = 0
+    /// Guards `jobs`; idle workers wait on it, one is signalled per job.
+    private let work = NSCondition()
+    private var jobs: [DeliveryState] = []
+    private var jobsHead = 0
+    private var workersStopping = false
     private var nextSweep = Date.distantPast
+    /// Messages for first pushes, by delivery, with the position of their decision record.
+    private var prepared: [Key: (decision: RecordPosition, message: Outbound.Message)] = [:]
+    /// Guards `receipts`; the receipt thread waits on it.
+    private let receiptsCondition = NSCondition()
+    private var receipts: [(delivery: DeliveryState, at: Date)] = []
+    private var receiptsStopping = false
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
     /// Expiries and purges appended per sweep, at most (the rest follows a second later).
     static let sweepBatch = 1_000
+    /// Prepared messages held at most (a few MiB).
+    static let preparedLimit = 4_096
+    /// How long the scheduler lets wake-ups gather before a pass (adds at most this to a push).
+    static let gatherMicroseconds: UInt32 = 500
 
     init(journal: Journal, client: HTTPClient, configuration: ConfigurationHolder, metrics: Metrics) {
         self.journal = journal
@@ -59,16 +90,26 @@ final class DeliveryScheduler: @unchecked Sendable {
         running = true
         let workers = max(1, configuration.current.configuration.node.delivery.maximumInFlight)
         spawn("waakvlam-scheduler") { [self] in scheduleLoop() }
+        spawn("waakvlam-receipts") { [self] in receiptLoop() }
         for index in 0..<workers {
             spawn("waakvlam-delivery-\(index)") { [self] in workerLoop() }
         }
     }
 
-    /// New deliveries were queued: look now rather than at the next tick.
-    func wake() {
+    /// New deliveries were queued: look now rather than at the next tick. `prepared` are what
+    /// their messages are built from, the records the signal service just journaled.
+    func wake(prepared messages: [Outbound.Prepared] = []) {
         condition.lock()
+        let wanted = messages.filter { prepared.count < Self.preparedLimit && health[$0.decision.recipientID]?.downSince == nil }
+        condition.unlock()
+        // Built outside the lock, only for recipients that are up.
+        let built = wanted.map { ($0, $0.message) }
+        condition.lock()
+        for (item, message) in built where prepared.count < Self.preparedLimit {
+            prepared[Key(signalID: item.decision.signalID, recipientID: item.decision.recipientID)] = (item.position, message)
+        }
         wakeRequested = true
-        condition.broadcast()
+        condition.signal()
         condition.unlock()
     }
 
@@ -77,8 +118,20 @@ final class DeliveryScheduler: @unchecked Sendable {
     func stop(deadline: Date) {
         condition.lock()
         running = false
-        jobs.removeAll()
+        prepared.removeAll()
         condition.broadcast()
+        condition.unlock()
+        receiptsCondition.lock()
+        receiptsStopping = true
+        receiptsCondition.broadcast()
+        receiptsCondition.unlock()
+        work.lock()
+        workersStopping = true
+        jobs.removeAll()
+        jobsHead = 0
+        work.broadcast()
+        work.unlock()
+        condition.lock()
         while activeThreads > 0 && Date() < deadline {
             _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.05)))
         }
@@ -119,15 +172,26 @@ final class DeliveryScheduler: @unchecked Sendable {
                 nextSweep = now.addingTimeInterval(1)
             }
             let due = collectDue(now)
-            condition.lock()
             if !due.isEmpty {
+                work.lock()
                 jobs.append(contentsOf: due)
-                condition.broadcast()
+                // One wake per job: a broadcast would wake every idle worker for a few jobs.
+                for _ in due { work.signal() }
+                work.unlock()
             }
+            condition.lock()
+            var woken = wakeRequested
             if !wakeRequested && running {
-                _ = condition.wait(until: Date().addingTimeInterval(due.isEmpty ? 1 : 0.2))
+                woken = condition.wait(until: Date().addingTimeInterval(due.isEmpty ? 1 : 0.2))
             }
             wakeRequested = false
+            if woken && running {
+                // Let the events of the next moment (signals queued, answers, receipts) gather:
+                // one pass for many of them instead of a wake-up and a pass for each.
+                condition.unlock()
+                usleep(Self.gatherMicroseconds)
+                condition.lock()
+            }
         }
         condition.unlock()
     }
@@ -141,18 +205,24 @@ final class DeliveryScheduler: @unchecked Sendable {
         for recipient in index.pushRecipients() {
             condition.lock()
             let state = health[recipient] ?? RecipientHealth()
-            let busy = inFlightPerRecipient[recipient] ?? 0
+            let sending = sendingPerRecipient[recipient] ?? 0
+            let held = heldPerRecipient[recipient] ?? 0
             // A recipient that is down gets one probe when its back-off ends.
             let limit = state.downSince == nil ? Self.perRecipientLimit : 1
-            let free = min(limit - busy, settings.maximumInFlight - inFlight.count)
+            let free = min(limit - sending, settings.maximumInFlight - inFlight.count)
             condition.unlock()
             guard state.deferredUntil <= now, free > 0 else { continue }
-            for delivery in index.duePushes(recipientID: recipient, at: now, limit: free + busy) {
+            // The earliest due are those already in flight (they leave the index's schedule
+            // when their outcome is journaled): ask for enough to get past them.
+            for delivery in index.duePushes(recipientID: recipient, at: now, limit: free + held) {
                 let key = Key(signalID: delivery.signalID, recipientID: recipient)
                 condition.lock()
-                let added = picked.count < settings.maximumInFlight && (inFlightPerRecipient[recipient] ?? 0) < limit
+                let added = picked.count < settings.maximumInFlight && (sendingPerRecipient[recipient] ?? 0) < limit
                     && inFlight.insert(key).inserted
-                if added { inFlightPerRecipient[recipient, default: 0] += 1 }
+                if added {
+                    sendingPerRecipient[recipient, default: 0] += 1
+                    heldPerRecipient[recipient, default: 0] += 1
+                }
                 condition.unlock()
                 if added { picked.append(delivery) }
             }
@@ -161,83 +231,156 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        condition.lock()
-        while true {
-            while running && jobs.isEmpty { condition.wait() }
-            guard running else { break }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            deliver(job)
+        while let job = nextJob() {
+            var sending = true
+            let receiptQueued = deliver(job) {
+                // The recipient answered (or could not be reached): its slot is free again.
+                self.finishSending(job.recipientID)
+                sending = false
+            }
             condition.lock()
-            inFlight.remove(Key(signalID: job.signalID, recipientID: job.recipientID))
-            inFlightPerRecipient[job.recipientID, default: 1] -= 1
+            if sending { sendingPerRecipient[job.recipientID, default: 1] -= 1 }
+            if !receiptQueued { release(job) }
             wakeRequested = true
-            condition.broadcast()
+            condition.signal()
+            condition.unlock()
         }
+    }
+
+    /// The delivery is no longer in flight. Called with `condition` locked.
+    private func release(_ delivery: DeliveryState) {
+        inFlight.remove(Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
+        heldPerRecipient[delivery.recipientID, default: 1] -= 1
+    }
+
+    /// The next job, waiting for one; nil once stopping.
+    private func nextJob() -> DeliveryState? {
+        work.lock()
+        defer { work.unlock() }
+        while !workersStopping && jobsHead == jobs.count { work.wait() }
+        guard !workersStopping else { return nil }
+        let job = jobs[jobsHead]
+        jobsHead += 1
+        if jobsHead == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            jobsHead = 0
+        }
+        return job
+    }
+
+    private func finishSending(_ recipientID: String) {
+        condition.lock()
+        sendingPerRecipient[recipientID, default: 1] -= 1
+        wakeRequested = true
+        condition.signal()
         condition.unlock()
     }
 
     // MARK: - One delivery
 
-    private func deliver(_ delivery: DeliveryState) {
+    /// Pushes one delivery and journals the outcome; calls `answered` once the request is
+    /// over (before the outcome is made durable), unless it never got to sending. Returns true
+    /// when a receipt was handed to the receipt thread (which then releases the delivery).
+    private func deliver(_ delivery: DeliveryState, answered: () -> Void) -> Bool {
         let snapshot = configuration.current
         let now = Date()
-        guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return }
+        condition.lock()
+        let cached = prepared.removeValue(forKey: Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
+        condition.unlock()
+        guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return false }
         guard let recipient = snapshot.configuration.organisation(id: delivery.recipientID),
               case .push(let endpointURL) = recipient.delivery,
               let host = endpointURL.host else {
             fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: "no push endpoint configured", at: now)
-            return
+            return false
         }
-        let message: [String: Any]
-        do {
-            guard let built = try Outbound.message(for: delivery, journal: journal, configuration: snapshot.configuration) else {
-                // The payload's retention ended before it could be delivered.
-                expire(delivery, reason: "payload retention ended", at: now)
-                return
+        let message: Outbound.Message
+        if let cached, cached.decision == delivery.decision, delivery.hasPayload {
+            message = cached.message
+        } else {
+            do {
+                guard let built = try Outbound.message(for: delivery, journal: journal, configuration: snapshot.configuration) else {
+                    // The payload's retention ended before it could be delivered.
+                    expire(delivery, reason: "payload retention ended", at: now)
+                    return false
+                }
+                message = built
+            } catch {
+                Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
+                return false
             }
-            message = built
-        } catch {
-            Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            return
         }
-        let body = (try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", delivery.signalID)])
-        if let traceparent = message["traceparent"] as? String { headers.add("traceparent", traceparent) }
+        if let traceparent = message.traceparent { headers.add("traceparent", traceparent) }
         let path = endpointURL.path.isEmpty ? "/" : endpointURL.path + (endpointURL.query.map { "?\($0)" } ?? "")
-        let request = HTTPRequest(method: "POST", target: path, headers: headers, body: [UInt8](body))
+        let request = HTTPRequest(method: "POST", target: path, headers: headers, body: message.body)
         let endpoint = Endpoint(host: host, port: UInt16(endpointURL.port ?? 443))
         let outcome: String
         do {
             let response = try client.send(request, to: endpoint, idempotent: true)
+            answered()
             if (200..<300).contains(response.status) {
-                delivered(delivery, at: Date())
-                return
+                receiptsCondition.lock()
+                receipts.append((delivery, Date()))
+                receiptsCondition.signal()
+                receiptsCondition.unlock()
+                return true
             }
             outcome = "http \(response.status)"
         } catch {
+            answered()
             outcome = "\(error)"
         }
         fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: outcome, at: Date())
+        return false
     }
 
-    private func delivered(_ delivery: DeliveryState, at now: Date) {
+    /// Journals the receipts that are waiting, all in one append, then releases their
+    /// deliveries. Receipts that arrive while stopping are still journaled.
+    private func receiptLoop() {
+        while true {
+            receiptsCondition.lock()
+            while receipts.isEmpty && !receiptsStopping { receiptsCondition.wait() }
+            let batch = receipts
+            receipts.removeAll(keepingCapacity: true)
+            let stopping = receiptsStopping
+            receiptsCondition.unlock()
+            if batch.isEmpty && stopping { return }
+            delivered(batch)
+        }
+    }
+
+    private func delivered(_ batch: [(delivery: DeliveryState, at: Date)]) {
+        var durable = true
         do {
-            _ = try journal.append([.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID, via: .push, at: now))])
+            _ = try journal.append(batch.map { .delivered(Delivered(signalID: $0.delivery.signalID, recipientID: $0.delivery.recipientID,
+                                                                    via: .push, at: $0.at)) })
         } catch {
-            // The recipient has it but the receipt is not recorded: it will be pushed again
-            // (at-least-once; the recipient deduplicates by id).
-            Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            return
+            // The recipients have them but the receipts are not recorded: they will be pushed
+            // again (at-least-once; recipients deduplicate by id).
+            durable = false
+            for (delivery, _) in batch {
+                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
+            }
         }
         condition.lock()
-        if health[delivery.recipientID]?.downSince != nil {
-            Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
+        for (delivery, _) in batch {
+            release(delivery)
+            if durable, health[delivery.recipientID] != nil {
+                if health[delivery.recipientID]?.downSince != nil {
+                    Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
+                }
+                health[delivery.recipientID] = nil
+            }
         }
-        health[delivery.recipientID] = nil
+        wakeRequested = true
+        condition.signal()
         condition.unlock()
-        metrics.increment("waakvlam_deliveries_total", ["via": "push"])
-        Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
+        guard durable else { return }
+        metrics.increment("waakvlam_deliveries_total", ["via": "push"], by: Double(batch.count))
+        for (delivery, _) in batch {
+            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
+        }
     }
 
     /// Records a failed attempt with the next one planned, or expires the delivery when its

@@ -75,7 +75,7 @@ public final class Node: @unchecked Sendable {
         let scheduler = DeliveryScheduler(journal: journal, client: client, configuration: holder, metrics: metrics)
         self.scheduler = scheduler
         let signals = SignalService(journal: journal, pseudonymizer: pseudonymizer, configuration: holder, metrics: metrics,
-                                    onQueued: { scheduler.wake() })
+                                    onQueued: { scheduler.wake(prepared: $0) })
         let routes = PeerRoutes(configuration: holder, signals: signals, metrics: metrics)
         self.routes = routes
         let node = configuration.node

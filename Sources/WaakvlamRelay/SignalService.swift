@@ -12,8 +12,8 @@ final class SignalService: @unchecked Sendable {
     private let pseudonymizer: Pseudonymizer
     private let configuration: ConfigurationHolder
     private let metrics: Metrics
-    /// Told when new push deliveries are queued.
-    private let onQueued: @Sendable () -> Void
+    /// Told when new push deliveries are queued, with their messages when they are new.
+    private let onQueued: @Sendable ([Outbound.Prepared]) -> Void
 
     /// Submissions being decided and journaled, by signal id: a second submission with the
     /// same id waits for the first and then gets its answer (or a 409).
@@ -24,7 +24,7 @@ final class SignalService: @unchecked Sendable {
     static let maximumInboxPage = 500
 
     init(journal: Journal, pseudonymizer: Pseudonymizer, configuration: ConfigurationHolder, metrics: Metrics,
-         onQueued: @escaping @Sendable () -> Void) {
+         onQueued: @escaping @Sendable ([Outbound.Prepared]) -> Void) {
         self.journal = journal
         self.pseudonymizer = pseudonymizer
         self.configuration = configuration
@@ -51,7 +51,8 @@ final class SignalService: @unchecked Sendable {
             }
             trace = parent.child()
         }
-        let requestHash = Self.requestHash(submission)
+        let canonicalPayload = Payload.canonicalJSON(submission.payload)
+        let requestHash = Self.requestHash(submission, canonicalPayload: canonicalPayload)
 
         // One submission per id at a time; a duplicate waits for the first, then replays.
         while true {
@@ -75,12 +76,12 @@ final class SignalService: @unchecked Sendable {
                 inFlightLock.unlock()
                 group.leave()
             }
-            return decideAndJournal(submission, sender: sender, requestHash: requestHash, trace: trace)
+            return decideAndJournal(submission, sender: sender, canonicalPayload: canonicalPayload, requestHash: requestHash, trace: trace)
         }
     }
 
-    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, requestHash: String,
-                                  trace: TraceContext) -> HTTPResponse {
+    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, canonicalPayload: Data,
+                                  requestHash: String, trace: TraceContext) -> HTTPResponse {
         let snapshot = configuration.current
         let now = Date()
         let decisions: [RecipientDecision]
@@ -99,7 +100,7 @@ final class SignalService: @unchecked Sendable {
         let received = Received(
             signalID: submission.id, senderID: sender.id, senderOIN: sender.oin, signalType: submission.type,
             requestedRecipients: submission.recipients.map(\.description),
-            payloadHash: Hex.encode(SHA256.hash(Payload.canonicalJSON(submission.payload))),
+            payloadHash: Hex.encode(SHA256.hash(canonicalPayload)),
             requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
             configVersion: snapshot.version, at: now)
         var records: [JournalRecord] = [.received(received)]
@@ -107,8 +108,9 @@ final class SignalService: @unchecked Sendable {
             records.append(.decision(Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
                                                  timeZone: snapshot.configuration.node.timeZone, at: now)))
         }
+        let positions: [RecordPosition]
         do {
-            _ = try journal.append(records)
+            positions = try journal.append(records)
         } catch {
             metrics.increment("waakvlam_journal_failures_total")
             Log.shared.error("journal_append_failed", ["signal": submission.id, "error": "\(error)"])
@@ -132,8 +134,21 @@ final class SignalService: @unchecked Sendable {
         metrics.increment("waakvlam_signals_accepted_total", ["type": submission.type])
         Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
                                             "recipients": decisions.count, "trace_id": trace.traceID])
-        if queuedPush { onQueued() }
-        return replay(submission.id, sender: sender, requestHash: requestHash)
+        // The records as appended (decisions still with their plaintext payload), with positions.
+        let written = zip(records, positions).compactMap { record, position -> (Decision, RecordPosition)? in
+            if case .decision(let decision) = record { return (decision, position) }
+            return nil
+        }
+        if queuedPush {
+            onQueued(written.compactMap { decision, position in
+                guard decision.allowed, decision.deliveryMode == .push, let payload = decision.payload else { return nil }
+                return Outbound.Prepared(received: received, decision: decision, position: position, payload: payload,
+                                         configuration: snapshot.configuration)
+            })
+        }
+        // The answer a resubmission would get from the journal, from the records as they were
+        // appended instead of reading them back.
+        return Self.answer(received: received, decisions: written.map(\.0))
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
@@ -154,13 +169,22 @@ final class SignalService: @unchecked Sendable {
             return .error(status: 409, code: "id_reused_with_other_content",
                           message: "A signal with this id and different content was already accepted: send a changed signal under a new id.")
         }
-        var body = Self.signalJSON(received: received, decisions: stored.decisions, asAccepted: true)
-        let anyAllowed = stored.decisions.contains { $0.decision.allowed }
+        return Self.answer(received: received, decisions: stored.decisions.map(\.decision))
+    }
+
+    /// 202 with each recipient's state as it was when the signal was accepted (so that a
+    /// resubmission of the same id and content gets it again unchanged, even after deliveries
+    /// went on), or 403 when every recipient was denied.
+    private static func answer(received: Received, decisions: [Decision]) -> HTTPResponse {
+        var body = signalJSON(received: received, decisions: decisions.map { ($0, acceptedStatus($0)) })
+        let anyAllowed = decisions.contains { $0.allowed }
         if !anyAllowed {
-            body["error"] = ["code": "all_recipients_denied",
-                             "message": "No recipient may receive this signal under the convenants in force; see the reason per recipient."]
+            var error = JSONText.Object()
+            error.set("code", "all_recipients_denied")
+            error.set("message", "No recipient may receive this signal under the convenants in force; see the reason per recipient.")
+            body.set("error", error)
         }
-        return .json(status: anyAllowed ? 202 : 403, object: body)
+        return .json(status: anyAllowed ? 202 : 403, body.bytes)
     }
 
     // MARK: - GET /v1/signals/{id}
@@ -169,7 +193,7 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, object: Self.signalJSON(received: received, decisions: stored.decisions))
+        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state.status) }).bytes)
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -254,7 +278,7 @@ final class SignalService: @unchecked Sendable {
         }
         metrics.increment("waakvlam_feedback_total", ["status": parsed.status])
         Log.shared.info("feedback_received", ["signal": signalID, "from": caller.id, "to": sender.id, "status": parsed.status])
-        if mode == .push { onQueued() }
+        if mode == .push { onQueued([]) }
         return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status,
                                            "forwardedFields": forwarded.keys.sorted(), "duplicate": false])
     }
@@ -275,11 +299,11 @@ final class SignalService: @unchecked Sendable {
             }
         }
         let states = journal.deliveryState().inbox(recipientID: caller.id, limit: limit + 1)
-        var items: [[String: Any]] = []
+        var items: [JSONText.Fragment] = []
         for state in states.prefix(limit) {
             do {
                 if let message = try Outbound.message(for: state, journal: journal, configuration: configuration.current.configuration) {
-                    items.append(message)
+                    items.append(JSONText.Fragment(message.body))
                 }
             } catch {
                 Log.shared.error("journal_read_failed", ["signal": state.signalID, "error": "\(error)"])
@@ -322,10 +346,10 @@ final class SignalService: @unchecked Sendable {
 
     /// SHA-256 over the canonical form of what was asked (type, recipients, payload), so
     /// that the same content resubmitted under the same id is recognised.
-    static func requestHash(_ submission: SignalSubmission) -> String {
+    static func requestHash(_ submission: SignalSubmission, canonicalPayload: Data) -> String {
         var bytes = Array("\(submission.type)\n".utf8)
         for recipient in submission.recipients { bytes += Array("\(recipient.description)\n".utf8) }
-        bytes += Payload.canonicalJSON(submission.payload)
+        bytes += canonicalPayload
         return Hex.encode(SHA256.hash(bytes))
     }
 
@@ -345,44 +369,51 @@ final class SignalService: @unchecked Sendable {
                         reasonMessage: denial?.message, configVersion: configVersion, at: now)
     }
 
-    /// A signal with its decisions and their current state, as the sender sees it. With
-    /// `asAccepted`, each recipient's state as it was when the signal was accepted instead
-    /// (pending without attempts, or denied): the answer to a submission, which a resubmission
-    /// of the same id and content gets again unchanged even after deliveries went on.
-    static func signalJSON(received: Received, decisions: [SignalRecord.DecisionState], asAccepted: Bool = false) -> [String: Any] {
-        var recipients: [[String: Any]] = []
+    /// A signal with its decisions and their current state, as the sender sees it.
+    static func signalJSON(received: Received, decisions: [(decision: Decision, status: DeliveryStatus)]) -> JSONText.Object {
+        var recipients: [JSONText.Object] = []
         for entry in decisions {
             let decision = entry.decision
-            var item: [String: Any] = ["recipient": decision.recipientID, "decision": decision.allowed ? "allowed" : "denied"]
+            var item = JSONText.Object()
+            item.set("recipient", decision.recipientID)
+            item.set("decision", decision.allowed ? "allowed" : "denied")
             if decision.allowed {
-                item["rule"] = decision.ruleID ?? ""
-                item["convenant"] = ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""]
-                item["fields"] = decision.fieldsDelivered
-                item["droppedFields"] = decision.fieldsDropped
-                item["delivery"] = decision.deliveryMode?.rawValue ?? "inbox"
+                item.set("rule", decision.ruleID ?? "")
+                var convenant = JSONText.Object()
+                convenant.set("id", decision.convenantID ?? "")
+                convenant.set("version", decision.convenantVersion ?? "")
+                item.set("convenant", convenant)
+                item.set("fields", decision.fieldsDelivered)
+                item.set("droppedFields", decision.fieldsDropped)
+                item.set("delivery", decision.deliveryMode?.rawValue ?? "inbox")
             } else {
-                item["code"] = decision.reasonCode ?? "denied"
-                item["message"] = decision.reasonMessage ?? ""
+                item.set("code", decision.reasonCode ?? "denied")
+                item.set("message", decision.reasonMessage ?? "")
             }
-            switch asAccepted ? acceptedStatus(decision) : entry.state.status {
+            switch entry.status {
             case .pending(let attempts, _, let next, _):
-                item["state"] = "pending"
-                item["attempts"] = attempts
-                if let next { item["nextAttemptAt"] = timestamp(next) }
+                item.set("state", "pending")
+                item.set("attempts", attempts)
+                if let next { item.set("nextAttemptAt", timestamp(next)) }
             case .delivered(let at):
-                item["state"] = "delivered"
-                item["deliveredAt"] = timestamp(at)
+                item.set("state", "delivered")
+                item.set("deliveredAt", timestamp(at))
             case .expired(let at):
-                item["state"] = "expired"
-                item["expiredAt"] = timestamp(at)
+                item.set("state", "expired")
+                item.set("expiredAt", timestamp(at))
             case .denied:
-                item["state"] = "denied"
+                item.set("state", "denied")
             }
             recipients.append(item)
         }
-        return ["id": received.signalID, "type": received.signalType, "receivedAt": timestamp(received.at),
-                "traceparent": "00-\(received.traceID)-\(received.spanID)-01", "configVersion": received.configVersion,
-                "recipients": recipients]
+        var body = JSONText.Object()
+        body.set("id", received.signalID)
+        body.set("type", received.signalType)
+        body.set("receivedAt", timestamp(received.at))
+        body.set("traceparent", "00-\(received.traceID)-\(received.spanID)-01")
+        body.set("configVersion", received.configVersion)
+        body.set("recipients", recipients)
+        return body
     }
 
     /// A delivery's state right after its decision was journaled (as the delivery index has it).
@@ -410,7 +441,9 @@ final class SignalService: @unchecked Sendable {
         return false
     }
 
-    static func timestamp(_ date: Date) -> String { Log.timestamp(date) }
+    /// As the date reads back from the journal (rounded to its microseconds), so that answers
+    /// built from the records just appended equal those built from the journal.
+    static func timestamp(_ date: Date) -> String { Log.timestamp(JournalTime.rounded(date)) }
 }
 
 /// The body of `POST /v1/signals/{id}/feedback`: `{"status": "opgepakt", "fields": {...}}`.

@@ -24,7 +24,7 @@ public final class Log: @unchecked Sendable {
     public var minimumLevel: Level = .info
     /// Where lines go; stderr by default. Tests may capture lines here.
     public var sink: (String) -> Void = { line in
-        FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
     public init() {}
@@ -35,8 +35,7 @@ public final class Log: @unchecked Sendable {
         object["ts"] = Log.timestamp(Date())
         object["level"] = level.rawValue
         object["event"] = event
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        let line = String(decoding: data, as: UTF8.self)
+        let line = String(decoding: JSONText.encode(object, escapingSlashes: true), as: UTF8.self)
         lock.lock()
         defer { lock.unlock() }
         sink(line)
@@ -48,9 +47,5 @@ public final class Log: @unchecked Sendable {
     public func debug(_ event: String, _ fields: [String: Any] = [:]) { log(.debug, event, fields) }
 
     /// RFC 3339 UTC with milliseconds.
-    public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    public static func timestamp(_ date: Date) -> String { JSONText.timestamp(date) }
 }

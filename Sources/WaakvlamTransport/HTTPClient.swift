@@ -7,7 +7,9 @@ public struct HTTPClientConfiguration: Sendable {
     public var handshakeTimeout: TimeInterval
     /// From the start of sending a request to the end of its response.
     public var responseTimeout: TimeInterval
-    /// Idle connections kept per endpoint.
+    /// Idle connections kept per endpoint. At least as many as the concurrent requests a
+    /// caller makes to one endpoint (the relay: 32 per recipient), or every burst closes the
+    /// extra connections and the next one pays for new handshakes.
     public var maximumIdleConnectionsPerEndpoint: Int
     /// A pooled connection idle for longer is closed rather than reused (servers close idle
     /// keep-alive connections too; Waakvlam's after 60 s).
@@ -15,7 +17,7 @@ public struct HTTPClientConfiguration: Sendable {
     public var responseLimits: HTTPLimits
 
     public init(connectTimeout: TimeInterval = 5, handshakeTimeout: TimeInterval = 10, responseTimeout: TimeInterval = 30,
-                maximumIdleConnectionsPerEndpoint: Int = 16, idleTimeout: TimeInterval = 30,
+                maximumIdleConnectionsPerEndpoint: Int = 32, idleTimeout: TimeInterval = 30,
                 responseLimits: HTTPLimits = HTTPLimits(maximumBodyBytes: 16 << 20)) {
         self.connectTimeout = connectTimeout
         self.handshakeTimeout = handshakeTimeout

@@ -1,4 +1,5 @@
 import Foundation
+import WaakvlamSystem
 
 /// Header fields in the order received. Names are stored lower-cased (they are
 /// case-insensitive in HTTP); values have surrounding whitespace removed.
@@ -122,10 +123,9 @@ public struct HTTPResponse: Sendable, Equatable {
         HTTPResponse(status: status, headers: HTTPHeaders([("content-type", "application/json")]), body: body)
     }
 
-    /// A response with a JSON-serialisable object as body.
+    /// A response with a JSON-serialisable object as body (keys sorted).
     public static func json(status: Int, object: Any) -> HTTPResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return json(status: status, [UInt8](data))
+        json(status: status, JSONText.encode(object))
     }
 
     /// The project's error shape: `{"error":{"code":"...","message":"..."}}`.

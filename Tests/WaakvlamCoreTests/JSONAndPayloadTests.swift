@@ -75,6 +75,10 @@ final class JSONAndPayloadTests: XCTestCase {
         let text = String(decoding: Payload.canonicalJSON(payload), as: UTF8.self)
         XCTAssertEqual(text, "{\"a\":-3,\"b\":\"line\\n\\\"quote\\\" é\\u0001\",\"c\":1482.5,\"d\":false,\"e\":2.0}")
         XCTAssertEqual(try Payload.parse(Payload.canonicalJSON(payload)).get(), payload)
+        // Keys in UTF-8 byte order (upper case before lower case before accented), every escape.
+        let other: [String: PayloadValue] = ["é": .string("\u{1F}"), "a": .integer(1), "Z": .string("t\tr\rb\\")]
+        XCTAssertEqual(String(decoding: Payload.canonicalJSON(other), as: UTF8.self),
+                       "{\"Z\":\"t\\tr\\rb\\\\\",\"a\":1,\"é\":\"\\u001f\"}")
     }
 
     func testSubmissionEnvelope() throws {
@@ -148,6 +152,10 @@ final class JSONAndPayloadTests: XCTestCase {
         withoutBSN["Achternaam"] = .string("  Çelik  van ")
         XCTAssertEqual(subjectKeys(for: withoutBSN, type: arrears).person, "person:celik van|1971-03-08|1624KM")
         XCTAssertEqual(SubjectKeys.person(surname: "celik VAN", birthDate: "1971-03-08", postcode: "1624KM"), "person:celik van|1971-03-08|1624KM")
+        // ASCII names take a fast path; it folds case and white space like the general one.
+        XCTAssertEqual(SubjectKeys.person(surname: " De\tVRIES\r\n  jong ", birthDate: "1971-03-08", postcode: "1624KM"),
+                       SubjectKeys.person(surname: "dé vriës jong", birthDate: "1971-03-08", postcode: "1624KM"))
+        XCTAssertEqual(SubjectKeys.person(surname: "O'Brien-Smith", birthDate: "1971-03-08", postcode: "1624KM"), "person:o'brien-smith|1971-03-08|1624KM")
         let overlast = try XCTUnwrap(configuration.signalType(id: "overlast"))
         XCTAssertEqual(subjectKeys(for: payload, type: overlast), SubjectKeys(person: nil, address: "address:1624KM|12|A"))
         XCTAssertEqual(subjectKeys(for: [:], type: arrears), SubjectKeys(person: nil, address: nil))

@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Fast JSON text for the hot paths (log lines, API answers, pushed messages): the values
+/// that `JSONSerialization` takes, written straight into bytes with the object keys sorted.
+///
+/// Why not `JSONSerialization`: on Linux it bridges every dictionary to `NSDictionary`, casts
+/// each value dynamically and sorts keys with a locale-aware `NSString` comparison; for the
+/// relay's small objects that cost more than the policy check and the journal write together.
+/// The output is the same JSON, except that keys are sorted by their UTF-8 bytes (a stable,
+/// locale-free order) rather than case-insensitively.
+public enum JSONText {
+    /// JSON text that is written as it is (for example a stored payload that is already
+    /// canonical JSON), so that it need not be parsed only to be written again.
+    public struct Fragment: Sendable {
+        public let bytes: [UInt8]
+
+        /// `bytes` must be one complete JSON value; it is not checked.
+        public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    }
+
+    /// A JSON object written member by member with typed values (no dynamic casts), its keys
+    /// sorted when it is finished, like `encode` sorts a dictionary's.
+    public struct Object: Sendable {
+        private var members: [(key: String, value: [UInt8])] = []
+
+        public init() {}
+
+        public mutating func set(_ key: String, _ text: String) {
+            var value: [UInt8] = []
+            JSONText.appendString(text, to: &value)
+            members.append((key, value))
+        }
+
+        public mutating func set(_ key: String, _ number: Int) { members.append((key, Array(String(number).utf8))) }
+
+        public mutating func set(_ key: String, _ texts: [String]) {
+            var value: [UInt8] = [UInt8(ascii: "[")]
+            for (index, text) in texts.enumerated() {
+                if index > 0 { value.append(UInt8(ascii: ",")) }
+                JSONText.appendString(text, to: &value)
+            }
+            value.append(UInt8(ascii: "]"))
+            members.append((key, value))
+        }
+
+        public mutating func set(_ key: String, _ object: Object) { members.append((key, object.bytes)) }
+
+        public mutating func set(_ key: String, _ objects: [Object]) {
+            var value: [UInt8] = [UInt8(ascii: "[")]
+            for (index, object) in objects.enumerated() {
+                if index > 0 { value.append(UInt8(ascii: ",")) }
+                value.append(contentsOf: object.bytes)
+            }
+            value.append(UInt8(ascii: "]"))
+            members.append((key, value))
+        }
+
+        public var bytes: [UInt8] {
+            var out: [UInt8] = [UInt8(ascii: "{")]
+            for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONText.appendString(member.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                out.append(contentsOf: member.value)
+            }
+            out.append(UInt8(ascii: "}"))
+            return out
+        }
+    }
+
+    /// `value` as JSON. Strings, Swift integers and floating-point numbers, Bool, NSNull,
+    /// fragments, arrays and `[String: Any]` are written directly; anything else (an `NSNumber` from a
+    /// parsed document, say) goes through `JSONSerialization`. Non-finite numbers become null.
+    /// `escapingSlashes` writes "/" as "\/", as `JSONSerialization` does by default.
+    public static func encode(_ value: Any, escapingSlashes: Bool = false) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        append(value, to: &out, escapingSlashes: escapingSlashes)
+        return out
+    }
+
+    public static func append(_ value: Any, to out: inout [UInt8], escapingSlashes: Bool = false) {
+        switch value {
+        case let text as String:
+            appendString(text, to: &out, escapingSlashes: escapingSlashes)
+        case let object as [String: Any]:
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for key in object.keys.sorted() {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                appendString(key, to: &out, escapingSlashes: escapingSlashes)
+                out.append(UInt8(ascii: ":"))
+                append(object[key]!, to: &out, escapingSlashes: escapingSlashes)
+            }
+            out.append(UInt8(ascii: "}"))
+        case let array as [Any]:
+            out.append(UInt8(ascii: "["))
+            for (index, element) in array.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                append(element, to: &out, escapingSlashes: escapingSlashes)
+            }
+            out.append(UInt8(ascii: "]"))
+        default:
+            appendScalar(value, to: &out, escapingSlashes: escapingSlashes)
+        }
+    }
+
+    private static func appendScalar(_ value: Any, to out: inout [UInt8], escapingSlashes: Bool) {
+        // Exact types only: a bridged NSNumber could be read as Bool or Int alike.
+        let type = type(of: value)
+        if type == Bool.self {
+            out.append(contentsOf: (value as! Bool) ? Array("true".utf8) : Array("false".utf8))
+        } else if type == Int.self {
+            out.append(contentsOf: String(value as! Int).utf8)
+        } else if type == Int64.self {
+            out.append(contentsOf: String(value as! Int64).utf8)
+        } else if type == UInt64.self {
+            out.append(contentsOf: String(value as! UInt64).utf8)
+        } else if type == Int32.self {
+            out.append(contentsOf: String(value as! Int32).utf8)
+        } else if type == UInt32.self {
+            out.append(contentsOf: String(value as! UInt32).utf8)
+        } else if type == UInt16.self {
+            out.append(contentsOf: String(value as! UInt16).utf8)
+        } else if type == UInt8.self {
+            out.append(contentsOf: String(value as! UInt8).utf8)
+        } else if type == UInt.self {
+            out.append(contentsOf: String(value as! UInt).utf8)
+        } else if type == Double.self {
+            appendNumber(value as! Double, to: &out)
+        } else if type == Float.self {
+            appendNumber(Double(value as! Float), to: &out)
+        } else if type == Substring.self {
+            appendString(String(value as! Substring), to: &out, escapingSlashes: escapingSlashes)
+        } else if let fragment = value as? Fragment {
+            out.append(contentsOf: fragment.bytes)
+        } else if value is NSNull {
+            out.append(contentsOf: "null".utf8)
+        } else {
+            // Wrapped in an array, since JSONSerialization wants a container at the top.
+            var options: JSONSerialization.WritingOptions = []
+            if !escapingSlashes { options.insert(.withoutEscapingSlashes) }
+            guard let data = try? JSONSerialization.data(withJSONObject: [value], options: options), data.count >= 2 else {
+                out.append(contentsOf: "null".utf8)
+                return
+            }
+            out.append(contentsOf: data.dropFirst().dropLast())
+        }
+    }
+
+    /// Like JSONSerialization: the shortest text that reads back as the same number, without
+    /// a trailing ".0".
+    private static func appendNumber(_ number: Double, to out: inout [UInt8]) {
+        guard number.isFinite else {
+            out.append(contentsOf: "null".utf8)
+            return
+        }
+        var text = number.description
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        out.append(contentsOf: text.utf8)
+    }
+
+    /// `text` as a JSON string literal: quote, backslash and control characters escaped
+    /// (and "/" when `escapingSlashes`); everything else as UTF-8.
+    public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
+        out.append(UInt8(ascii: "\""))
+        // Most text needs no escape at all: then it is copied as a whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || ($0 == UInt8(ascii: "/") && escapingSlashes) }) {
+            out.append(contentsOf: text.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case UInt8(ascii: "/") where escapingSlashes: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "/")])
+            case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                        hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// RFC 3339 in UTC with milliseconds (rounded), e.g. 2026-11-21T10:00:00.000Z: the
+    /// text ISO8601DateFormatter writes with internet date-time and fractional seconds,
+    /// without creating a formatter (which costs tens of microseconds each time).
+    public static func timestamp(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
+        let fraction = Int(milliseconds - Int64(seconds) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, _ digits: Int, at offset: Int) {
+            var value = value
+            for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+                bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+        }
+        put(Int(parts.tm_year) + 1900, 4, at: 0)
+        bytes[4] = UInt8(ascii: "-")
+        put(Int(parts.tm_mon) + 1, 2, at: 5)
+        bytes[7] = UInt8(ascii: "-")
+        put(Int(parts.tm_mday), 2, at: 8)
+        bytes[10] = UInt8(ascii: "T")
+        put(Int(parts.tm_hour), 2, at: 11)
+        bytes[13] = UInt8(ascii: ":")
+        put(Int(parts.tm_min), 2, at: 14)
+        bytes[16] = UInt8(ascii: ":")
+        put(Int(parts.tm_sec), 2, at: 17)
+        bytes[19] = UInt8(ascii: ".")
+        put(fraction, 3, at: 20)
+        bytes[23] = UInt8(ascii: "Z")
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+import WaakvlamCore
+import WaakvlamJournal
+@testable import WaakvlamRelay
+@testable import WaakvlamTransport
+
+/// Push delivery on its fast path: the first push of a new signal uses the message the
+/// signal service built while journaling, and receipts are journaled in batches. What the
+/// recipient gets must be byte for byte what a retry would build from the journal, and every
+/// receipt must end up durable.
+final class PushDeliveryTests: XCTestCase {
+    func testFirstPushesAreWhatTheJournalWouldSendAndEveryReceiptIsJournaled() throws {
+        let site = try Site()
+        let received = ReceivedBodies()
+        let recipient = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),
+                                       tls: TLSContext(role: .server, certificateChain: site.pki("1hoorn.crt"),
+                                                       privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, _ in
+            received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
+            return HTTPResponse(status: 200)
+        }
+        try recipient.start()
+        defer { recipient.shutdown(gracePeriod: 1) }
+        let organisations = site.config + "/organisations.json"
+        let text = try String(contentsOfFile: organisations, encoding: .utf8)
+        let pushed = try NSRegularExpression(pattern: #"(id: "1hoorn",[^}]*?delivery: )\{ mode: "inbox" \}"#)
+            .stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text),
+                                      withTemplate: "$1{ mode: \"push\", endpoint: \"https://127.0.0.1:\(recipient.port)/in\" }")
+        XCTAssertNotEqual(pushed, text)
+        try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
+        try site.startNode()
+        let node = try XCTUnwrap(site.node)
+        defer { node.shutdown(gracePeriod: 1) }
+
+        let client = HTTPClient(tls: try site.clientContext("intermaris"))
+        let ids = (0..<40).map { "push-\($0)" }
+        let statuses = Statuses()
+        DispatchQueue.concurrentPerform(iterations: ids.count) { index in
+            let body = #"{"id":"\#(ids[index])","type":"zorgsignaal","to":["1hoorn"],"payload":{"Postcode":"1624KM","Huisnummer":12,"#
+                + #""waarneming":"Post stapelt zich op.","gezondheidsobservatie":"Leek verward.","urgentie":"hoog"}}"#
+            let status = (try? client.send(HTTPRequest(method: "POST", target: "/v1/signals", body: Array(body.utf8)), to: site.endpoint).status) ?? 0
+            statuses.add(status)
+        }
+        XCTAssertEqual(statuses.all, Array(repeating: 202, count: ids.count))
+
+        let deadline = Date(timeIntervalSinceNow: 20)
+        let index = node.journal.deliveryState()
+        func allDelivered() -> Bool {
+            ids.allSatisfy { id in
+                if case .delivered = index.delivery(signalID: id, recipientID: "1hoorn")?.status { return true }
+                return false
+            }
+        }
+        while (received.count < ids.count || !allDelivered()) && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(allDelivered(), "every receipt is journaled")
+        for id in ids {
+            let state = try XCTUnwrap(index.delivery(signalID: id, recipientID: "1hoorn"))
+            let fromJournal = try XCTUnwrap(try Outbound.message(for: state, journal: node.journal, configuration: node.configuration))
+            XCTAssertEqual(received.body(id).map { String(decoding: $0, as: UTF8.self) }, String(decoding: fromJournal.body, as: UTF8.self), id)
+            let status = try client.send(HTTPRequest(method: "GET", target: "/v1/signals/\(id)"), to: site.endpoint)
+            let recipients = try XCTUnwrap(json(status)["recipients"] as? [[String: Any]])
+            XCTAssertEqual(recipients.first?["state"] as? String, "delivered")
+        }
+        let message = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(received.body(ids[0])))) as? [String: Any])
+        let payload = try XCTUnwrap(message["payload"] as? [String: Any])
+        XCTAssertEqual(NSDictionary(dictionary: payload),
+                       NSDictionary(dictionary: ["Postcode": "1624KM", "Huisnummer": 12, "waarneming": "Post stapelt zich op.",
+                                                 "gezondheidsobservatie": "Leek verward.", "urgentie": "hoog"]))
+        XCTAssertEqual((message["sender"] as? [String: Any])?["id"] as? String, "intermaris")
+    }
+}
+
+private final class ReceivedBodies: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bodies: [String: [UInt8]] = [:]
+
+    func add(_ id: String, _ body: [UInt8]) { lock.withLock { bodies[id] = body } }
+    func body(_ id: String) -> [UInt8]? { lock.withLock { bodies[id] } }
+    var count: Int { lock.withLock { bodies.count } }
+}
+
+private final class Statuses: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int] = []
+
+    func add(_ status: Int) { lock.withLock { values.append(status) } }
+    var all: [Int] { lock.withLock { values } }
+}

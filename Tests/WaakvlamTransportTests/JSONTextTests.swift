@@ -1,0 +1,50 @@
+import Foundation
+import WaakvlamSystem
+import WaakvlamTransport
+import XCTest
+
+/// JSONText writes what JSONSerialization would (it replaced it on the hot paths: API
+/// answers, pushed messages, log lines), and its timestamps are ISO8601DateFormatter's.
+final class JSONTextTests: XCTestCase {
+    func testEncodesLikeJSONSerialization() throws {
+        let object: [String: Any] = [
+            "text": "a \"quoted\" back\\slash / slash\n\r\t\u{8}\u{C}\u{1}\u{1F} é 漢 🙂",
+            "int": -42, "int64": Int64(1) << 40, "uint8": UInt8(7), "double": 0.021126516, "whole": 3.0, "tiny": 1e-7,
+            "true": true, "false": false, "null": NSNull(),
+            "array": [1, "two", [3.5, false], [String: Any]()] as [Any], "empty": [Any](),
+            "nested": ["b": ["c": "d"], "a": [1, 2]] as [String: Any],
+            "fragment": JSONText.Fragment(Array(#"{"raw":[1,2]}"#.utf8)),
+            "nsnumber": NSNumber(value: 12), "substring": "abcdef".dropFirst(3),
+        ]
+        let ours = JSONText.encode(object)
+        let parsed = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(ours)) as? [String: Any])
+        var expected = object
+        expected["fragment"] = ["raw": [1, 2]]
+        expected["substring"] = "def"
+        let reference = try JSONSerialization.data(withJSONObject: expected, options: [.sortedKeys])
+        let parsedReference = try XCTUnwrap(try JSONSerialization.jsonObject(with: reference) as? [String: Any])
+        XCTAssertEqual(NSDictionary(dictionary: parsed), NSDictionary(dictionary: parsedReference))
+
+        // Byte for byte where the key order agrees (all lower case): the same escapes and numbers.
+        let flat: [String: Any] = ["a": "x/y \"q\" \u{1}\n", "b": 2.5, "c": 3.0, "d": [true, NSNull()] as [Any], "e": -7]
+        XCTAssertEqual(String(decoding: JSONText.encode(flat, escapingSlashes: true), as: UTF8.self),
+                       String(decoding: try JSONSerialization.data(withJSONObject: flat, options: [.sortedKeys]), as: UTF8.self))
+        XCTAssertEqual(String(decoding: JSONText.encode(flat), as: UTF8.self),
+                       String(decoding: try JSONSerialization.data(withJSONObject: flat, options: [.sortedKeys, .withoutEscapingSlashes]),
+                              as: UTF8.self))
+        // Keys in UTF-8 byte order; non-finite numbers become null.
+        XCTAssertEqual(String(decoding: JSONText.encode(["b": 1, "B": 2, "a": Double.nan] as [String: Any]), as: UTF8.self),
+                       #"{"B":2,"a":null,"b":1}"#)
+    }
+
+    func testTimestampsMatchISO8601DateFormatter() {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let samples = [0, 1, 999_999, 1_000_000, 1_763_768_643_855_000, 1_763_768_643_999_999, 951_782_400_000_000, 4_102_444_799_999_000]
+            .map { Date(timeIntervalSince1970: Double($0) / 1e6) } + [Date(), Date(timeIntervalSince1970: -86_400.5)]
+        for date in samples {
+            XCTAssertEqual(JSONText.timestamp(date), formatter.string(from: date), "\(date.timeIntervalSince1970)")
+        }
+        XCTAssertEqual(Log.timestamp(Date(timeIntervalSince1970: 1_763_768_643.855)), "2025-11-21T23:44:03.855Z")
+    }
+}
