@@ -49,6 +49,9 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var wakeRequested = false
     /// Picked and not yet finished (until the outcome is in the journal).
     private var inFlight = Set<Key>()
+    /// Released since the current pass of `collectDue` began: the index it reads may still
+    /// show them as due, so they are not picked again in this pass.
+    private var releasedThisPass = Set<Key>()
     /// Per recipient: in `inFlight`, and of those, requests on the wire.
     private var heldPerRecipient: [String: Int] = [:]
     private var sendingPerRecipient: [String: Int] = [:]
@@ -219,6 +222,11 @@ final class DeliveryScheduler: @unchecked Sendable {
         let settings = configuration.current.configuration.node.delivery
         let index = journal.deliveryState()
         var picked: [DeliveryState] = []
+        // A delivery is released only after its outcome is in the index, so what was released
+        // before this point reads as done below; what is released later is in the set.
+        condition.lock()
+        releasedThisPass.removeAll(keepingCapacity: true)
+        condition.unlock()
         for recipient in index.pushRecipients() {
             condition.lock()
             let state = health[recipient] ?? RecipientHealth()
@@ -235,7 +243,7 @@ final class DeliveryScheduler: @unchecked Sendable {
                 let key = Key(signalID: delivery.signalID, recipientID: recipient)
                 condition.lock()
                 let added = picked.count < settings.maximumInFlight && (sendingPerRecipient[recipient] ?? 0) < limit
-                    && inFlight.insert(key).inserted
+                    && !releasedThisPass.contains(key) && inFlight.insert(key).inserted
                 if added {
                     sendingPerRecipient[recipient, default: 0] += 1
                     heldPerRecipient[recipient, default: 0] += 1
@@ -268,6 +276,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func release(_ delivery: DeliveryState) {
         let key = Key(signalID: delivery.signalID, recipientID: delivery.recipientID)
         inFlight.remove(key)
+        releasedThisPass.insert(key)
         prepared[key] = nil
         heldPerRecipient[delivery.recipientID, default: 1] -= 1
     }

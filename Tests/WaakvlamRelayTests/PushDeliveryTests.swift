@@ -7,8 +7,9 @@ import WaakvlamJournal
 
 /// Push delivery on its fast path: the first push of a new signal uses the message the
 /// signal service built while journaling, and receipts are journaled in batches. What the
-/// recipient gets must be byte for byte what a retry would build from the journal, and every
-/// receipt must end up durable.
+/// recipient gets must be byte for byte what a retry would build from the journal, every
+/// receipt must end up durable, and no delivery may be pushed twice because the scheduler
+/// read the index just before a receipt was released.
 final class PushDeliveryTests: XCTestCase {
     func testFirstPushesAreWhatTheJournalWouldSendAndEveryReceiptIsJournaled() throws {
         let site = try Site()
@@ -33,7 +34,7 @@ final class PushDeliveryTests: XCTestCase {
         defer { node.shutdown(gracePeriod: 1) }
 
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
-        let ids = (0..<40).map { "push-\($0)" }
+        let ids = (0..<200).map { "push-\($0)" }
         let statuses = Statuses()
         DispatchQueue.concurrentPerform(iterations: ids.count) { index in
             let body = #"{"id":"\#(ids[index])","type":"zorgsignaal","to":["1hoorn"],"payload":{"Postcode":"1624KM","Huisnummer":12,"#
@@ -53,6 +54,8 @@ final class PushDeliveryTests: XCTestCase {
         }
         while (received.count < ids.count || !allDelivered()) && Date() < deadline { usleep(20_000) }
         XCTAssertTrue(allDelivered(), "every receipt is journaled")
+        usleep(200_000)
+        XCTAssertEqual(Set(ids.map { received.count($0) }), [1], "each signal pushed once")
         for id in ids {
             let state = try XCTUnwrap(index.delivery(signalID: id, recipientID: "1hoorn"))
             let fromJournal = try XCTUnwrap(try Outbound.message(for: state, journal: node.journal, configuration: node.configuration))
@@ -73,9 +76,17 @@ final class PushDeliveryTests: XCTestCase {
 private final class ReceivedBodies: @unchecked Sendable {
     private let lock = NSLock()
     private var bodies: [String: [UInt8]] = [:]
+    private var counts: [String: Int] = [:]
 
-    func add(_ id: String, _ body: [UInt8]) { lock.withLock { bodies[id] = body } }
+    func add(_ id: String, _ body: [UInt8]) {
+        lock.withLock {
+            bodies[id] = body
+            counts[id, default: 0] += 1
+        }
+    }
+
     func body(_ id: String) -> [UInt8]? { lock.withLock { bodies[id] } }
+    func count(_ id: String) -> Int { lock.withLock { counts[id] ?? 0 } }
     var count: Int { lock.withLock { bodies.count } }
 }
 
