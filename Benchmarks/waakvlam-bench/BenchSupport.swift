@@ -441,20 +441,3 @@ func quantile(_ sorted: [UInt64], _ fraction: Double) -> UInt64 {
     return sorted[min(max(rank, 0), sorted.count - 1)]
 }
 
-/// A TCP port that is free right now (bound to port 0, then released).
-func freePort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-            guard bind(fd, pointer, length) == 0 else { return -1 }
-            return getsockname(fd, pointer, &length)
-        }
-    }
-    guard bound == 0 else { throw TransportError.bind(address: "127.0.0.1:0", reason: String(cString: strerror(errno))) }
-    return UInt16(bigEndian: address.sin_port)
-}

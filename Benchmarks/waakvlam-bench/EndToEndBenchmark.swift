@@ -180,7 +180,7 @@ private struct EndToEndBenchmark {
         let node = try site.startNode()
         defer { stopProcess(node) }
         try site.waitUntilReady(node: node, recipient: recipient)
-        let nginxPort = try freePort()
+        let nginxPort = try freeLoopbackPort()
         let nginx = try Nginx.start(folder: folder + "/nginx", port: nginxPort, tls: site.nginxTLS, upstreams: """
                 upstream recipient {
                     server 127.0.0.1:\(site.recipientPort);
@@ -407,7 +407,7 @@ private struct Site {
         try files.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let config = folder + "/config"
         try files.copyItem(atPath: configSource, toPath: config)
-        let peerPort = try freePort(), adminPort = try freePort(), recipientPort = try freePort()
+        let peerPort = try freeLoopbackPort(), adminPort = try freeLoopbackPort(), recipientPort = try freeLoopbackPort()
         try edit(config + "/node.json", [
             ("\"127.0.0.1:8443\"", "\"127.0.0.1:\(peerPort)\""),
             ("\"127.0.0.1:9443\"", "\"127.0.0.1:\(adminPort)\""),

@@ -91,7 +91,7 @@ private struct TransportBenchmark {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let pki = try makePKI(folder + "/pki")
 
-        let nodePort = try freePort(), nginxPort = try freePort()
+        let nodePort = try freeLoopbackPort(), nginxPort = try freeLoopbackPort()
         let node = try startNode(folder: folder, pki: pki, port: nodePort)
         defer { stopProcess(node) }
         let client = try TLSContext(role: .client, certificateChain: pki.clientCertificate, privateKey: pki.clientKey, trustedCAs: pki.ca)
@@ -196,7 +196,7 @@ private struct TransportBenchmark {
         let node = """
         {
           node: { name: "bench", operator: "bench" },
-          listen: { peer: "127.0.0.1:\(port)", admin: "127.0.0.1:\(try freePort())" },
+          listen: { peer: "127.0.0.1:\(port)", admin: "127.0.0.1:\(try freeLoopbackPort())" },
           tls: { ca: "\(pki.ca)", certificate: "\(pki.serverCertificate)", key: "\(pki.serverKey)", crl: "\(pki.crl)", pins: null },
           state: "\(folder)/state",
           limits: { maximumBodyBytes: 1048576, maximumHeaderBytes: 16384, maximumHeaderCount: 64, maximumConnections: 1024 },

@@ -202,23 +202,12 @@ public final class DevelopmentCA: @unchecked Sendable {
 /// Writes PEM files: atomically (a temporary file renamed into place), keys readable by the
 /// owner only.
 public enum PEMFile {
+    /// Writes a PEM file durably (temporary file, flush, rename); keys get mode 0600.
     public static func write(_ text: String, to path: String, secret: Bool) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        let mode: mode_t = secret ? 0o600 : 0o644
         do {
-            let fd = try syscall("open") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
-            defer { close(fd) }
-            try syscall("fchmod") { fchmod(fd, mode) }
-            try Array(text.utf8).withUnsafeBytes { try writeAll(fd, $0) }
-            try syscall("fsync") { fsync(fd) }
+            try DurableFile.write(path, Array(text.utf8), mode: secret ? 0o600 : 0o644)
         } catch {
-            unlink(temporary)
             throw TransportError.file(path: path, problem: "cannot write: \(error)")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw TransportError.file(path: path, problem: "cannot write: \(reason)")
         }
     }
 }
