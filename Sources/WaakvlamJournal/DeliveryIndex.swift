@@ -50,23 +50,38 @@ public struct SignalSummary: Equatable, Sendable {
 /// state is a fixed-size struct. Details come from the journal (`Journal.signal(_:)`).
 public final class DeliveryIndex: @unchecked Sendable {
     private let lock = NSLock()
-    private var ids = IDTable()
+    /// Where the arrays below live (see `ScratchSpace`): declared first, released last.
+    private let space: ScratchSpace
+    private var ids: IDTable
     private var names = StringTable()
-    private var signals: [SignalEntry] = []
-    private var deliveries: [DeliveryEntry] = []
+    private var signals: ScratchArray<SignalEntry>
+    private var deliveries: ScratchArray<DeliveryEntry>
     /// Pending pushes per recipient by next attempt: the scheduler serves recipients one by
     /// one, so a recipient with a large backlog (one that is down) never hides the others.
     private var schedules: [UInt32: MinHeap] = [:]
     /// Pending deliveries (push and inbox) by the time they were queued, for expiry.
-    private var queued = MinHeap()
-    private var retention = MinHeap()
+    private var queued: MinHeap
+    private var retention: MinHeap
     private var inboxes: [UInt32: InboxQueue] = [:]
     private var pending = 0
     private var lastConfig: String?
     /// Signals held after the last `forgetCompleted`: the next one runs when this doubles.
     private var compactedCount = 0
+    /// Records applied since the index last dropped its pages from memory.
+    private var appliedSinceRelease = 0
+    /// How many records the index applies between two `ScratchSpace.releaseResident()`.
+    static let releaseInterval = 16_384
 
-    init() {}
+    /// `directory`: where the index keeps its scratch file (the journal's folder); nil keeps
+    /// it in memory.
+    init(directory: String?) {
+        space = ScratchSpace(directory: directory)
+        ids = IDTable(space)
+        signals = ScratchArray(space)
+        deliveries = ScratchArray(space)
+        queued = MinHeap(space)
+        retention = MinHeap(space)
+    }
 
     // MARK: Queries
 
@@ -103,7 +118,7 @@ public final class DeliveryIndex: @unchecked Sendable {
     public func pendingPerRecipient() -> [String: Int] {
         locked {
             var counts: [UInt32: Int] = [:]
-            for entry in deliveries where entry.state == .pending { counts[entry.recipient, default: 0] += 1 }
+            for d in deliveries.indices where deliveries[d].state == .pending { counts[deliveries[d].recipient, default: 0] += 1 }
             return Dictionary(uniqueKeysWithValues: counts.map { (names.name($0.key), $0.value) })
         }
     }
@@ -178,8 +193,9 @@ public final class DeliveryIndex: @unchecked Sendable {
             inboxes[recipient] = queue.isEmpty ? nil : queue
             var seen = Set<UInt32>()
             var out: [DeliveryState] = []
-            for d in queue.items[queue.head...] where out.count < limit && isWaiting(d) && seen.insert(d).inserted {
-                out.append(state(d))
+            for i in queue.head..<queue.items.count where out.count < limit {
+                let d = queue.items[i]
+                if isWaiting(d), seen.insert(d).inserted { out.append(state(d)) }
             }
             return out
         }
@@ -194,16 +210,15 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    /// Approximate bytes held by the index (capacities of its arrays and tables).
+    /// Approximate bytes held by the index, wherever they are: its arrays (reserved in the
+    /// scratch file, see `ScratchSpace`) and its interned names. Only the pages in use are in
+    /// the process's memory.
     public var memoryFootprint: Int {
-        locked {
-            ids.memoryFootprint + names.memoryFootprint
-                + signals.capacity * MemoryLayout<SignalEntry>.stride
-                + deliveries.capacity * MemoryLayout<DeliveryEntry>.stride
-                + schedules.values.reduce(0) { $0 + $1.memoryFootprint } + queued.memoryFootprint + retention.memoryFootprint
-                + inboxes.values.reduce(0) { $0 + $1.items.capacity * 4 + 48 }
-        }
+        locked { space.reservedBytes + names.memoryFootprint }
     }
+
+    /// True when the index's arrays are in a scratch file and can leave memory.
+    public var isPageable: Bool { locked { space.isFileBacked } }
 
     // MARK: Forgetting
 
@@ -242,9 +257,9 @@ public final class DeliveryIndex: @unchecked Sendable {
         compactedCount = signals.count
         let forgettable = signals.indices.reduce(0) { $0 + (isForgettable($1, before: cutoff) ? 1 : 0) }
         guard forgettable >= minimum else { return 0 }
-        var keptIDs = IDTable()
-        var keptSignals: [SignalEntry] = []
-        var keptDeliveries: [DeliveryEntry] = []
+        var keptIDs = IDTable(space)
+        let keptSignals = ScratchArray<SignalEntry>(space)
+        let keptDeliveries = ScratchArray<DeliveryEntry>(space)
         for s in signals.indices where !isForgettable(s, before: cutoff) {
             var entry = signals[s]
             var chain: [UInt32] = []
@@ -276,15 +291,16 @@ public final class DeliveryIndex: @unchecked Sendable {
         signals = keptSignals
         deliveries = keptDeliveries
         schedules = [:]
-        queued = MinHeap()
-        retention = MinHeap()
+        queued = MinHeap(space)
+        retention = MinHeap(space)
         inboxes = [:]
         // Deliveries keep their journal order, so inbox queues keep theirs.
-        for (i, e) in deliveries.enumerated() {
+        for i in deliveries.indices {
+            let e = deliveries[i]
             if e.state == .pending {
                 queued.push(e.firstQueuedAt, UInt32(i))
-                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap()].push(e.time, UInt32(i)) }
-                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue()].items.append(UInt32(i)) }
+                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap(space)].push(e.time, UInt32(i)) }
+                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue(space)].items.append(UInt32(i)) }
             }
             if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
         }
@@ -309,11 +325,18 @@ public final class DeliveryIndex: @unchecked Sendable {
         locked {
             for (records, positions) in appends {
                 for i in records.indices { apply(records[i], positions[i]) }
+                appliedSinceRelease += records.count
             }
             if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
                 for recipient in Array(schedules.keys) { schedules[recipient]!.compact(isCurrent: isScheduled) }
             }
             if queued.count > 2 * pending + 4096 { queued.compact(isCurrent: isQueued) }
+            if appliedSinceRelease >= Self.releaseInterval {
+                // What was touched since the last time leaves memory; what is still in use
+                // (the newest entries, the heads of the queues) comes back on its next access.
+                space.releaseResident()
+                appliedSinceRelease = 0
+            }
         }
     }
 
@@ -334,7 +357,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
             deliveries[Int(d)].time = r.nextAttemptAt.map(JournalTime.microseconds) ?? .max
             if deliveries[Int(d)].mode == .push, let next = r.nextAttemptAt {
-                schedules[deliveries[Int(d)].recipient, default: MinHeap()].push(JournalTime.microseconds(next), d)
+                schedules[deliveries[Int(d)].recipient, default: MinHeap(space)].push(JournalTime.microseconds(next), d)
             }
         case .delivered(let r):
             finish(r.signalID, r.recipientID, .delivered, r.at)
@@ -383,9 +406,9 @@ public final class DeliveryIndex: @unchecked Sendable {
             pending += 1
             queued.push(entry.firstQueuedAt, d)
             if entry.mode == .push {
-                schedules[recipient, default: MinHeap()].push(entry.time, d)
+                schedules[recipient, default: MinHeap(space)].push(entry.time, d)
             } else {
-                inboxes[recipient, default: InboxQueue()].items.append(d)
+                inboxes[recipient, default: InboxQueue(space)].items.append(d)
             }
         }
         if entry.keySlot != .max, entry.retentionUntil != .max {
@@ -518,8 +541,12 @@ private struct DeliveryEntry {
 }
 
 private struct InboxQueue {
-    var items: [UInt32] = []
+    let items: ScratchArray<UInt32>
     var head = 0
+
+    init(_ space: ScratchSpace) {
+        items = ScratchArray(space)
+    }
 
     var isEmpty: Bool { head == items.count }
 
@@ -555,13 +582,19 @@ private struct StringTable {
 /// Signal ids (arbitrary strings, unique per signal) in one byte arena with an
 /// open-addressing table: about 10 bytes of overhead per id instead of a heap object each.
 struct IDTable {
-    private var arena: [UInt8] = []
-    private var ends: [UInt32] = []
-    private var slots = [UInt32](repeating: 0, count: 1024)
+    private let space: ScratchSpace
+    private let arena: ScratchArray<UInt8>
+    private let ends: ScratchArray<UInt32>
+    private var slots: ScratchArray<UInt32>
+
+    init(_ space: ScratchSpace) {
+        self.space = space
+        arena = ScratchArray(space)
+        ends = ScratchArray(space)
+        slots = ScratchArray(space, zeroed: 1024)
+    }
 
     var count: Int { ends.count }
-
-    var memoryFootprint: Int { arena.capacity + ends.capacity * 4 + slots.capacity * 4 }
 
     private static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -578,16 +611,15 @@ struct IDTable {
     private func probe(_ key: UnsafeRawBufferPointer, _ hash: UInt64) -> (slot: Int, id: UInt32?) {
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: hash) & mask
-        return arena.withUnsafeBytes { a in
-            while true {
-                let entry = slots[slot]
-                if entry == 0 { return (slot, nil) }
-                let r = range(Int(entry - 1))
-                if r.count == key.count, key.count == 0 || memcmp(a.baseAddress! + r.lowerBound, key.baseAddress!, key.count) == 0 {
-                    return (slot, entry - 1)
-                }
-                slot = (slot + 1) & mask
+        let a = UnsafeRawBufferPointer(start: arena.base, count: arena.count)
+        while true {
+            let entry = slots[slot]
+            if entry == 0 { return (slot, nil) }
+            let r = range(Int(entry - 1))
+            if r.count == key.count, key.count == 0 || memcmp(a.baseAddress! + r.lowerBound, key.baseAddress!, key.count) == 0 {
+                return (slot, entry - 1)
             }
+            slot = (slot + 1) & mask
         }
     }
 
@@ -607,7 +639,7 @@ struct IDTable {
             let (slot, existing) = probe(key, hash)
             if let existing { return (existing, false) }
             let index = UInt32(ends.count)
-            arena.append(contentsOf: key)
+            arena.append(contentsOf: key.bindMemory(to: UInt8.self))
             ends.append(UInt32(arena.count))
             slots[slot] = index + 1
             if ends.count * 2 > slots.count { grow() }
@@ -616,19 +648,19 @@ struct IDTable {
     }
 
     func string(_ i: UInt32) -> String {
-        arena.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[range(Int(i))]), as: UTF8.self) }
+        let r = range(Int(i))
+        return String(decoding: UnsafeBufferPointer(start: arena.base + r.lowerBound, count: r.count), as: UTF8.self)
     }
 
     private mutating func grow() {
-        var bigger = [UInt32](repeating: 0, count: slots.count * 2)
+        let bigger = ScratchArray<UInt32>(space, zeroed: slots.count * 2)
         let mask = bigger.count - 1
-        arena.withUnsafeBytes { a in
-            for i in 0..<ends.count {
-                let r = range(i)
-                var slot = Int(truncatingIfNeeded: Self.hash(UnsafeRawBufferPointer(rebasing: a[r]))) & mask
-                while bigger[slot] != 0 { slot = (slot + 1) & mask }
-                bigger[slot] = UInt32(i + 1)
-            }
+        let a = UnsafeRawBufferPointer(start: arena.base, count: arena.count)
+        for i in 0..<ends.count {
+            let r = range(i)
+            var slot = Int(truncatingIfNeeded: Self.hash(UnsafeRawBufferPointer(rebasing: a[r]))) & mask
+            while bigger[slot] != 0 { slot = (slot + 1) & mask }
+            bigger[slot] = UInt32(i + 1)
         }
         slots = bigger
     }
@@ -642,39 +674,52 @@ struct MinHeap {
         var value: UInt32
     }
 
-    private(set) var storage: [Entry] = []
+    private let storage: ScratchArray<Entry>
+
+    init(_ space: ScratchSpace) {
+        storage = ScratchArray(space)
+    }
 
     var count: Int { storage.count }
-    var top: Entry? { storage.first }
-    var memoryFootprint: Int { storage.capacity * MemoryLayout<Entry>.stride }
+    var top: Entry? { storage.isEmpty ? nil : storage[0] }
 
     mutating func push(_ key: Int64, _ value: UInt32) {
         storage.append(Entry(key: key, value: value))
-        var i = storage.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard storage[i].key < storage[parent].key else { break }
-            storage.swapAt(i, parent)
-            i = parent
-        }
+        Self.siftUp(storage.base, storage.count - 1)
     }
 
     mutating func pop() {
         guard !storage.isEmpty else { return }
         storage.swapAt(0, storage.count - 1)
         storage.removeLast()
-        siftDown(0)
+        Self.siftDown(storage.base, storage.count, 0)
     }
 
-    private mutating func siftDown(_ start: Int) {
+    private static func swap(_ heap: UnsafeMutablePointer<Entry>, _ i: Int, _ j: Int) {
+        let t = heap[i]
+        heap[i] = heap[j]
+        heap[j] = t
+    }
+
+    private static func siftUp(_ heap: UnsafeMutablePointer<Entry>, _ start: Int) {
+        var i = start
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard heap[i].key < heap[parent].key else { break }
+            swap(heap, i, parent)
+            i = parent
+        }
+    }
+
+    private static func siftDown(_ heap: UnsafeMutablePointer<Entry>, _ count: Int, _ start: Int) {
         var i = start
         while true {
             let l = 2 * i + 1, r = l + 1
             var smallest = i
-            if l < storage.count, storage[l].key < storage[smallest].key { smallest = l }
-            if r < storage.count, storage[r].key < storage[smallest].key { smallest = r }
+            if l < count, heap[l].key < heap[smallest].key { smallest = l }
+            if r < count, heap[r].key < heap[smallest].key { smallest = r }
             if smallest == i { return }
-            storage.swapAt(i, smallest)
+            swap(heap, i, smallest)
             i = smallest
         }
     }
@@ -684,17 +729,22 @@ struct MinHeap {
     func smallest(upTo limitKey: Int64, limit: Int, isCurrent: (Int64, UInt32) -> Bool) -> [UInt32] {
         var out: [UInt32] = []
         var seen = Set<UInt32>()
-        var frontier = MinHeap()
-        if !storage.isEmpty { frontier.push(storage[0].key, 0) }
-        while out.count < limit, let next = frontier.top {
-            frontier.pop()
+        // Positions in the heap still to visit, as a heap of (key, position) in ordinary memory.
+        var frontier: [Entry] = []
+        func visit(_ position: Int) {
+            frontier.append(Entry(key: storage[position].key, value: UInt32(position)))
+            frontier.withUnsafeMutableBufferPointer { Self.siftUp($0.baseAddress!, $0.count - 1) }
+        }
+        if !storage.isEmpty { visit(0) }
+        while out.count < limit, let next = frontier.first {
+            frontier.swapAt(0, frontier.count - 1)
+            frontier.removeLast()
+            frontier.withUnsafeMutableBufferPointer { if $0.count > 0 { Self.siftDown($0.baseAddress!, $0.count, 0) } }
             let i = Int(next.value)
             let entry = storage[i]
             if entry.key > limitKey { break }
             if isCurrent(entry.key, entry.value), seen.insert(entry.value).inserted { out.append(entry.value) }
-            for child in [2 * i + 1, 2 * i + 2] where child < storage.count {
-                frontier.push(storage[child].key, UInt32(child))
-            }
+            for child in [2 * i + 1, 2 * i + 2] where child < storage.count { visit(child) }
         }
         return out
     }
@@ -702,7 +752,15 @@ struct MinHeap {
     /// Drops entries that are no longer current, and duplicates.
     mutating func compact(isCurrent: (Int64, UInt32) -> Bool) {
         var seen = Set<UInt32>()
-        storage = storage.filter { isCurrent($0.key, $0.value) && seen.insert($0.value).inserted }
-        for i in stride(from: storage.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        var kept = 0
+        for i in storage.indices {
+            let entry = storage[i]
+            if isCurrent(entry.key, entry.value), seen.insert(entry.value).inserted {
+                storage[kept] = entry
+                kept += 1
+            }
+        }
+        storage.truncate(to: kept)
+        for i in stride(from: kept / 2 - 1, through: 0, by: -1) { Self.siftDown(storage.base, kept, i) }
     }
 }

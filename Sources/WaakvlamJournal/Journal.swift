@@ -156,7 +156,7 @@ public final class Journal: @unchecked Sendable {
         self.options = options
         self.lockFD = lockFD
         let started = monotonicNanoseconds()
-        let index = DeliveryIndex()
+        let index = DeliveryIndex(directory: directory)
         self.index = index
         let state = try Journal.recover(directory: directory, index: index, options: options)
         segmentNumber = state.segment
