@@ -300,7 +300,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             if e.state == .pending {
                 queued.push(e.firstQueuedAt, UInt32(i))
                 if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap(space)].push(e.time, UInt32(i)) }
-                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue(space)].items.append(UInt32(i)) }
+                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue(space)].append(UInt32(i)) }
             }
             if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
         }
@@ -408,7 +408,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             if entry.mode == .push {
                 schedules[recipient, default: MinHeap(space)].push(entry.time, d)
             } else {
-                inboxes[recipient, default: InboxQueue(space)].items.append(d)
+                inboxes[recipient, default: InboxQueue(space)].append(d)
             }
         }
         if entry.keySlot != .max, entry.retentionUntil != .max {
@@ -549,6 +549,10 @@ private struct InboxQueue {
     }
 
     var isEmpty: Bool { head == items.count }
+
+    /// Mutating (though `items` is a reference), so that `inboxes[r, default: ...].append`
+    /// stores a new queue in the dictionary.
+    mutating func append(_ d: UInt32) { items.append(d) }
 
     mutating func dropLeading(while shouldDrop: (UInt32) -> Bool) {
         while head < items.count, shouldDrop(items[head]) { head += 1 }
