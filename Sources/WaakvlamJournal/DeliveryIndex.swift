@@ -64,13 +64,15 @@ public final class DeliveryIndex: @unchecked Sendable {
     private var retention: MinHeap
     private var inboxes: [UInt32: InboxQueue] = [:]
     private var pending = 0
+    /// Pending deliveries per recipient, kept as records arrive (a scrape reads it at once).
+    private var pendingByRecipient: [UInt32: Int] = [:]
     private var lastConfig: String?
     /// Signals held after the last `forgetCompleted`: the next one runs when this doubles.
     private var compactedCount = 0
     /// Records applied since the index last dropped its pages from memory.
     private var appliedSinceRelease = 0
     /// How many records the index applies between two `ScratchSpace.releaseResident()`.
-    static let releaseInterval = 16_384
+    static let releaseInterval = 8_192
 
     /// `directory`: where the index keeps its scratch file (the journal's folder); nil keeps
     /// it in memory.
@@ -113,14 +115,9 @@ public final class DeliveryIndex: @unchecked Sendable {
         locked { find(signalID, recipientID).map(state) }
     }
 
-    /// Pending deliveries (push and inbox) per recipient: the backlog in /metrics. Counts by
-    /// walking the deliveries, so it is meant for a scrape, not for a hot path.
+    /// Pending deliveries (push and inbox) per recipient with any: the backlog in /metrics.
     public func pendingPerRecipient() -> [String: Int] {
-        locked {
-            var counts: [UInt32: Int] = [:]
-            for d in deliveries.indices where deliveries[d].state == .pending { counts[deliveries[d].recipient, default: 0] += 1 }
-            return Dictionary(uniqueKeysWithValues: counts.map { (names.name($0.key), $0.value) })
-        }
+        locked { Dictionary(uniqueKeysWithValues: pendingByRecipient.map { (names.name($0.key), $0.value) }) }
     }
 
     /// Recipients with pending push deliveries.
@@ -254,6 +251,7 @@ public final class DeliveryIndex: @unchecked Sendable {
     }
 
     private func forget(before cutoff: Int64, minimum: Int) -> Int {
+        defer { releaseResident() }
         compactedCount = signals.count
         let forgettable = signals.indices.reduce(0) { $0 + (isForgettable($1, before: cutoff) ? 1 : 0) }
         guard forgettable >= minimum else { return 0 }
@@ -329,14 +327,13 @@ public final class DeliveryIndex: @unchecked Sendable {
             }
             if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
                 for recipient in Array(schedules.keys) { schedules[recipient]!.compact(isCurrent: isScheduled) }
+                appliedSinceRelease = Self.releaseInterval
             }
-            if queued.count > 2 * pending + 4096 { queued.compact(isCurrent: isQueued) }
-            if appliedSinceRelease >= Self.releaseInterval {
-                // What was touched since the last time leaves memory; what is still in use
-                // (the newest entries, the heads of the queues) comes back on its next access.
-                space.releaseResident()
-                appliedSinceRelease = 0
+            if queued.count > 2 * pending + 4096 {
+                queued.compact(isCurrent: isQueued)
+                appliedSinceRelease = Self.releaseInterval
             }
+            if appliedSinceRelease >= Self.releaseInterval { releaseResident() }
         }
     }
 
@@ -389,7 +386,7 @@ public final class DeliveryIndex: @unchecked Sendable {
         if let existing = find(s, recipient) {
             // A second decision for the same delivery replaces the first.
             d = existing
-            if deliveries[Int(d)].state == .pending { pending -= 1 }
+            if deliveries[Int(d)].state == .pending { countPending(deliveries[Int(d)].recipient, -1) }
             entry.nextInSignal = deliveries[Int(d)].nextInSignal
             deliveries[Int(d)] = entry
         } else {
@@ -403,7 +400,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             signals[Int(s)].lastDelivery = d
         }
         if entry.state == .pending {
-            pending += 1
+            countPending(recipient, 1)
             queued.push(entry.firstQueuedAt, d)
             if entry.mode == .push {
                 schedules[recipient, default: MinHeap(space)].push(entry.time, d)
@@ -418,12 +415,26 @@ public final class DeliveryIndex: @unchecked Sendable {
 
     private func finish(_ signalID: String, _ recipientID: String, _ state: DeliveryEntry.State, _ at: Date) {
         guard let d = find(signalID, recipientID), deliveries[Int(d)].state == .pending else { return }
-        pending -= 1
+        countPending(deliveries[Int(d)].recipient, -1)
         deliveries[Int(d)].state = state
         deliveries[Int(d)].time = JournalTime.microseconds(at)
     }
 
     // MARK: Internals
+
+    /// What was touched since the last time leaves memory; what is still in use (the newest
+    /// entries, the heads of the queues) comes back on its next access. After every
+    /// `releaseInterval` records and after each walk over the whole index.
+    private func releaseResident() {
+        space.releaseResident()
+        appliedSinceRelease = 0
+    }
+
+    private func countPending(_ recipient: UInt32, _ change: Int) {
+        pending += change
+        let count = pendingByRecipient[recipient, default: 0] + change
+        pendingByRecipient[recipient] = count == 0 ? nil : count
+    }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
