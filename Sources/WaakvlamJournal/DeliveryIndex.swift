@@ -595,12 +595,17 @@ private struct StringTable {
 }
 
 /// Signal ids (arbitrary strings, unique per signal) in one byte arena with an
-/// open-addressing table: about 10 bytes of overhead per id instead of a heap object each.
+/// open-addressing table: 4 bytes (end in the arena) and 11-23 bytes of table per id
+/// instead of a heap object each.
 struct IDTable {
     private let space: ScratchSpace
     private let arena: ScratchArray<UInt8>
     private let ends: ScratchArray<UInt32>
-    private var slots: ScratchArray<UInt32>
+    /// Open addressing, at most 70% full: per slot the id's number + 1 (low half, 0 for an
+    /// empty slot) and the upper half of its hash, so that a probe compares ids only when
+    /// those match. A lookup of a new id (every submission) then touches one or two cache
+    /// lines of this table and not the arena: only the table needs to stay in memory.
+    private var slots: ScratchArray<UInt64>
 
     init(_ space: ScratchSpace) {
         self.space = space
@@ -622,6 +627,8 @@ struct IDTable {
 
     private func range(_ i: Int) -> Range<Int> { (i == 0 ? 0 : Int(ends[i - 1]))..<Int(ends[i]) }
 
+    private static func slotValue(_ index: Int, _ hash: UInt64) -> UInt64 { hash & 0xFFFF_FFFF_0000_0000 | UInt64(index + 1) }
+
     /// The table slot holding `key`, or the empty slot where it would go.
     private func probe(_ key: UnsafeRawBufferPointer, _ hash: UInt64) -> (slot: Int, id: UInt32?) {
         let mask = slots.count - 1
@@ -630,9 +637,12 @@ struct IDTable {
         while true {
             let entry = slots[slot]
             if entry == 0 { return (slot, nil) }
-            let r = range(Int(entry - 1))
-            if r.count == key.count, key.count == 0 || memcmp(a.baseAddress! + r.lowerBound, key.baseAddress!, key.count) == 0 {
-                return (slot, entry - 1)
+            if entry >> 32 == hash >> 32 {
+                let id = UInt32(truncatingIfNeeded: entry) - 1
+                let r = range(Int(id))
+                if r.count == key.count, key.count == 0 || memcmp(a.baseAddress! + r.lowerBound, key.baseAddress!, key.count) == 0 {
+                    return (slot, id)
+                }
             }
             slot = (slot + 1) & mask
         }
@@ -656,8 +666,8 @@ struct IDTable {
             let index = UInt32(ends.count)
             arena.append(contentsOf: key.bindMemory(to: UInt8.self))
             ends.append(UInt32(arena.count))
-            slots[slot] = index + 1
-            if ends.count * 2 > slots.count { grow() }
+            slots[slot] = Self.slotValue(Int(index), hash)
+            if ends.count * 10 > slots.count * 7 { grow() }
             return (index, true)
         }
     }
@@ -668,14 +678,15 @@ struct IDTable {
     }
 
     private mutating func grow() {
-        let bigger = ScratchArray<UInt32>(space, zeroed: slots.count * 2)
+        let bigger = ScratchArray<UInt64>(space, zeroed: slots.count * 2)
         let mask = bigger.count - 1
         let a = UnsafeRawBufferPointer(start: arena.base, count: arena.count)
         for i in 0..<ends.count {
             let r = range(i)
-            var slot = Int(truncatingIfNeeded: Self.hash(UnsafeRawBufferPointer(rebasing: a[r]))) & mask
+            let hash = Self.hash(UnsafeRawBufferPointer(rebasing: a[r]))
+            var slot = Int(truncatingIfNeeded: hash) & mask
             while bigger[slot] != 0 { slot = (slot + 1) & mask }
-            bigger[slot] = UInt32(i + 1)
+            bigger[slot] = Self.slotValue(i, hash)
         }
         slots = bigger
     }

@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+@testable import WaakvlamJournal
+
+/// The delivery index keeps its arrays in a nameless scratch file whose pages leave the
+/// process's memory (`ScratchSpace`); these tests check that nothing is lost on the way.
+final class DeliveryIndexPagingTests: XCTestCase {
+    func testScratchArraysKeepTheirContentsWhenTheirPagesLeaveMemory() throws {
+        let dir = temporaryDirectory(self)
+        for directory in [dir, nil] {
+            let label = directory == nil ? "anonymous" : "file"
+            let space = ScratchSpace(directory: directory)
+            let values = ScratchArray<UInt64>(space)
+            for i in 0..<300_000 { values.append(UInt64(i) &* 0x9E37_79B9_7F4A_7C15) }  // 2.4 MB: several reservations
+            let zeroed = ScratchArray<UInt32>(space, zeroed: 5_000)
+            zeroed[4_999] = 7
+            space.releaseResident()
+            XCTAssertEqual(space.isFileBacked, directory != nil, label)
+            XCTAssertEqual(values.count, 300_000, label)
+            XCTAssertTrue((0..<300_000).allSatisfy { values[$0] == UInt64($0) &* 0x9E37_79B9_7F4A_7C15 }, label)
+            XCTAssertEqual(zeroed[4_999], 7, label)
+            XCTAssertTrue((0..<4_999).allSatisfy { zeroed[$0] == 0 }, label)
+            values.removeFirst(100_000)
+            XCTAssertEqual(values[0], 100_000 &* 0x9E37_79B9_7F4A_7C15, label)
+            values.truncate(to: 10)
+            XCTAssertEqual(values.last, 100_009 &* 0x9E37_79B9_7F4A_7C15, label)
+            XCTAssertGreaterThanOrEqual(space.reservedBytes, 2_400_000, label)
+        }
+        // A window given back is reused and reads as zeros.
+        let space = ScratchSpace(directory: dir)
+        var first: ScratchArray<UInt32>? = ScratchArray(space)
+        for _ in 0..<100_000 { first!.append(0xFFFF_FFFF) }
+        first = nil
+        XCTAssertEqual(space.reservedBytes, 0)
+        let second = ScratchArray<UInt32>(space, zeroed: 100_000)
+        XCTAssertTrue((0..<100_000).allSatisfy { second[$0] == 0 })
+        // The scratch file has no name: the folder holds only what the test made.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [])
+    }
+
+    func testAPagedIndexAnswersTheSameAfterItsPagesLeftMemoryAndAfterReopening() throws {
+        let dir = temporaryDirectory(self)
+        var journal: Journal? = try Journal.openForTest(dir)
+        // More records than `releaseInterval`, so the index drops its pages several times.
+        let count = 12_000
+        var batch: [JournalRecord] = []
+        for i in 0..<count {
+            let id = "signal-\(i)"
+            switch i % 3 {
+            case 0: batch += Sample.signal(id, to: "gemeente-hoorn", at: time(i))
+            case 1: batch += Sample.signal(id, to: "politie", at: time(i))
+            default: batch += Sample.signal(id, to: "1hoorn", mode: .inbox, at: time(i))
+            }
+            if i % 10 == 9 {
+                batch.append(.delivered(Delivered(signalID: "signal-\(i - 9)", recipientID: "gemeente-hoorn", via: .push, at: time(i))))
+            }
+            if batch.count >= 500 {
+                try journal!.append(batch)
+                batch = []
+            }
+        }
+        if !batch.isEmpty { try journal!.append(batch) }
+        XCTAssertEqual(journal!.deliveryState().isPageable, true)
+
+        func check(_ index: DeliveryIndex, _ label: String) {
+            let delivered = (0..<count).filter { $0 % 30 == 0 }.count  // every tenth, of the gemeente's third
+            XCTAssertEqual(index.signalCount, count, label)
+            XCTAssertEqual(index.pendingCount, count - delivered, label)
+            XCTAssertEqual(index.pendingPerRecipient(), ["gemeente-hoorn": count / 3 - delivered, "politie": count / 3, "1hoorn": count / 3], label)
+            XCTAssertTrue((0..<count).allSatisfy { index.contains(signalID: "signal-\($0)") }, label)
+            XCTAssertFalse(index.contains(signalID: "signal-\(count)"), label)
+            XCTAssertEqual(index.duePushes(recipientID: "gemeente-hoorn", at: time(count), limit: 3).map(\.signalID),
+                           ["signal-3", "signal-6", "signal-9"], label)
+            XCTAssertEqual(index.duePushes(recipientID: "politie", at: time(count), limit: 2).map(\.signalID), ["signal-1", "signal-4"], label)
+            XCTAssertEqual(index.inbox(recipientID: "1hoorn", limit: 2).map(\.signalID), ["signal-2", "signal-5"], label)
+            XCTAssertEqual(index.pendingQueued(before: time(4), limit: 10).map(\.signalID), ["signal-1", "signal-2", "signal-3"], label)
+            XCTAssertEqual(index.delivery(signalID: "signal-11970", recipientID: "gemeente-hoorn")?.status, .delivered(at: time(11979)), label)
+            XCTAssertEqual(index.delivery(signalID: "signal-11999", recipientID: "1hoorn")?.status,
+                           .pending(attempts: 0, firstQueuedAt: time(11999), nextAttemptAt: nil, mode: .inbox), label)
+        }
+        let index = journal!.deliveryState()
+        check(index, "live")
+        // A walk over the whole index ends by dropping its pages: what is left in memory of the
+        // scratch file is at most a few pages.
+        index.forgetCompleted(receivedBefore: .distantPast)
+        XCTAssertLessThan(scratchResidentKiB(dir), 64)
+        check(index, "after its pages left memory")
+        journal!.close()
+        journal = try Journal.openForTest(dir)
+        check(journal!.deliveryState(), "after reopen")
+        journal!.close()
+    }
+
+    /// Resident KiB of this process's mappings of files in `directory` (the nameless scratch
+    /// file shows as "<directory>/#<inode> (deleted)").
+    private func scratchResidentKiB(_ directory: String) -> Int {
+        guard let smaps = try? String(contentsOfFile: "/proc/self/smaps", encoding: .utf8) else { return 0 }
+        var inScratch = false
+        var total = 0
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), fields.count >= 5 {
+                inScratch = fields.count >= 6 && fields[5].hasPrefix(directory)
+            } else if inScratch, fields.first == "Rss:", fields.count >= 2 {
+                total += Int(fields[1]) ?? 0
+            }
+        }
+        return total
+    }
+}
