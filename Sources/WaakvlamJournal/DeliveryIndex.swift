@@ -1,4 +1,5 @@
 import Foundation
+import WaakvlamSystem
 
 /// Where one delivery (one signal to one recipient) stands.
 public enum DeliveryStatus: Equatable, Sendable {
@@ -65,14 +66,19 @@ public final class DeliveryIndex: @unchecked Sendable {
     private var inboxes: [UInt32: InboxQueue] = [:]
     private var pending = 0
     /// Pending deliveries per recipient, kept as records arrive (a scrape reads it at once).
-    private var pendingByRecipient: [UInt32: Int] = [:]
+    /// Indexed by the recipient's interned name.
+    private var pendingByRecipient: [Int] = []
     private var lastConfig: String?
     /// Signals held after the last `forgetCompleted`: the next one runs when this doubles.
     private var compactedCount = 0
     /// Records applied since the index last dropped its pages from memory.
     private var appliedSinceRelease = 0
-    /// How many records the index applies between two `ScratchSpace.releaseResident()`.
+    private var lastRelease: UInt64 = 0
+    /// The index drops its pages from memory (`ScratchSpace.releaseResident()`) once it has
+    /// applied this many records and at least `releaseNanoseconds` passed: the pages a
+    /// rebuild at open touches are not dropped and faulted in again hundreds of times.
     static let releaseInterval = 8_192
+    static let releaseNanoseconds: UInt64 = 1_000_000_000
 
     /// `directory`: where the index keeps its scratch file (the journal's folder); nil keeps
     /// it in memory.
@@ -117,7 +123,11 @@ public final class DeliveryIndex: @unchecked Sendable {
 
     /// Pending deliveries (push and inbox) per recipient with any: the backlog in /metrics.
     public func pendingPerRecipient() -> [String: Int] {
-        locked { Dictionary(uniqueKeysWithValues: pendingByRecipient.map { (names.name($0.key), $0.value) }) }
+        locked {
+            var counts: [String: Int] = [:]
+            for (recipient, count) in pendingByRecipient.enumerated() where count > 0 { counts[names.name(UInt32(recipient))] = count }
+            return counts
+        }
     }
 
     /// Recipients with pending push deliveries.
@@ -333,7 +343,9 @@ public final class DeliveryIndex: @unchecked Sendable {
                 queued.compact(isCurrent: isQueued)
                 appliedSinceRelease = Self.releaseInterval
             }
-            if appliedSinceRelease >= Self.releaseInterval { releaseResident() }
+            if appliedSinceRelease >= Self.releaseInterval, monotonicNanoseconds() - lastRelease >= Self.releaseNanoseconds {
+                releaseResident()
+            }
         }
     }
 
@@ -428,12 +440,14 @@ public final class DeliveryIndex: @unchecked Sendable {
     private func releaseResident() {
         space.releaseResident()
         appliedSinceRelease = 0
+        lastRelease = monotonicNanoseconds()
     }
 
     private func countPending(_ recipient: UInt32, _ change: Int) {
         pending += change
-        let count = pendingByRecipient[recipient, default: 0] + change
-        pendingByRecipient[recipient] = count == 0 ? nil : count
+        let r = Int(recipient)
+        if r >= pendingByRecipient.count { pendingByRecipient += Array(repeating: 0, count: r + 1 - pendingByRecipient.count) }
+        pendingByRecipient[r] += change
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {

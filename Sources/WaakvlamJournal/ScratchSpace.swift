@@ -13,7 +13,7 @@ import Glibc
 ///
 /// The file holds nothing durable: it has no name (O_TMPFILE, or unlinked at once), is gone
 /// when the process ends, and the index is rebuilt from the journal at open. Disk blocks are
-/// reserved with `posix_fallocate` before they are used, so a full disk never faults a mapped
+/// reserved with `posix_fallocate` before they are used (and kept for reuse), so a full disk never faults a mapped
 /// page: an array that cannot get blocks moves to anonymous memory (and stays correct, only
 /// resident). Without a usable folder or sparse files, all windows are anonymous memory.
 ///
@@ -45,6 +45,10 @@ final class ScratchSpace {
     private var freeAnonymous: [Int] = []
     /// Bytes reserved (and possibly touched) per window number in use.
     private var reserved: [Int: Int] = [:]
+    /// Bytes with disk blocks per file window number, in use or not: a window given back
+    /// keeps its blocks for the next array (punching holes costs synchronous discards on
+    /// file systems mounted with `discard`).
+    private var allocated: [Int: Int] = [:]
     /// Set when a scratch file could not be made: the windows are anonymous from then on.
     private var fileUnavailable = false
 
@@ -89,26 +93,22 @@ final class ScratchSpace {
         guard bytes > have else { return true }
         // Grow by an eighth at least, in whole megabytes: few calls, little waste.
         let target = min(Self.windowBytes, roundUp(max(bytes, have + have / 8), to: 1 << 20))
-        if window.fileBacked {
+        let blocks = allocated[window.number] ?? 0
+        if window.fileBacked, target > blocks {
             let chunk = chunks[window.number / Self.windowsPerChunk]
             let offset = (window.number % Self.windowsPerChunk) * Self.windowBytes
-            guard posix_fallocate(chunk.fd, off_t(offset + have), off_t(target - have)) == 0 else { return false }
+            guard posix_fallocate(chunk.fd, off_t(offset + blocks), off_t(target - blocks)) == 0 else { return false }
+            allocated[window.number] = target
         }
         reserved[window.number] = target
         return true
     }
 
-    /// Gives a window back; its contents are discarded (it reads as zeros when reused).
+    /// Gives a window back: its pages leave memory (anonymous ones are freed); what it held
+    /// is undefined for the next user.
     func free(_ window: Window) {
         let bytes = reserved.removeValue(forKey: window.number) ?? 0
-        if bytes > 0 {
-            if window.fileBacked {
-                // Punches a hole: frees the blocks and the cached pages; a hole reads as zeros.
-                if madvise(window.base, bytes, MADV_REMOVE) != 0 { memset(window.base, 0, bytes) }
-            } else {
-                madvise(window.base, bytes, MADV_DONTNEED)
-            }
-        }
+        if bytes > 0 { madvise(window.base, bytes, MADV_DONTNEED) }
         if window.fileBacked { freeFile.append(window.number) } else { freeAnonymous.append(window.number) }
     }
 
@@ -189,6 +189,7 @@ final class ScratchArray<Element: BitwiseCopyable> {
         base = window.base.assumingMemoryBound(to: Element.self)
         if zeroed > 0 {
             ensure(zeroed)
+            memset(base, 0, zeroed * MemoryLayout<Element>.stride)  // a reused window holds old bytes
             count = zeroed
         }
     }

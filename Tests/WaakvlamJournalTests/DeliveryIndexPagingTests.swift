@@ -26,7 +26,7 @@ final class DeliveryIndexPagingTests: XCTestCase {
             XCTAssertEqual(values.last, 100_009 &* 0x9E37_79B9_7F4A_7C15, label)
             XCTAssertGreaterThanOrEqual(space.reservedBytes, 2_400_000, label)
         }
-        // A window given back is reused and reads as zeros.
+        // A window given back is reused; a zeroed array on it reads as zeros.
         let space = ScratchSpace(directory: dir)
         var first: ScratchArray<UInt32>? = ScratchArray(space)
         for _ in 0..<100_000 { first!.append(0xFFFF_FFFF) }
