@@ -177,10 +177,12 @@ private func roundUp(_ value: Int, to multiple: Int) -> Int { (value + multiple 
 /// it only in place.
 final class ScratchArray<Element: BitwiseCopyable> {
     private let space: ScratchSpace
-    private var window: ScratchSpace.Window
-    private(set) var base: UnsafeMutablePointer<Element>
-    private(set) var count = 0
-    private var usable = 0
+    // Accessed under the index's lock only: no dynamic exclusivity checks (they were a
+    // measurable part of rebuilding the index).
+    @exclusivity(unchecked) private var window: ScratchSpace.Window
+    @exclusivity(unchecked) private(set) var base: UnsafeMutablePointer<Element>
+    @exclusivity(unchecked) private(set) var count = 0
+    @exclusivity(unchecked) private var usable = 0
 
     /// An empty array, or `zeroed` elements of all-zero bytes.
     init(_ space: ScratchSpace, zeroed: Int = 0) {
