@@ -91,16 +91,20 @@ private let payloadTail = [UInt8](repeating: 32, count: 180)
 /// What the relay appends when it accepts a signal: `received` plus one allowed decision
 /// carrying a sealed ~300-byte payload.
 private func signalRecords(_ id: String, at: Date = Date()) -> [JournalRecord] {
-    [.received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
-                        requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
-                        subjectPseudonyms: subjects,
-                        traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at)),
+    [receivedRecord(id, at: at),
      .decision(Decision(signalID: id, recipientID: "gemeente-hoorn", allowed: true, ruleID: "vroegsignalering-huur",
                         convenantID: "hoorn-vroeg-eropaf", convenantVersion: "3",
                         processingActivity: "https://register.hoorn.nl/verwerkingen/vroegsignalering", configVersion: "12",
                         fieldsDelivered: ["bedrag", "ontstaansdatum", "Achternaam", "Postcode", "Huisnummer"],
                         fieldsDropped: ["Burgerservicenummer"], retentionUntil: at.addingTimeInterval(86400 * 30),
                         deliveryMode: .push, payload: payloadBytes(id), at: at))]
+}
+
+private func receivedRecord(_ id: String, at: Date = Date()) -> JournalRecord {
+    .received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
+                       requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
+                       subjectPseudonyms: subjects,
+                       traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at))
 }
 
 private func payloadBytes(_ id: String) -> [UInt8] {
@@ -319,7 +323,7 @@ private enum AppendShape: CaseIterable {
     func records(_ id: String) -> [JournalRecord] {
         switch self {
         case .signal: signalRecords(id)
-        case .record: [signalRecords(id)[0]]
+        case .record: [receivedRecord(id)]
         }
     }
 }

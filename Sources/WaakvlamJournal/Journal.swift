@@ -230,6 +230,9 @@ public final class Journal: @unchecked Sendable {
         return try pending.result!.get()
     }
 
+    /// Random bytes per sealed payload: its key and its nonce.
+    private let keyMaterialCount = AESGCM.keyCount + AESGCM.nonceCount
+
     /// Seals payloads and encodes the frames of one append, in the caller's thread, so that
     /// the writer thread only numbers, checksums and hashes them.
     private func prepare(_ records: [JournalRecord]) throws -> PendingAppend {
@@ -252,12 +255,17 @@ public final class Journal: @unchecked Sendable {
         var stored = records
         var keyEvents: [KeyEvent] = []
         var w = ByteWriter(capacity: capacity)
+        // Every fresh key with its nonce, from one call to the random generator.
+        let material = sealingCount > 0 ? SecureRandom.bytes(sealingCount * keyMaterialCount) : []
+        var used = 0
         for i in records.indices {
             switch records[i] {
             case .decision(var d):
                 if let plaintext = d.payload {
-                    let secret = SecureRandom.bytes(AESGCM.keyCount)
-                    let ciphertext = try AESGCM.seal(plaintext, key: secret,
+                    let secret = Array(material[used..<used + AESGCM.keyCount])
+                    let nonce = Array(material[used + AESGCM.keyCount..<used + keyMaterialCount])
+                    used += keyMaterialCount
+                    let ciphertext = try AESGCM.seal(plaintext, key: secret, nonce: nonce,
                                                      aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
                     d.payload = nil
                     d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
