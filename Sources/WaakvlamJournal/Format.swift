@@ -389,7 +389,12 @@ enum KeySlot {
 
     /// Authenticated data binding a sealed payload to its delivery.
     static func associatedData(signalID: String, recipientID: String) -> [UInt8] {
-        Array(signalID.utf8) + [0] + Array(recipientID.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(signalID.utf8.count + 1 + recipientID.utf8.count)
+        bytes += signalID.utf8
+        bytes.append(0)
+        bytes += recipientID.utf8
+        return bytes
     }
 }
 
