@@ -125,6 +125,9 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
+    /// Up to this many callers the writer wakes itself; more are woken from `wakeQueue`
+    /// (handing over to another thread costs about as much as a few wake-ups).
+    private static let inlineWakeLimit = 4
     /// Wakes the callers of committed groups (see `writerLoop`).
     private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
     private let keyIO: BackgroundIO
@@ -432,10 +435,15 @@ public final class Journal: @unchecked Sendable {
             }
             // Let go of the appends before waking anyone, so that their records are freed on
             // the callers' threads.
+            let callers = taken.count
             taken.removeAll(keepingCapacity: true)
-            // Waking tens of callers costs the kernel a few microseconds each: done on
-            // another thread, it overlaps the next group's write and sync.
-            wakeQueue.async { ticket.complete() }
+            if callers <= Journal.inlineWakeLimit {
+                ticket.complete()
+            } else {
+                // Waking tens of callers costs the kernel a few microseconds each: done on
+                // another thread, it overlaps the next group's write and sync.
+                wakeQueue.async { ticket.complete() }
+            }
         }
         keyIO.stop()
         writerExited.signal()
