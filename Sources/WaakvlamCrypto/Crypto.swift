@@ -144,12 +144,15 @@ public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        var chars: [UInt8] = []
-        for byte in bytes {
-            chars.append(digits[Int(byte >> 4)])
-            chars.append(digits[Int(byte & 0x0f)])
+        let bytes = Array(bytes)
+        // Written straight into the string's storage.
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[2 * index] = digits[Int(byte >> 4)]
+                buffer[2 * index + 1] = digits[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
         }
-        return String(decoding: chars, as: UTF8.self)
     }
 
     public static func decode(_ text: String) -> [UInt8]? {
