@@ -85,9 +85,9 @@ enum Frame {
     private static let blankHeader = [UInt8](repeating: 0, count: headerSize)
 
     /// Appends `record` to `w` as a frame with its body length, kind and flags; the sequence
-    /// number, previous hash and CRC stay zero until `seal` fills them in. Returns the frame's
-    /// length. Callers encode their own records this way, so the writer thread only seals.
-    static func encode(_ record: JournalRecord, flags: UInt8, into w: inout ByteWriter) -> Int {
+    /// number, previous hash and CRC stay zero until `seal` fills them in. Callers encode their
+    /// own records this way, so the writer thread only seals.
+    static func encode(_ record: JournalRecord, flags: UInt8, into w: inout ByteWriter) {
         let start = w.bytes.count
         w.bytes.append(contentsOf: blankHeader)
         record.encodeBody(into: &w)
@@ -98,7 +98,6 @@ enum Frame {
             p.storeBytes(of: record.kind.rawValue, toByteOffset: 16, as: UInt8.self)
             p.storeBytes(of: flags, toByteOffset: 17, as: UInt8.self)
         }
-        return length
     }
 
     /// Completes the frame that `encode` left at `frame`: its sequence number, the previous

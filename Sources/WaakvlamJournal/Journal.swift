@@ -284,7 +284,7 @@ public final class Journal: @unchecked Sendable {
             default:
                 break
             }
-            _ = Frame.encode(stored[i], flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
+            Frame.encode(stored[i], flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
             guard w.bytes.count <= Journal.maxAppendBytes else {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
