@@ -170,7 +170,18 @@ struct JSONParser {
     private mutating func string() throws(JSONSyntaxError) -> String {
         let quote = bytes[index]
         index += 1
-        var buffer: [UInt8] = []
+        // Most text values hold no escape: then they are taken from the document as a whole.
+        var end = index
+        while end < bytes.count, bytes[end] != quote, bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == quote {
+            guard let text = String(validating: bytes[index..<end], as: UTF8.self) else {
+                throw failure("a text value is not valid UTF-8")
+            }
+            index = end + 1
+            return text
+        }
+        var buffer = Array(bytes[index..<end])
+        index = end
         while true {
             guard index < bytes.count else { throw failure("unexpected end of file inside a text value; a closing quote is missing") }
             let byte = bytes[index]

@@ -305,31 +305,34 @@ public enum PolicyEngine {
         if recipient.suspended {
             return .denied(Denial(code: .recipientSuspended, message: "'\(recipient.id)' is suspended on this node: nothing may be sent to it until an administrator lifts the suspension."))
         }
-        let matching = configuration.convenants.flatMap { convenant in
-            convenant.rules.filter { $0.signalTypes.contains(type.id) && $0.from.matches(sender) && $0.to.matches(recipient) }.map { (convenant, $0) }
+        // One pass over the rules in configuration order, remembering the first rule that
+        // matched, the first with both parties and the first denial: the most specific
+        // reason is given when nothing allows.
+        var firstMatch: Int?, firstWithParties: Int?, firstDenial: Denial?
+        let convenants = configuration.convenants
+        for c in convenants.indices {
+            for rule in convenants[c].rules where rule.signalTypes.contains(type.id) && rule.from.matches(sender) && rule.to.matches(recipient) {
+                firstMatch = firstMatch ?? c
+                guard convenants[c].parties.contains(sender.id), convenants[c].parties.contains(recipient.id) else { continue }
+                firstWithParties = firstWithParties ?? c
+                guard convenants[c].isInForce(on: today) else { continue }
+                switch apply(rule, of: convenants[c], type: type, payload: payload, today: today) {
+                case .success(let delivery): return .allowed(delivery)
+                case .failure(let denial): firstDenial = firstDenial ?? denial
+                }
+            }
         }
-        guard !matching.isEmpty else {
+        if let firstDenial { return .denied(firstDenial) }
+        guard let firstMatch else {
             return .denied(Denial(code: .noMatchingRule, message: "No rule in any convenant lets '\(sender.id)' send a \(type.id) to '\(recipient.id)'."))
         }
-        let withParties = matching.filter { $0.0.parties.contains(sender.id) && $0.0.parties.contains(recipient.id) }
-        guard !withParties.isEmpty else {
-            let (convenant, _) = matching[0]
+        guard let firstWithParties else {
+            let convenant = convenants[firstMatch]
             let outsider = convenant.parties.contains(sender.id) ? recipient.id : sender.id
             return .denied(Denial(code: .notAParty, message: "'\(outsider)' is not a party of convenant '\(convenant.id)' version \(convenant.version), whose rules would cover this signal."))
         }
-        let inForce = withParties.filter { $0.0.isInForce(on: today) }
-        guard !inForce.isEmpty else {
-            let (convenant, _) = withParties[0]
-            return .denied(Denial(code: .convenantNotInForce, message: "Convenant '\(convenant.id)' version \(convenant.version) is in force from \(convenant.validFrom) to \(convenant.validUntil), not on \(today)."))
-        }
-        var firstDenial: Denial?
-        for (convenant, rule) in inForce {
-            switch apply(rule, of: convenant, type: type, payload: payload, today: today) {
-            case .success(let delivery): return .allowed(delivery)
-            case .failure(let denial): firstDenial = firstDenial ?? denial
-            }
-        }
-        return .denied(firstDenial!)
+        let convenant = convenants[firstWithParties]
+        return .denied(Denial(code: .convenantNotInForce, message: "Convenant '\(convenant.id)' version \(convenant.version) is in force from \(convenant.validFrom) to \(convenant.validUntil), not on \(today)."))
     }
 
     /// Preconditions and minimisation under one rule.

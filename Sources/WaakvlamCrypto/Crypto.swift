@@ -62,10 +62,17 @@ public enum AESGCM {
     public static let nonceCount = 12
     public static let tagCount = 16
 
-    /// Returns nonce || ciphertext || tag.
+    /// Returns nonce || ciphertext || tag, with a random nonce.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+        try seal(plaintext, key: key, nonce: SecureRandom.bytes(nonceCount), aad: aad)
+    }
+
+    /// Returns nonce || ciphertext || tag. The 12-byte `nonce` must never be used twice with
+    /// the same key: random, for instance drawn together with a fresh key (one call to the
+    /// random generator instead of two, which is what a fresh key per message mostly costs).
+    public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
-        let nonce = SecureRandom.bytes(nonceCount)
+        precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
         guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         guard EVP_EncryptInit_ex(ctx, aes256GCM, nil, key, nonce) == 1 else {
@@ -137,12 +144,15 @@ public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        var chars: [UInt8] = []
-        for byte in bytes {
-            chars.append(digits[Int(byte >> 4)])
-            chars.append(digits[Int(byte & 0x0f)])
+        let bytes = Array(bytes)
+        // Written straight into the string's storage.
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[2 * index] = digits[Int(byte >> 4)]
+                buffer[2 * index + 1] = digits[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
         }
-        return String(decoding: chars, as: UTF8.self)
     }
 
     public static func decode(_ text: String) -> [UInt8]? {

@@ -3,12 +3,19 @@ import WaakvlamCore
 
 /// The configuration in force with the version it was applied as. Replaced as a whole on
 /// reload, so that no signal is decided under half a configuration: a request takes one
-/// snapshot at its start and uses only that.
-public struct ConfigurationSnapshot: Sendable {
+/// snapshot at its start and uses only that. A class, so that taking it (on every request)
+/// costs one reference instead of a copy of the whole configuration.
+public final class ConfigurationSnapshot: Sendable {
     public let configuration: Configuration
     /// The archive version the journal records with every decision.
     public let version: String
     public let contentHash: String
+
+    public init(configuration: Configuration, version: String, contentHash: String) {
+        self.configuration = configuration
+        self.version = version
+        self.contentHash = contentHash
+    }
 }
 
 /// Holds the current snapshot; reads and swaps are atomic.

@@ -118,8 +118,8 @@ public final class Node: @unchecked Sendable {
 
     private static func logIssues(_ issues: [ConfigIssue]) {
         for issue in issues {
-            let fields: [String: Any] = ["file": issue.file, "path": issue.path, "message": issue.message]
-            if issue.severity == .error { Log.shared.error("config_issue", fields) } else { Log.shared.warning("config_issue", fields) }
+            Log.shared.log(issue.severity == .error ? .error : .warning, "config_issue",
+                           ["file": issue.file, "path": issue.path, "message": issue.message])
         }
     }
 

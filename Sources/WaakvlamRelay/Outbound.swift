@@ -49,27 +49,33 @@ enum Outbound {
 
     private static func message(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
                                 payload: [UInt8], received: Received?, configuration: Configuration) -> Message {
-        var sender: [String: Any] = ["id": senderID]
-        if let organisation = configuration.organisation(id: senderID) {
-            sender["oin"] = organisation.oin
-            sender["name"] = organisation.name
-            sender["sector"] = organisation.sector.rawValue
-        }
-        // Times as they read back from the journal, so both ways give the same bytes.
-        var message: [String: Any] = [
-            "id": signalID,
-            "type": signalType,
-            "sender": sender,
-            "receivedAt": Log.timestamp(JournalTime.rounded(receivedAt)),
-            "rule": decision.ruleID ?? "",
-            "convenant": ["id": decision.convenantID ?? "", "version": decision.convenantVersion ?? ""],
-            // Canonical JSON written by the relay (and authenticated when read back).
-            "payload": JSONText.Fragment(payload),
-        ]
-        if let activity = decision.processingActivity { message["processingActivity"] = activity }
-        if let retention = decision.retentionUntil { message["retainUntil"] = Log.timestamp(JournalTime.rounded(retention)) }
+        // Keys in byte order, as the relay's JSON always has them; times as they read back
+        // from the journal, so that both ways give the same bytes.
         let traceparent = received.map { "00-\($0.traceID)-\($0.spanID)-01" }
-        if let traceparent { message["traceparent"] = traceparent }
-        return Message(body: JSONText.encode(message), traceparent: traceparent)
+        var json = JSONText.Writer(capacity: 384 + payload.count)
+        json.beginObject()
+        json.beginObject("convenant")
+        json.string("id", decision.convenantID ?? "")
+        json.string("version", decision.convenantVersion ?? "")
+        json.endObject()
+        json.string("id", signalID)
+        // Canonical JSON written by the relay (and authenticated when read back).
+        json.fragment("payload", payload)
+        if let activity = decision.processingActivity { json.string("processingActivity", activity) }
+        json.timestamp("receivedAt", JournalTime.rounded(receivedAt))
+        if let retention = decision.retentionUntil { json.timestamp("retainUntil", JournalTime.rounded(retention)) }
+        json.string("rule", decision.ruleID ?? "")
+        json.beginObject("sender")
+        json.string("id", senderID)
+        if let organisation = configuration.organisation(id: senderID) {
+            json.string("name", organisation.name)
+            json.string("oin", organisation.oin)
+            json.string("sector", organisation.sector.rawValue)
+        }
+        json.endObject()
+        if let traceparent { json.string("traceparent", traceparent) }
+        json.string("type", signalType)
+        json.endObject()
+        return Message(body: json.bytes, traceparent: traceparent)
     }
 }

@@ -173,15 +173,11 @@ final class SignalService: @unchecked Sendable {
     /// resubmission of the same id and content gets it again unchanged, even after deliveries
     /// went on), or 403 when every recipient was denied.
     private static func answer(received: Received, decisions: [Decision]) -> HTTPResponse {
-        var body = signalJSON(received: received, decisions: decisions.map { ($0, acceptedStatus($0)) })
         let anyAllowed = decisions.contains { $0.allowed }
-        if !anyAllowed {
-            var error = JSONText.Object()
-            error.set("code", "all_recipients_denied")
-            error.set("message", "No recipient may receive this signal under the convenants in force; see the reason per recipient.")
-            body.set("error", error)
-        }
-        return .json(status: anyAllowed ? 202 : 403, body.bytes)
+        let error = anyAllowed ? nil : (code: "all_recipients_denied",
+                                        message: "No recipient may receive this signal under the convenants in force; see the reason per recipient.")
+        return .json(status: anyAllowed ? 202 : 403,
+                     signalJSON(received: received, decisions: decisions.map { ($0, acceptedStatus($0)) }, error: error))
     }
 
     // MARK: - GET /v1/signals/{id}
@@ -190,7 +186,7 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state.status) }).bytes)
+        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state.status) }))
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -366,51 +362,60 @@ final class SignalService: @unchecked Sendable {
                         reasonMessage: denial?.message, configVersion: configVersion, at: now)
     }
 
-    /// A signal with its decisions and their current state, as the sender sees it.
-    static func signalJSON(received: Received, decisions: [(decision: Decision, status: DeliveryStatus)]) -> JSONText.Object {
-        var recipients: [JSONText.Object] = []
-        for entry in decisions {
-            let decision = entry.decision
-            var item = JSONText.Object()
-            item.set("recipient", decision.recipientID)
-            item.set("decision", decision.allowed ? "allowed" : "denied")
-            if decision.allowed {
-                item.set("rule", decision.ruleID ?? "")
-                var convenant = JSONText.Object()
-                convenant.set("id", decision.convenantID ?? "")
-                convenant.set("version", decision.convenantVersion ?? "")
-                item.set("convenant", convenant)
-                item.set("fields", decision.fieldsDelivered)
-                item.set("droppedFields", decision.fieldsDropped)
-                item.set("delivery", decision.deliveryMode?.rawValue ?? "inbox")
-            } else {
-                item.set("code", decision.reasonCode ?? "denied")
-                item.set("message", decision.reasonMessage ?? "")
-            }
-            switch entry.status {
-            case .pending(let attempts, _, let next, _):
-                item.set("state", "pending")
-                item.set("attempts", attempts)
-                if let next { item.set("nextAttemptAt", timestamp(next)) }
-            case .delivered(let at):
-                item.set("state", "delivered")
-                item.set("deliveredAt", timestamp(at))
-            case .expired(let at):
-                item.set("state", "expired")
-                item.set("expiredAt", timestamp(at))
-            case .denied:
-                item.set("state", "denied")
-            }
-            recipients.append(item)
+    /// A signal with its decisions and their current state, as the sender sees it (with
+    /// `error` when the whole submission was refused). Keys in byte order.
+    static func signalJSON(received: Received, decisions: [(decision: Decision, status: DeliveryStatus)],
+                           error: (code: String, message: String)? = nil) -> [UInt8] {
+        var json = JSONText.Writer(capacity: 256 + 320 * decisions.count)
+        json.beginObject()
+        json.string("configVersion", received.configVersion)
+        if let error {
+            json.beginObject("error")
+            json.string("code", error.code)
+            json.string("message", error.message)
+            json.endObject()
         }
-        var body = JSONText.Object()
-        body.set("id", received.signalID)
-        body.set("type", received.signalType)
-        body.set("receivedAt", timestamp(received.at))
-        body.set("traceparent", "00-\(received.traceID)-\(received.spanID)-01")
-        body.set("configVersion", received.configVersion)
-        body.set("recipients", recipients)
-        return body
+        json.string("id", received.signalID)
+        json.timestamp("receivedAt", JournalTime.rounded(received.at))
+        json.beginArray("recipients")
+        for (decision, status) in decisions {
+            var attempts: Int?, nextAttemptAt: Date?, deliveredAt: Date?, expiredAt: Date?
+            let state: String
+            switch status {
+            case .pending(let count, _, let next, _): (state, attempts, nextAttemptAt) = ("pending", count, next)
+            case .delivered(let at): (state, deliveredAt) = ("delivered", at)
+            case .expired(let at): (state, expiredAt) = ("expired", at)
+            case .denied: state = "denied"
+            }
+            json.beginObject()
+            if let attempts { json.int("attempts", attempts) }
+            if !decision.allowed { json.string("code", decision.reasonCode ?? "denied") }
+            if decision.allowed {
+                json.beginObject("convenant")
+                json.string("id", decision.convenantID ?? "")
+                json.string("version", decision.convenantVersion ?? "")
+                json.endObject()
+            }
+            json.string("decision", decision.allowed ? "allowed" : "denied")
+            if let deliveredAt { json.timestamp("deliveredAt", JournalTime.rounded(deliveredAt)) }
+            if decision.allowed {
+                json.string("delivery", decision.deliveryMode?.rawValue ?? "inbox")
+                json.strings("droppedFields", decision.fieldsDropped)
+            }
+            if let expiredAt { json.timestamp("expiredAt", JournalTime.rounded(expiredAt)) }
+            if decision.allowed { json.strings("fields", decision.fieldsDelivered) }
+            if !decision.allowed { json.string("message", decision.reasonMessage ?? "") }
+            if let nextAttemptAt { json.timestamp("nextAttemptAt", JournalTime.rounded(nextAttemptAt)) }
+            json.string("recipient", decision.recipientID)
+            if decision.allowed { json.string("rule", decision.ruleID ?? "") }
+            json.string("state", state)
+            json.endObject()
+        }
+        json.endArray()
+        json.string("traceparent", "00-\(received.traceID)-\(received.spanID)-01")
+        json.string("type", received.signalType)
+        json.endObject()
+        return json.bytes
     }
 
     /// A delivery's state right after its decision was journaled (as the delivery index has it).

@@ -23,6 +23,77 @@ public enum JSONText {
         public init(_ bytes: [UInt8]) { self.bytes = bytes }
     }
 
+    /// JSON written front to back into one buffer, members in the order written (write keys
+    /// sorted where a stable order matters): the cheapest way to build the hot-path messages,
+    /// one allocation instead of one per member.
+    public struct Writer: Sendable {
+        public private(set) var bytes: [UInt8] = []
+        /// Per open container: whether a value was written in it yet (for the commas).
+        private var written: [Bool] = []
+
+        public init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
+
+        public mutating func beginObject(_ key: String? = nil) { open(key, UInt8(ascii: "{")) }
+        public mutating func endObject() { close(UInt8(ascii: "}")) }
+        public mutating func beginArray(_ key: String? = nil) { open(key, UInt8(ascii: "[")) }
+        public mutating func endArray() { close(UInt8(ascii: "]")) }
+
+        public mutating func string(_ key: String? = nil, _ text: String) {
+            member(key)
+            JSONText.appendString(text, to: &bytes)
+        }
+
+        public mutating func int(_ key: String? = nil, _ number: Int) {
+            member(key)
+            bytes.append(contentsOf: String(number).utf8)
+        }
+
+        public mutating func bool(_ key: String? = nil, _ flag: Bool) {
+            member(key)
+            bytes.append(contentsOf: (flag ? "true" : "false").utf8)
+        }
+
+        /// RFC 3339 UTC with milliseconds, as `JSONText.timestamp`.
+        public mutating func timestamp(_ key: String? = nil, _ date: Date) {
+            member(key)
+            JSONText.appendTimestamp(date, to: &bytes)
+        }
+
+        /// `json`, one complete JSON value, as it is.
+        public mutating func fragment(_ key: String? = nil, _ json: [UInt8]) {
+            member(key)
+            bytes.append(contentsOf: json)
+        }
+
+        public mutating func strings(_ key: String? = nil, _ texts: [String]) {
+            beginArray(key)
+            for text in texts { string(nil, text) }
+            endArray()
+        }
+
+        private mutating func member(_ key: String?) {
+            if let last = written.indices.last {
+                if written[last] { bytes.append(UInt8(ascii: ",")) }
+                written[last] = true
+            }
+            if let key {
+                JSONText.appendString(key, to: &bytes)
+                bytes.append(UInt8(ascii: ":"))
+            }
+        }
+
+        private mutating func open(_ key: String?, _ bracket: UInt8) {
+            member(key)
+            bytes.append(bracket)
+            written.append(false)
+        }
+
+        private mutating func close(_ bracket: UInt8) {
+            written.removeLast()
+            bytes.append(bracket)
+        }
+    }
+
     /// A JSON object written member by member with typed values (no dynamic casts), its keys
     /// sorted when it is finished, like `encode` sorts a dictionary's.
     public struct Object: Sendable {
@@ -133,9 +204,9 @@ public enum JSONText {
         } else if type == UInt.self {
             out.append(contentsOf: String(value as! UInt).utf8)
         } else if type == Double.self {
-            appendNumber(value as! Double, to: &out)
+            append(value as! Double, to: &out)
         } else if type == Float.self {
-            appendNumber(Double(value as! Float), to: &out)
+            append(Double(value as! Float), to: &out)
         } else if type == Substring.self {
             appendString(String(value as! Substring), to: &out, escapingSlashes: escapingSlashes)
         } else if let fragment = value as? Fragment {
@@ -156,7 +227,7 @@ public enum JSONText {
 
     /// Like JSONSerialization: the shortest text that reads back as the same number, without
     /// a trailing ".0".
-    private static func appendNumber(_ number: Double, to out: inout [UInt8]) {
+    public static func append(_ number: Double, to out: inout [UInt8]) {
         guard number.isFinite else {
             out.append(contentsOf: "null".utf8)
             return
@@ -200,33 +271,42 @@ public enum JSONText {
     /// text ISO8601DateFormatter writes with internet date-time and fractional seconds,
     /// without creating a formatter (which costs tens of microseconds each time).
     public static func timestamp(_ date: Date) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        appendTimestampDigits(date, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `timestamp(date)` as a JSON string literal, written straight into `out`.
+    public static func appendTimestamp(_ date: Date, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        appendTimestampDigits(date, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendTimestampDigits(_ date: Date, to out: inout [UInt8]) {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
         var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
         let fraction = Int(milliseconds - Int64(seconds) * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        var bytes = [UInt8](repeating: 0, count: 24)
-        func put(_ value: Int, _ digits: Int, at offset: Int) {
+        func put(_ value: Int, _ digits: Int, then separator: UInt8) {
+            var divisor = 1
+            for _ in 1..<digits { divisor *= 10 }
             var value = value
-            for index in stride(from: offset + digits - 1, through: offset, by: -1) {
-                bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                value /= 10
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+                value %= divisor
+                divisor /= 10
             }
+            out.append(separator)
         }
-        put(Int(parts.tm_year) + 1900, 4, at: 0)
-        bytes[4] = UInt8(ascii: "-")
-        put(Int(parts.tm_mon) + 1, 2, at: 5)
-        bytes[7] = UInt8(ascii: "-")
-        put(Int(parts.tm_mday), 2, at: 8)
-        bytes[10] = UInt8(ascii: "T")
-        put(Int(parts.tm_hour), 2, at: 11)
-        bytes[13] = UInt8(ascii: ":")
-        put(Int(parts.tm_min), 2, at: 14)
-        bytes[16] = UInt8(ascii: ":")
-        put(Int(parts.tm_sec), 2, at: 17)
-        bytes[19] = UInt8(ascii: ".")
-        put(fraction, 3, at: 20)
-        bytes[23] = UInt8(ascii: "Z")
-        return String(decoding: bytes, as: UTF8.self)
+        put(Int(parts.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
+        put(Int(parts.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
+        put(Int(parts.tm_mday), 2, then: UInt8(ascii: "T"))
+        put(Int(parts.tm_hour), 2, then: UInt8(ascii: ":"))
+        put(Int(parts.tm_min), 2, then: UInt8(ascii: ":"))
+        put(Int(parts.tm_sec), 2, then: UInt8(ascii: "."))
+        put(fraction, 3, then: UInt8(ascii: "Z"))
     }
 }

@@ -1,7 +1,45 @@
 import Foundation
 
-/// One structured line per event on stderr, as JSON. Callers pass metadata only: never a
-/// payload value or a BSN (the privacy rule of the product).
+/// A value a log line may carry: an id, a code, a count. Never a payload value or a BSN
+/// (the privacy rule of the product); only these types conform, so a payload dictionary
+/// cannot be logged by accident.
+public protocol LogValue {
+    func appendJSON(to out: inout [UInt8])
+}
+
+extension String: LogValue {
+    public func appendJSON(to out: inout [UInt8]) { JSONText.appendString(self, to: &out) }
+}
+
+extension Substring: LogValue {
+    public func appendJSON(to out: inout [UInt8]) { JSONText.appendString(String(self), to: &out) }
+}
+
+extension Bool: LogValue {
+    public func appendJSON(to out: inout [UInt8]) { out.append(contentsOf: (self ? "true" : "false").utf8) }
+}
+
+extension Double: LogValue {
+    public func appendJSON(to out: inout [UInt8]) { JSONText.append(self, to: &out) }
+}
+
+extension Int: LogValue {}
+extension Int64: LogValue {}
+extension Int32: LogValue {}
+extension UInt64: LogValue {}
+extension UInt32: LogValue {}
+extension UInt16: LogValue {}
+extension UInt8: LogValue {}
+
+extension LogValue where Self: BinaryInteger {
+    public func appendJSON(to out: inout [UInt8]) { out.append(contentsOf: String(self).utf8) }
+}
+
+/// One structured line per event, as JSON: `ts`, `level`, `event`, then the fields in the
+/// order given. Lines go to standard error through a buffer: a warning or an error is
+/// written at once (with everything before it); info and debug lines within about 20 ms,
+/// by a flusher thread, so that a busy node does one write per batch instead of one per
+/// line. What is still buffered when the process exits is written then (`atexit`).
 public final class Log: @unchecked Sendable {
     public enum Level: String, Sendable, Comparable {
         case debug, info, warning, error
@@ -18,34 +56,100 @@ public final class Log: @unchecked Sendable {
         public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rank < rhs.rank }
     }
 
+    public typealias Fields = KeyValuePairs<String, any LogValue>
+
     public static let shared = Log()
 
-    private let lock = NSLock()
+    /// How long an info line may wait in the buffer for others to join it.
+    static let gatherInterval: useconds_t = 20_000
+    /// Beyond this many buffered bytes (standard error is slow to take them) the logging
+    /// thread writes itself, so that the buffer stays bounded.
+    static let maximumBuffered = 4 << 20
+
+    /// Guards `buffered`, `flusherStarted` and `sink`; the flusher waits on it.
+    private let condition = NSCondition()
+    /// Held while writing, so that batches reach standard error in order.
+    private let writing = NSLock()
+    private var buffered: [UInt8] = []
+    private var flusherStarted = false
     public var minimumLevel: Level = .info
-    /// Where lines go; stderr by default. Tests may capture lines here.
-    public var sink: (String) -> Void = { line in
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
+    /// Where lines go instead of standard error, one call per line, unbuffered: tests capture
+    /// lines here. nil (the default) is standard error.
+    public var sink: ((String) -> Void)?
 
     public init() {}
 
-    public func log(_ level: Level, _ event: String, _ fields: [String: Any] = [:]) {
+    public func log(_ level: Level, _ event: String, _ fields: Fields = [:]) {
         guard level >= minimumLevel else { return }
-        var object: [String: Any] = fields
-        object["ts"] = Log.timestamp(Date())
-        object["level"] = level.rawValue
-        object["event"] = event
-        let line = String(decoding: JSONText.encode(object, escapingSlashes: true), as: UTF8.self)
-        lock.lock()
-        defer { lock.unlock() }
-        sink(line)
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        line.append(contentsOf: #"{"ts":"#.utf8)
+        JSONText.appendTimestamp(Date(), to: &line)
+        line.append(contentsOf: #","level":""#.utf8)
+        line.append(contentsOf: level.rawValue.utf8)
+        line.append(contentsOf: #"","event":"#.utf8)
+        JSONText.appendString(event, to: &line)
+        for (key, value) in fields {
+            line.append(UInt8(ascii: ","))
+            JSONText.appendString(key, to: &line)
+            line.append(UInt8(ascii: ":"))
+            value.appendJSON(to: &line)
+        }
+        line.append(contentsOf: "}\n".utf8)
+
+        condition.lock()
+        if let sink {
+            defer { condition.unlock() }
+            sink(String(decoding: line.dropLast(), as: UTF8.self))
+            return
+        }
+        let wasEmpty = buffered.isEmpty
+        buffered.append(contentsOf: line)
+        let backedUp = buffered.count > Self.maximumBuffered
+        if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
+        condition.unlock()
+        if level >= .warning || backedUp { flush() }
     }
 
-    public func info(_ event: String, _ fields: [String: Any] = [:]) { log(.info, event, fields) }
-    public func warning(_ event: String, _ fields: [String: Any] = [:]) { log(.warning, event, fields) }
-    public func error(_ event: String, _ fields: [String: Any] = [:]) { log(.error, event, fields) }
-    public func debug(_ event: String, _ fields: [String: Any] = [:]) { log(.debug, event, fields) }
+    public func info(_ event: String, _ fields: Fields = [:]) { log(.info, event, fields) }
+    public func warning(_ event: String, _ fields: Fields = [:]) { log(.warning, event, fields) }
+    public func error(_ event: String, _ fields: Fields = [:]) { log(.error, event, fields) }
+    public func debug(_ event: String, _ fields: Fields = [:]) { log(.debug, event, fields) }
+
+    /// Writes whatever is buffered now.
+    public func flush() {
+        writing.lock()
+        defer { writing.unlock() }
+        condition.lock()
+        var lines: [UInt8] = []
+        swap(&lines, &buffered)
+        condition.unlock()
+        // A log line that cannot be written is dropped: there is nowhere left to report it.
+        if !lines.isEmpty { lines.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
+    }
 
     /// RFC 3339 UTC with milliseconds.
     public static func timestamp(_ date: Date) -> String { JSONText.timestamp(date) }
+
+    /// Called with the lock held.
+    private func startFlusher() {
+        flusherStarted = true
+        do {
+            try spawnDetachedThread(stackSize: 64 << 10) { [self] in flusherLoop() }
+            if self === Log.shared { atexit { Log.shared.flush() } }
+        } catch {
+            // No thread: the next line tries again, and warnings and flush() still write.
+            flusherStarted = false
+        }
+    }
+
+    private func flusherLoop() {
+        while true {
+            condition.lock()
+            while buffered.isEmpty { condition.wait() }
+            condition.unlock()
+            usleep(Self.gatherInterval)
+            flush()
+        }
+    }
 }

@@ -57,19 +57,22 @@ enum Socket {
     /// Waits until `fd` is ready for `events`, the monotonic `deadline` passes, or `interrupt`
     /// (an eventfd signalled at shutdown) becomes readable.
     static func wait(_ fd: Int32, for events: Int16, deadline: UInt64, interrupt: Int32? = nil) -> WaitResult {
-        var fds = [pollfd(fd: fd, events: events, revents: 0)]
-        if let interrupt { fds.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
+        // On the stack: this runs before every read of every connection.
+        var fds = (pollfd(fd: fd, events: events, revents: 0), pollfd(fd: interrupt ?? -1, events: Int16(POLLIN), revents: 0))
+        let count: nfds_t = interrupt == nil ? 1 : 2
         while true {
             let now = monotonicNanoseconds()
             if now >= deadline { return .timedOut }
             let milliseconds = Int32(min((deadline - now + 999_999) / 1_000_000, UInt64(Int32.max)))
-            let result = poll(&fds, nfds_t(fds.count), milliseconds)
+            let result = withUnsafeMutableBytes(of: &fds) { raw in
+                poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), count, milliseconds)
+            }
             if result < 0 {
                 if errno == EINTR { continue }
                 return .ready // let the following I/O call report the error
             }
             if result == 0 { continue } // re-check the deadline
-            if fds.count > 1 && fds[1].revents != 0 { return .interrupted }
+            if count > 1 && fds.1.revents != 0 { return .interrupted }
             return .ready
         }
     }

@@ -16,6 +16,7 @@ usage: waakvlamd --config DIR [--check]
 let shutdownGracePeriod: TimeInterval = 10
 
 func fail(_ message: String, status: Int32 = 1) -> Never {
+    Log.shared.flush()
     FileHandle.standardError.write(Data("waakvlamd: \(message)\n".utf8))
     exit(status)
 }
