@@ -75,8 +75,9 @@ public final class DeliveryIndex: @unchecked Sendable {
     private var appliedSinceRelease = 0
     private var lastRelease: UInt64 = 0
     /// The index drops its pages from memory (`ScratchSpace.releaseResident()`) once it has
-    /// applied this many records and at least `releaseNanoseconds` passed: the pages a
-    /// rebuild at open touches are not dropped and faulted in again hundreds of times.
+    /// applied this many records and at least `releaseNanoseconds` passed (the pages a
+    /// rebuild at open touches are not dropped and faulted in again hundreds of times), and
+    /// at the relay's next expiry sweep after that time when fewer records came.
     static let releaseInterval = 8_192
     static let releaseNanoseconds: UInt64 = 1_000_000_000
 
@@ -183,6 +184,9 @@ public final class DeliveryIndex: @unchecked Sendable {
     /// lifetime is over when `date` is now minus the lifetime.
     public func pendingQueued(before date: Date, limit: Int) -> [DeliveryState] {
         locked {
+            // The relay's sweep asks every second: pages touched since the last release leave
+            // memory also when no more records come (a backlog that stopped growing).
+            if appliedSinceRelease > 0, monotonicNanoseconds() - lastRelease >= Self.releaseNanoseconds { releaseResident() }
             dropStale(&queued, isCurrent: isQueued)
             return queued.smallest(upTo: JournalTime.microseconds(date) - 1, limit: limit, isCurrent: isQueued).map(state)
         }
@@ -263,7 +267,12 @@ public final class DeliveryIndex: @unchecked Sendable {
     private func forget(before cutoff: Int64, minimum: Int) -> Int {
         defer { releaseResident() }
         compactedCount = signals.count
-        let forgettable = signals.indices.reduce(0) { $0 + (isForgettable($1, before: cutoff) ? 1 : 0) }
+        var forgettable = 0
+        for s in signals.indices {
+            if isForgettable(s, before: cutoff) { forgettable += 1 }
+            // A walk over the whole index keeps only a part of it in memory at a time.
+            if s % 65_536 == 65_535 { space.releaseResident() }
+        }
         guard forgettable >= minimum else { return 0 }
         var keptIDs = IDTable(space)
         let keptSignals = ScratchArray<SignalEntry>(space)
