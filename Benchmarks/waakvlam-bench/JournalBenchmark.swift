@@ -40,6 +40,9 @@ private struct BenchOptions {
     var segmentSize = 64 << 20
     /// "appends", "recovery" or "all".
     var part = "all"
+    /// Which append shapes and writer counts to measure (all by default; narrower for profiling).
+    var shapes = AppendShape.allCases
+    var writerCounts = [1, 8, 64]
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -63,7 +66,12 @@ private struct BenchOptions {
                     throw UsageError(description: "--part is appends, recovery or all")
                 }
                 o.part = value
-            default: throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part; child modes: --threads --segment-size)")
+            case "--shape":
+                guard let shape = AppendShape(name: value) else { throw UsageError(description: "--shape is signal or record") }
+                o.shapes = [shape]
+            case "--writers":
+                o.writerCounts = try value.split(separator: ",").map { try number(flag, String($0)) }
+            default: throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part --shape --writers; child modes: --threads --segment-size)")
             }
         }
         return o
@@ -83,16 +91,20 @@ private let payloadTail = [UInt8](repeating: 32, count: 180)
 /// What the relay appends when it accepts a signal: `received` plus one allowed decision
 /// carrying a sealed ~300-byte payload.
 private func signalRecords(_ id: String, at: Date = Date()) -> [JournalRecord] {
-    [.received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
-                        requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
-                        subjectPseudonyms: subjects,
-                        traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at)),
+    [receivedRecord(id, at: at),
      .decision(Decision(signalID: id, recipientID: "gemeente-hoorn", allowed: true, ruleID: "vroegsignalering-huur",
                         convenantID: "hoorn-vroeg-eropaf", convenantVersion: "3",
                         processingActivity: "https://register.hoorn.nl/verwerkingen/vroegsignalering", configVersion: "12",
                         fieldsDelivered: ["bedrag", "ontstaansdatum", "Achternaam", "Postcode", "Huisnummer"],
                         fieldsDropped: ["Burgerservicenummer"], retentionUntil: at.addingTimeInterval(86400 * 30),
                         deliveryMode: .push, payload: payloadBytes(id), at: at))]
+}
+
+private func receivedRecord(_ id: String, at: Date = Date()) -> JournalRecord {
+    .received(Received(signalID: id, senderID: "intermaris", senderOIN: "00000001809281230000", signalType: "betalingsachterstand",
+                       requestedRecipients: ["gemeente-hoorn"], payloadHash: payloadHash, requestHash: requestHash,
+                       subjectPseudonyms: subjects,
+                       traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7", configVersion: "12", at: at))
 }
 
 private func payloadBytes(_ id: String) -> [UInt8] {
@@ -188,18 +200,19 @@ private func runMainBenchmark(_ options: BenchOptions) -> Int32 {
     defer { if options.directory == nil { try? FileManager.default.removeItem(atPath: base) } }
     print("journal benchmark in \(base) (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
 
-    if options.part != "recovery", !measureAppends(base: base, seconds: options.seconds) { return 1 }
+    if options.part != "recovery",
+       !measureAppends(base: base, seconds: options.seconds, shapes: options.shapes, writerCounts: options.writerCounts) { return 1 }
     if options.part != "appends", !measureRecovery(base: base, records: options.records) { return 1 }
     return 0
 }
 
-private func measureAppends(base: String, seconds: Double) -> Bool {
+private func measureAppends(base: String, seconds: Double, shapes: [AppendShape], writerCounts: [Int]) -> Bool {
     let raw = rawSyncRate(directory: base, seconds: seconds)
     print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
     print("")
     print("append                         writers  appends/s  x raw   p50 ms   p99 ms  appends/sync  CPU us/append")
-    for shape in AppendShape.allCases {
-        for writers in [1, 8, 64] {
+    for shape in shapes {
+        for writers in writerCounts {
             let dir = base + "/writers-\(writers)"
             guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil, shape: shape) else { return false }
             print(String(format: "%@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f  %13.1f", shape.label, writers, r.appendsPerSecond,
@@ -207,12 +220,14 @@ private func measureAppends(base: String, seconds: Double) -> Bool {
             try? FileManager.default.removeItem(atPath: dir)
         }
     }
-    guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000, shape: .signal) else {
-        return false
+    if shapes.contains(.signal) {
+        guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000, shape: .signal) else {
+            return false
+        }
+        print(String(format: "signal appends paced at 1,000/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
+                     r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
+        try? FileManager.default.removeItem(atPath: base + "/paced")
     }
-    print(String(format: "signal appends paced at 1,000/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
-                 r.p50 * 1000, r.p99 * 1000, r.appendsPerSync))
-    try? FileManager.default.removeItem(atPath: base + "/paced")
     print("")
     return true
 }
@@ -290,6 +305,14 @@ private enum AppendShape: CaseIterable {
     /// One `received` record: the group commit itself, without payload sealing or key file.
     case record
 
+    init?(name: String) {
+        switch name {
+        case "signal": self = .signal
+        case "record": self = .record
+        default: return nil
+        }
+    }
+
     var label: String {
         switch self {
         case .signal: "signal (2 records, sealed payload)"
@@ -300,7 +323,7 @@ private enum AppendShape: CaseIterable {
     func records(_ id: String) -> [JournalRecord] {
         switch self {
         case .signal: signalRecords(id)
-        case .record: [signalRecords(id)[0]]
+        case .record: [receivedRecord(id)]
         }
     }
 }

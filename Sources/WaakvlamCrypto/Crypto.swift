@@ -62,10 +62,17 @@ public enum AESGCM {
     public static let nonceCount = 12
     public static let tagCount = 16
 
-    /// Returns nonce || ciphertext || tag.
+    /// Returns nonce || ciphertext || tag, with a random nonce.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+        try seal(plaintext, key: key, nonce: SecureRandom.bytes(nonceCount), aad: aad)
+    }
+
+    /// Returns nonce || ciphertext || tag. The 12-byte `nonce` must never be used twice with
+    /// the same key: random, for instance drawn together with a fresh key (one call to the
+    /// random generator instead of two, which is what a fresh key per message mostly costs).
+    public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
-        let nonce = SecureRandom.bytes(nonceCount)
+        precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
         guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         guard EVP_EncryptInit_ex(ctx, aes256GCM, nil, key, nonce) == 1 else {

@@ -17,11 +17,17 @@ public final class SHA256Context {
 
     public func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: SHA256.byteCount)
+        out.withUnsafeMutableBytes { hash(bytes, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// Writes the 32-byte digest of `bytes` to `out` (which may not overlap `bytes`): no
+    /// allocation, for hashing in place inside a buffer.
+    public func hash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
         guard EVP_DigestInit_ex(context, Self.digest, nil) == 1,
               EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) == 1,
-              EVP_DigestFinal_ex(context, &out, nil) == 1 else {
+              EVP_DigestFinal_ex(context, out.assumingMemoryBound(to: UInt8.self), nil) == 1 else {
             fatalError("SHA-256 failed inside OpenSSL")
         }
-        return out
     }
 }

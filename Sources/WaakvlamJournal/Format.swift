@@ -82,23 +82,35 @@ enum Frame {
     static let headerSize = 52
     static let flagEndOfAppend: UInt8 = 1
 
-    /// Appends one frame to `buffer` and returns its chain hash.
-    static func append(to buffer: inout [UInt8], sequence: UInt64, kind: UInt8, flags: UInt8,
-                       previousHash: [UInt8], body: [UInt8], hasher: SHA256Context) -> [UInt8] {
-        let start = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: headerSize))
-        buffer.append(contentsOf: body)
-        return buffer.withUnsafeMutableBytes { all in
+    private static let blankHeader = [UInt8](repeating: 0, count: headerSize)
+
+    /// Appends `record` to `w` as a frame with its body length, kind and flags; the sequence
+    /// number, previous hash and CRC stay zero until `seal` fills them in. Callers encode their
+    /// own records this way, so the writer thread only seals.
+    static func encode(_ record: JournalRecord, flags: UInt8, into w: inout ByteWriter) {
+        let start = w.bytes.count
+        w.bytes.append(contentsOf: blankHeader)
+        record.encodeBody(into: &w)
+        let length = w.bytes.count - start
+        w.bytes.withUnsafeMutableBytes { all in
             let p = all.baseAddress! + start
-            putU32(UInt32(body.count), p + 4)
-            putU64(sequence, p + 8)
-            p.storeBytes(of: kind, toByteOffset: 16, as: UInt8.self)
+            putU32(UInt32(length - headerSize), p + 4)
+            p.storeBytes(of: record.kind.rawValue, toByteOffset: 16, as: UInt8.self)
             p.storeBytes(of: flags, toByteOffset: 17, as: UInt8.self)
-            previousHash.withUnsafeBytes { (p + 20).copyMemory(from: $0.baseAddress!, byteCount: 32) }
-            let frame = UnsafeRawBufferPointer(start: p, count: headerSize + body.count)
-            putU32(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[4...])), p)
-            return hasher.hash(frame)
         }
+    }
+
+    /// Completes the frame that `encode` left at `frame`: its sequence number, the previous
+    /// record's chain hash (read from `hash`, 32 bytes) and its CRC; then replaces `hash` with
+    /// this record's chain hash. Returns the frame's length.
+    static func seal(_ frame: UnsafeMutableRawPointer, sequence: UInt64, hash: UnsafeMutableRawPointer,
+                     hasher: SHA256Context) -> Int {
+        let length = headerSize + Int(getU32(frame + 4))
+        putU64(sequence, frame + 8)
+        (frame + 20).copyMemory(from: hash, byteCount: 32)
+        putU32(CRC32C.checksum(UnsafeRawBufferPointer(start: frame + 4, count: length - 4)), frame)
+        hasher.hash(UnsafeRawBufferPointer(start: frame, count: length), into: hash)
+        return length
     }
 }
 
@@ -376,7 +388,12 @@ enum KeySlot {
 
     /// Authenticated data binding a sealed payload to its delivery.
     static func associatedData(signalID: String, recipientID: String) -> [UInt8] {
-        Array(signalID.utf8) + [0] + Array(recipientID.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(signalID.utf8.count + 1 + recipientID.utf8.count)
+        bytes += signalID.utf8
+        bytes.append(0)
+        bytes += recipientID.utf8
+        return bytes
     }
 }
 

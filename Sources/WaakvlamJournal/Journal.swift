@@ -102,6 +102,8 @@ public final class Journal: @unchecked Sendable {
 
     private let queueLock = NSCondition()
     private var queue: [PendingAppend] = []
+    /// What the appends in `queue` wait on; the writer takes it together with them.
+    private var openTicket: CommitTicket?
     private var closing = false
     private let writerExited = DispatchSemaphore(value: 0)
 
@@ -110,6 +112,8 @@ public final class Journal: @unchecked Sendable {
 
     private let statsLock = NSLock()
     private var stats = JournalStatistics()
+    /// The chain hash of `stats.headSequence`; hex-encoded only when `statistics` is read.
+    private var headHash: [UInt8] = []
     /// False after a group commit failed, until one succeeds again (read by health checks).
     private var lastCommitSucceeded = true
 
@@ -121,9 +125,16 @@ public final class Journal: @unchecked Sendable {
     private var readers: [UInt32: SegmentReader] = [:]
 
     private let checkpointQueue = DispatchQueue(label: "waakvlam.journal.checkpoint")
+    /// Up to this many callers the writer wakes itself; more are woken from `wakeQueue`
+    /// (handing over to another thread costs about as much as a few wake-ups).
+    private static let inlineWakeLimit = 4
+    /// Wakes the callers of committed groups (see `writerLoop`).
+    private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
     private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
+    /// The writer thread's buffer for one group's frames (its capacity is kept between groups).
+    private var groupBuffer: [UInt8] = []
 
     /// The journal folder inside a node's state folder.
     public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
@@ -177,7 +188,7 @@ public final class Journal: @unchecked Sendable {
         }
         keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
-        stats.headHash = Hex.encode(state.lastHash)
+        headHash = state.lastHash
         recovery = RecoveryReport(
             records: state.records, hashedRecords: state.hashedRecords, segments: state.segments,
             checkpointSequence: state.checkpoint?.sequence, tornBytesCut: state.tornBytesCut,
@@ -208,9 +219,36 @@ public final class Journal: @unchecked Sendable {
     @discardableResult
     public func append(_ records: [JournalRecord]) throws -> [RecordPosition] {
         guard !records.isEmpty else { return [] }
-        let sealingCount = records.reduce(0) { n, r in
-            if case .decision(let d) = r, d.payload != nil { return n + 1 }
-            return n
+        let pending = try prepare(records)
+        queueLock.lock()
+        guard !closing else {
+            queueLock.unlock()
+            throw JournalError.closed
+        }
+        if openTicket == nil { openTicket = CommitTicket() }
+        let ticket = openTicket!
+        queue.append(pending)
+        // The writer waits only while the queue is empty: only the first append wakes it.
+        if queue.count == 1 { queueLock.signal() }
+        queueLock.unlock()
+        ticket.wait()
+        return try pending.result!.get()
+    }
+
+    /// Random bytes per sealed payload: its key and its nonce.
+    private let keyMaterialCount = AESGCM.keyCount + AESGCM.nonceCount
+
+    /// Seals payloads and encodes the frames of one append, in the caller's thread, so that
+    /// the writer thread only numbers, checksums and hashes them.
+    private func prepare(_ records: [JournalRecord]) throws -> PendingAppend {
+        var sealingCount = 0
+        var capacity = 0
+        for record in records {
+            capacity += Frame.headerSize + 320
+            if case .decision(let d) = record, let payload = d.payload {
+                sealingCount += 1
+                capacity += payload.count + AESGCM.nonceCount + AESGCM.tagCount
+            }
         }
         var slot: UInt32 = 0
         if sealingCount > 0 {
@@ -219,51 +257,39 @@ public final class Journal: @unchecked Sendable {
             nextSlot += UInt32(sealingCount)
             slotLock.unlock()
         }
-        var stored: [JournalRecord] = []
-        var frames: [PendingFrame] = []
-        stored.reserveCapacity(records.count)
-        frames.reserveCapacity(records.count)
-        var byteCount = 0
-        for record in records {
-            var record = record
-            var frame = PendingFrame(kind: record.kind.rawValue)
-            switch record {
+        var stored = records
+        var keyEvents: [KeyEvent] = []
+        var w = ByteWriter(capacity: capacity)
+        // Every fresh key with its nonce, from one call to the random generator.
+        let material = sealingCount > 0 ? SecureRandom.bytes(sealingCount * keyMaterialCount) : []
+        var used = 0
+        for i in records.indices {
+            switch records[i] {
             case .decision(var d):
                 if let plaintext = d.payload {
-                    let secret = SecureRandom.bytes(AESGCM.keyCount)
-                    let ciphertext = try AESGCM.seal(plaintext, key: secret,
+                    let secret = Array(material[used..<used + AESGCM.keyCount])
+                    let nonce = Array(material[used + AESGCM.keyCount..<used + keyMaterialCount])
+                    used += keyMaterialCount
+                    let ciphertext = try AESGCM.seal(plaintext, key: secret, nonce: nonce,
                                                      aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
                     d.payload = nil
                     d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
-                    frame.key = (slot, secret)
-                    frame.delivery = d.signalID + "\u{0}" + d.recipientID
+                    keyEvents.append(.seal(record: i, slot: slot, key: secret,
+                                           delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
                     slot += 1
-                    record = .decision(d)
+                    stored[i] = .decision(d)
                 }
             case .payloadPurged(let r):
-                frame.purge = r.signalID + "\u{0}" + r.recipientID
+                keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
             default:
                 break
             }
-            frame.body = record.encodeBody()
-            byteCount += Frame.headerSize + frame.body.count
-            guard byteCount <= Journal.maxAppendBytes else {
+            Frame.encode(stored[i], flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
+            guard w.bytes.count <= Journal.maxAppendBytes else {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
-            stored.append(record)
-            frames.append(frame)
         }
-        let pending = PendingAppend(records: stored, frames: frames, byteCount: byteCount)
-        queueLock.lock()
-        guard !closing else {
-            queueLock.unlock()
-            throw JournalError.closed
-        }
-        queue.append(pending)
-        queueLock.signal()
-        queueLock.unlock()
-        pending.done.wait()
-        return try pending.result!.get()
+        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents)
     }
 
     /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
@@ -289,8 +315,11 @@ public final class Journal: @unchecked Sendable {
 
     public var statistics: JournalStatistics {
         statsLock.lock()
-        defer { statsLock.unlock() }
-        return stats
+        var statistics = stats
+        let head = headHash
+        statsLock.unlock()
+        statistics.headHash = Hex.encode(head)
+        return statistics
     }
 
     /// Reads the record at `position` back from disk.
@@ -378,7 +407,10 @@ public final class Journal: @unchecked Sendable {
 
     // MARK: - The writer
 
+    /// Takes everything queued (with the ticket its callers wait on), commits it in groups
+    /// of at most `maxGroupBytes`, then has all those callers woken at once.
     private func writerLoop() {
+        var taken: [PendingAppend] = []
         while true {
             queueLock.lock()
             while queue.isEmpty && !closing { queueLock.wait() }
@@ -386,25 +418,39 @@ public final class Journal: @unchecked Sendable {
                 queueLock.unlock()
                 break
             }
-            var count = 0
-            var bytes = 0
-            for p in queue {
-                if count > 0, bytes + p.byteCount > options.maxGroupBytes { break }
-                count += 1
-                bytes += p.byteCount
-            }
-            var group = Array(queue.prefix(count))
-            queue.removeFirst(count)
+            swap(&queue, &taken)
+            let ticket = openTicket!
+            openTicket = nil
             queueLock.unlock()
-            commit(&group, bytes: bytes)
+            var first = 0
+            while first < taken.count {
+                var end = first
+                var bytes = 0
+                while end < taken.count, end == first || bytes + taken[end].frames.count <= options.maxGroupBytes {
+                    bytes += taken[end].frames.count
+                    end += 1
+                }
+                commit(taken[first..<end], bytes: bytes)
+                first = end
+            }
+            // Let go of the appends before waking anyone, so that their records are freed on
+            // the callers' threads.
+            let callers = taken.count
+            taken.removeAll(keepingCapacity: true)
+            if callers <= Journal.inlineWakeLimit {
+                ticket.complete()
+            } else {
+                // Waking tens of callers costs the kernel a few microseconds each: done on
+                // another thread, it overlaps the next group's write and sync.
+                wakeQueue.async { ticket.complete() }
+            }
         }
         keyIO.stop()
         writerExited.signal()
     }
 
-    /// Writes one group, updates the index, and wakes its callers. The writer lets go of the
-    /// appends before waking anyone, so that their records are freed on the callers' threads.
-    private func commit(_ group: inout [PendingAppend], bytes: Int) {
+    /// Writes one group, updates the index and sets each append's result.
+    private func commit(_ group: ArraySlice<PendingAppend>, bytes: Int) {
         let result: Result<[[RecordPosition]], JournalError>
         let started = monotonicNanoseconds()
         if let broken {
@@ -431,7 +477,7 @@ public final class Journal: @unchecked Sendable {
             stats.groupCommits += 1
             stats.largestGroup = max(stats.largestGroup, group.count)
             stats.headSequence = nextSequence - 1
-            stats.headHash = Hex.encode(lastHash)
+            headHash = lastHash
             statsLock.unlock()
             if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
             if let window = options.rememberCompletedSignals {
@@ -444,70 +490,73 @@ public final class Journal: @unchecked Sendable {
             Log.shared.error("journal_write_failed", ["appends": group.count, "error": error.description])
             for p in group { p.result = .failure(error) }
         }
-        let wakeups = group.map(\.done)
-        group.removeAll()
-        for done in wakeups { done.signal() }
     }
 
     /// Writes one group. Key slots first: their pwrite and fdatasync run on the helper thread
-    /// while this thread frames and hashes the records, and the records are written only once
-    /// the keys are durable, so that no record on disk can lack its key (nor a
-    /// `payloadPurged` record precede the destruction of its key). Then one pwrite and one
-    /// fdatasync of the segment. On failure the segment is cut back to where the group began.
-    private func write(_ group: [PendingAppend], bytes: Int) throws -> [[RecordPosition]] {
+    /// while this thread seals the frames, and the records are written only once the keys are
+    /// durable, so that no record on disk can lack its key (nor a `payloadPurged` record
+    /// precede the destruction of its key). Then one pwrite and one fdatasync of the segment.
+    /// On failure the segment is cut back to where the group began.
+    private func write(_ group: ArraySlice<PendingAppend>, bytes: Int) throws -> [[RecordPosition]] {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
         }
-        // Pass 1: sequence numbers and key slot contents.
+        // Pass 1: key slot contents, in record order.
         var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
-        var groupSlots: [String: UInt32] = [:]
-        var sequence = nextSequence
+        var groupSlots: [DeliveryKey: UInt32] = [:]
+        var firstSequence = nextSequence
         for p in group {
-            for frame in p.frames {
-                if let key = frame.key, let delivery = frame.delivery {
+            for event in p.keyEvents {
+                switch event {
+                case .seal(let record, let slot, let key, let delivery):
                     // A decision that replaces an earlier one for the same delivery destroys
                     // the earlier payload's key: nothing could reach or purge it any more.
                     if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append((replaced, KeySlot.empty)) }
-                    slotWrites.append((key.slot, KeySlot.encode(key: key.key, sequence: sequence, slot: key.slot)))
-                    groupSlots[delivery] = key.slot
+                    slotWrites.append((slot, KeySlot.encode(key: key, sequence: firstSequence + UInt64(record), slot: slot)))
+                    groupSlots[delivery] = slot
+                case .purge(_, let delivery):
+                    if let slot = currentSlot(delivery, groupSlots) {
+                        slotWrites.append((slot, KeySlot.empty))
+                        groupSlots[delivery] = nil
+                    }
                 }
-                if let purge = frame.purge, let slot = currentSlot(purge, groupSlots) {
-                    slotWrites.append((slot, KeySlot.empty))
-                    groupSlots[purge] = nil
-                }
-                sequence += 1
             }
+            firstSequence += UInt64(p.records.count)
         }
         if !slotWrites.isEmpty {
             let keyFD = self.keyFD
-            keyIO.start { try Journal.writeSlots(slotWrites, to: keyFD) }
+            keyIO.start { [slotWrites] in try Journal.writeSlots(slotWrites, to: keyFD) }
         }
-        // Pass 2, meanwhile: frames and the hash chain.
+        // Pass 2, meanwhile: sequence numbers, checksums and the hash chain, in place.
         let start = segmentSize
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(bytes)
+        groupBuffer.removeAll(keepingCapacity: true)
+        for p in group { groupBuffer.append(contentsOf: p.frames) }
         var hash = lastHash
-        sequence = nextSequence
+        var sequence = nextSequence
         var positions: [[RecordPosition]] = []
         positions.reserveCapacity(group.count)
-        for p in group {
-            var list: [RecordPosition] = []
-            list.reserveCapacity(p.frames.count)
-            for (i, frame) in p.frames.enumerated() {
-                let offset = start + UInt64(buffer.count)
-                let flags = i == p.frames.count - 1 ? Frame.flagEndOfAppend : 0
-                hash = Frame.append(to: &buffer, sequence: sequence, kind: frame.kind, flags: flags,
-                                    previousHash: hash, body: frame.body, hasher: hasher)
-                list.append(RecordPosition(segment: segmentNumber, offset: UInt32(offset), sequence: sequence))
-                sequence += 1
+        let segment = segmentNumber
+        let hasher = self.hasher
+        groupBuffer.withUnsafeMutableBytes { all in
+            hash.withUnsafeMutableBytes { hash in
+                var offset = 0
+                for p in group {
+                    var list: [RecordPosition] = []
+                    list.reserveCapacity(p.records.count)
+                    for _ in 0..<p.records.count {
+                        list.append(RecordPosition(segment: segment, offset: UInt32(start + UInt64(offset)), sequence: sequence))
+                        offset += Frame.seal(all.baseAddress! + offset, sequence: sequence, hash: hash.baseAddress!, hasher: hasher)
+                        sequence += 1
+                    }
+                    positions.append(list)
+                }
             }
-            positions.append(list)
         }
         if !slotWrites.isEmpty {
             try keyIO.wait()
         }
         do {
-            try buffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
+            try groupBuffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
             try dataSync(segmentFD)
         } catch {
             rollBack(to: start, after: error)
@@ -516,21 +565,20 @@ public final class Journal: @unchecked Sendable {
         statsLock.lock()
         stats.segmentSyncs += 1
         stats.keySyncs += slotWrites.isEmpty ? 0 : 1
-        stats.bytesWritten += UInt64(buffer.count)
+        stats.bytesWritten += UInt64(groupBuffer.count)
         statsLock.unlock()
-        segmentSize = start + UInt64(buffer.count)
+        segmentSize = start + UInt64(groupBuffer.count)
         lastHash = hash
         lastRecord = (segmentNumber, segmentSize)
         nextSequence = sequence
         return positions
     }
 
-    /// The key slot currently holding the payload key of `delivery` ("signal\0recipient"):
+    /// The key slot currently holding the payload key of `delivery`:
     /// from this group, else from the index.
-    private func currentSlot(_ delivery: String, _ groupSlots: [String: UInt32]) -> UInt32? {
+    private func currentSlot(_ delivery: DeliveryKey, _ groupSlots: [DeliveryKey: UInt32]) -> UInt32? {
         if let slot = groupSlots[delivery] { return slot }
-        let parts = delivery.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false)
-        return index.payloadKey(signalID: String(parts[0]), recipientID: String(parts[1]))?.slot
+        return index.payloadKey(signalID: delivery.signalID, recipientID: delivery.recipientID)?.slot
     }
 
     /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable.
@@ -863,33 +911,48 @@ public struct SignalRecord: Equatable, Sendable {
     public let decisions: [DecisionState]
 }
 
-/// One record of a queued append, prepared by the caller so that the writer only frames it.
-private struct PendingFrame {
-    let kind: UInt8
-    var body: [UInt8] = []
-    /// A fresh payload key and its slot.
-    var key: (slot: UInt32, key: [UInt8])?
-    /// "signal\0recipient" of a decision with a key, so a purge in the same group finds it.
-    var delivery: String?
-    /// "signal\0recipient" of a `payloadPurged` record: the delivery whose key it destroys.
-    var purge: String?
-
-    init(kind: UInt8) { self.kind = kind }
+/// A delivery: signal id and recipient id.
+private struct DeliveryKey: Hashable {
+    let signalID: String
+    let recipientID: String
 }
 
-/// One queued append, waiting for its group commit.
+/// What an append does to the key file, by the index of its record within the append.
+private enum KeyEvent {
+    /// A decision whose payload was sealed under a fresh key, to be stored in `slot`.
+    case seal(record: Int, slot: UInt32, key: [UInt8], delivery: DeliveryKey)
+    /// A `payloadPurged` record: the delivery's key is destroyed.
+    case purge(record: Int, delivery: DeliveryKey)
+}
+
+/// One queued append, waiting for its group commit: its records (for the delivery index) and
+/// their frames, encoded by the caller (see `Frame.encode`).
 private final class PendingAppend {
     let records: [JournalRecord]
-    let frames: [PendingFrame]
-    let byteCount: Int
-    let done = DispatchSemaphore(value: 0)
+    let frames: [UInt8]
+    let keyEvents: [KeyEvent]
+    /// Set by the writer before it completes the ticket.
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], frames: [PendingFrame], byteCount: Int) {
+    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent]) {
         self.records = records
         self.frames = frames
-        self.byteCount = byteCount
+        self.keyEvents = keyEvents
     }
+}
+
+/// What the appends the writer takes from the queue in one go wait on. Completing it wakes
+/// them all with one futex wake (a dispatch group's wake-up), instead of one wake-up call per
+/// caller from the writer thread (each of which could preempt the writer).
+private final class CommitTicket: @unchecked Sendable {
+    private let group = DispatchGroup()
+
+    init() { group.enter() }
+
+    func wait() { group.wait() }
+
+    /// Called once, after every result is set: the group's leave publishes them.
+    func complete() { group.leave() }
 }
 
 /// Runs one piece of I/O at a time on a thread of its own (the key file's writes and sync),

@@ -322,10 +322,9 @@ public struct StoredRecord: Equatable, Sendable {
 // MARK: - Body encoding (field order is the on-disk format; see docs/JOURNAL.md)
 
 extension JournalRecord {
-    /// The body bytes. A decision's plaintext payload must already have been replaced by
-    /// `sealed` (the journal does that in `append`).
-    func encodeBody() -> [UInt8] {
-        var w = ByteWriter()
+    /// Appends the body bytes to `w`. A decision's plaintext payload must already have been
+    /// replaced by `sealed` (the journal does that in `append`).
+    func encodeBody(into w: inout ByteWriter) {
         switch self {
         case .received(let r):
             w.string(r.signalID)
@@ -394,7 +393,6 @@ extension JournalRecord {
             w.string(r.summary)
             w.time(r.at)
         }
-        return w.bytes
     }
 
     /// Decodes a body; nil when the bytes do not form a valid record of that kind.

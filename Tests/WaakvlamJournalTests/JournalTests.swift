@@ -228,6 +228,36 @@ final class JournalTests: XCTestCase {
         XCTAssertNil(try JournalReader(directory: dir).verify().damage)
     }
 
+    /// Small groups: what the writer takes from the queue in one go is split into several
+    /// group commits; every caller still gets the positions of its own records.
+    func testConcurrentAppendsSplitIntoSmallGroupsReturnTheirOwnPositions() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 64 << 10, maxGroupBytes: 4096))
+        let threads = 16, perThread = 30
+        let failures = Counter()
+        runThreads(threads) { t in
+            for i in 0..<perThread {
+                let id = "s\(t)-\(i)"
+                guard let positions = try? journal.append(Sample.signal(id)), positions.count == 2,
+                      case .received(let r)? = try? journal.record(at: positions[0]), r.signalID == id,
+                      case .decision(let d)? = try? journal.record(at: positions[1]), d.signalID == id,
+                      positions[1].sequence == positions[0].sequence + 1,
+                      (try? journal.payload(signalID: id, recipientID: "gemeente-hoorn")) == Array("payload of \(id)".utf8) else {
+                    failures.increment()
+                    continue
+                }
+            }
+        }
+        XCTAssertEqual(failures.value, 0)
+        let stats = journal.statistics
+        XCTAssertEqual(stats.appends, UInt64(threads * perThread))
+        XCTAssertGreaterThan(stats.rotations, 0)
+        journal.close()
+        let verification = try JournalReader(directory: dir).verify()
+        XCTAssertNil(verification.damage)
+        XCTAssertEqual(verification.records, UInt64(threads * perThread * 2))
+    }
+
     func testSegmentsRotateAndTheChainCrossesThem() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))
