@@ -127,7 +127,8 @@ public enum Payload {
     /// characters as \u00XX (lower-case hex), the rest as UTF-8.
     private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        let needsEscape = { (byte: UInt8) in byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") }
+        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
             output.append(contentsOf: text.utf8)
             output.append(UInt8(ascii: "\""))
             return
@@ -154,7 +155,8 @@ enum PayloadValidator {
     static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], lookup: (String) -> FieldDefinition?,
                          owner: String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
-        for name in payload.keys.sorted() {
+        // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
+        for name in payload.keys {
             var field: String { "\(prefix).\(name)" }
             guard let definition = lookup(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
@@ -165,6 +167,7 @@ enum PayloadValidator {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
+        issues.sort { $0.field < $1.field }
         for definition in fields where definition.required {
             if payload[definition.name] == nil || payload[definition.name] == .string("") {
                 issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,

@@ -343,8 +343,9 @@ public enum PolicyEngine {
             return .failure(denial)
         }
         var kept: [String: PayloadValue] = [:]
+        kept.reserveCapacity(payload.count)
         var dropped: [DroppedField] = []
-        for name in payload.keys.sorted() {
+        for name in payload.keys {
             // Validation has checked every payload field against the type.
             let definition = type.field(named: name)!
             guard rule.allowlist.contains(name) else {
@@ -364,6 +365,7 @@ public enum PolicyEngine {
             }
             return .failure(Denial(code: .requiredFieldNotAllowed, message: "Signal type '\(type.id)' requires '\(field.name)', which rule '\(rule.id)' of convenant '\(convenant.id)' does not allow; the signal would arrive incomplete."))
         }
+        dropped.sort { $0.name < $1.name }
         return .success(AllowedDelivery(ruleID: rule.id, convenantID: convenant.id, convenantVersion: convenant.version,
                                         processingActivity: convenant.processingActivity, payload: kept, keptFields: kept.keys.sorted(),
                                         droppedFields: dropped, retentionDays: rule.retentionDays,

@@ -41,12 +41,28 @@ public struct SubjectKeys: Sendable, Equatable {
 
     /// The house number without leading zeros, the addition upper-cased without separators.
     public static func address(postcode: String, houseNumber: String, addition: String? = nil) -> String? {
-        // ASCII house numbers (all of them, in practice) are trimmed without Foundation.
-        let trimmed = houseNumber.utf8.allSatisfy({ $0 < 0x80 })
-            ? String(houseNumber.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
-            : houseNumber.trimmingCharacters(in: .whitespaces)
+        let addition = addition ?? ""
+        let trimmed: String, suffix: String
+        if houseNumber.utf8.allSatisfy({ $0 < 0x80 }) && addition.utf8.allSatisfy({ $0 < 0x80 }) {
+            // ASCII (all of them, in practice): trimmed and filtered byte by byte, without
+            // Foundation or Character properties on every signal.
+            let blank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+            let bytes = Array(houseNumber.utf8)
+            let start = bytes.firstIndex(where: { !blank($0) }) ?? bytes.endIndex
+            let end = (bytes.lastIndex(where: { !blank($0) }) ?? start - 1) + 1
+            trimmed = String(decoding: bytes[start..<max(start, end)], as: UTF8.self)
+            suffix = String(decoding: addition.utf8.compactMap { byte -> UInt8? in
+                switch byte {
+                case 0x61...0x7A: byte - 0x20
+                case 0x41...0x5A, 0x30...0x39: byte
+                default: nil
+                }
+            }, as: UTF8.self)
+        } else {
+            trimmed = houseNumber.trimmingCharacters(in: .whitespaces)
+            suffix = addition.uppercased().filter { $0.isLetter || $0.isNumber }
+        }
         guard let postcode = Postcode(postcode), let number = Int(trimmed), number > 0 else { return nil }
-        let suffix = (addition ?? "").uppercased().filter { $0.isLetter || $0.isNumber }
         return "address:\(postcode)|\(number)|\(suffix)"
     }
 }

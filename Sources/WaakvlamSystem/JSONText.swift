@@ -242,7 +242,12 @@ public enum JSONText {
     public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
         out.append(UInt8(ascii: "\""))
         // Most text needs no escape at all: then it is copied as a whole.
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || ($0 == UInt8(ascii: "/") && escapingSlashes) }) {
+        let needsEscape = { (byte: UInt8) in
+            byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || (byte == UInt8(ascii: "/") && escapingSlashes)
+        }
+        // Scanned as a buffer where the string has one (native strings do), which is far
+        // cheaper than going through the UTF-8 view's iterator.
+        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
             out.append(contentsOf: text.utf8)
             out.append(UInt8(ascii: "\""))
             return

@@ -160,5 +160,9 @@ final class JSONAndPayloadTests: XCTestCase {
         XCTAssertEqual(subjectKeys(for: payload, type: overlast), SubjectKeys(person: nil, address: "address:1624KM|12|A"))
         XCTAssertEqual(subjectKeys(for: [:], type: arrears), SubjectKeys(person: nil, address: nil))
         XCTAssertEqual(SubjectKeys.address(postcode: "1624KM", houseNumber: "012"), "address:1624KM|12|")
+        // ASCII house numbers and additions take a fast path; it trims and filters like the general one.
+        XCTAssertEqual(SubjectKeys.address(postcode: "1624 km", houseNumber: " \t12 ", addition: "-b 2"), "address:1624KM|12|B2")
+        XCTAssertEqual(SubjectKeys.address(postcode: "1624KM", houseNumber: " 12 ", addition: "b-ü"), "address:1624KM|12|BÜ")
+        XCTAssertNil(SubjectKeys.address(postcode: "1624KM", houseNumber: "  "))
     }
 }
