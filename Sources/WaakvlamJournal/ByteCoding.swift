@@ -130,6 +130,13 @@ struct ByteReader {
         return out
     }
 
+    /// Passes over a string (or byte string) with the same bounds checks as reading it.
+    mutating func skipString() throws { _ = try take(try count()) }
+
+    mutating func skipStrings() throws {
+        for _ in 0..<(try count()) { try skipString() }
+    }
+
     mutating func optional<T>(_ read: (inout ByteReader) throws -> T) throws -> T? {
         try bool() ? read(&self) : nil
     }

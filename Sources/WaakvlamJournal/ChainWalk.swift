@@ -46,6 +46,8 @@ struct ChainWalk {
     /// Records with a sequence at or after this one are hashed and their chain checked.
     let hashFrom: UInt64
     let maxBody: Int
+    /// How much of each record `run` decodes for its visitor.
+    var detail: JournalRecord.Detail = .full
 
     /// Walks everything, calling `visit` for each intact record (complete appends and the
     /// records of an unfinished one alike; `FrameView.endsAppend` tells them apart). `hash`
@@ -113,7 +115,7 @@ struct ChainWalk {
                     outcome.hashedRecords += 1
                 }
                 previousHash = hash
-                guard let record = frame.decode() else {
+                guard let record = frame.decode(detail) else {
                     stop = fail(number, UInt64(frame.offset), sequence,
                                 "the record's checksum is right but its content does not decode (kind \(frame.kind))").problem
                     return

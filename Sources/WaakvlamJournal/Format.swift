@@ -126,7 +126,7 @@ struct FrameView {
     var body: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Frame.headerSize...]) }
     var end: UInt32 { offset + UInt32(bytes.count) }
     func hash(_ hasher: SHA256Context) -> [UInt8] { hasher.hash(bytes) }
-    func decode() -> JournalRecord? { JournalRecord.decode(kind: kind, body: body) }
+    func decode(_ detail: JournalRecord.Detail = .full) -> JournalRecord? { JournalRecord.decode(kind: kind, body: body, detail: detail) }
 }
 
 /// What stopped a scan before the end of a file. `torn` marks damage that a crash during a

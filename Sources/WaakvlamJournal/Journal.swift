@@ -764,7 +764,8 @@ public final class Journal: @unchecked Sendable {
         let forgetBefore = options.rememberCompletedSignals.map { Date().addingTimeInterval(-$0) }
         let replay = Replay(index: index, forgetBefore: forgetBefore)
         defer { replay.finish() }
-        let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes)
+        // The index needs only ids, kinds, times and states; full records are read from disk when asked for.
+        let walk = ChainWalk(directory: directory, hashFrom: checkpoint?.sequence ?? 1, maxBody: maxAppendBytes, detail: .index)
         var outcome = try walk.run { frame, position, record, hash in
             if let checkpoint, position.sequence == checkpoint.sequence {
                 guard hash == checkpoint.hash, position.segment == checkpoint.segment,

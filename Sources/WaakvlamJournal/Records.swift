@@ -396,20 +396,67 @@ extension JournalRecord {
     }
 
     /// Decodes a body; nil when the bytes do not form a valid record of that kind.
-    static func decode(kind rawKind: UInt8, body: UnsafeRawBufferPointer) -> JournalRecord? {
+    /// How much of a record to decode.
+    enum Detail {
+        /// Everything.
+        case full
+        /// What the delivery index needs (for recovery): a `received` record's text fields
+        /// other than its id, sender and type, and a decision's reason message, rule,
+        /// convenant, fields and ciphertext are checked for structure but left empty, which
+        /// saves most of recovery's allocations.
+        case index
+    }
+
+    static func decode(kind rawKind: UInt8, body: UnsafeRawBufferPointer, detail: Detail = .full) -> JournalRecord? {
         guard let kind = Kind(rawValue: rawKind) else { return nil }
         var r = ByteReader(body)
         do {
             let record: JournalRecord
-            switch kind {
-            case .received:
+            switch (kind, detail) {
+            case (.received, .index):
+                let signalID = try r.string(), senderID = try r.string()
+                try r.skipString()
+                let signalType = try r.string()
+                try r.skipStrings()
+                try r.skipString()
+                try r.skipString()
+                try r.skipStrings()
+                for _ in 0..<3 { try r.skipString() }
+                record = .received(Received(
+                    signalID: signalID, senderID: senderID, senderOIN: "", signalType: signalType, requestedRecipients: [],
+                    payloadHash: "", requestHash: "", subjectPseudonyms: [], traceID: "", spanID: "", configVersion: "",
+                    at: try r.time()))
+            case (.decision, .index):
+                let signalID = try r.string(), recipientID = try r.string(), allowed = try r.bool()
+                let reasonCode = try r.optional { try $0.string() }
+                for _ in 0..<5 { _ = try r.optional { try $0.skipString() } }
+                try r.skipString()
+                try r.skipStrings()
+                try r.skipStrings()
+                var d = Decision(
+                    signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, configVersion: "",
+                    retentionUntil: try r.optional { try $0.time() },
+                    deliveryMode: try r.optional { reader -> DeliveryMode in
+                        guard let mode = DeliveryMode(rawValue: try reader.string()) else { throw ByteReader.Malformed() }
+                        return mode
+                    },
+                    at: Date(timeIntervalSince1970: 0))
+                d.sealed = try r.optional { reader -> SealedPayload in
+                    let slot = try reader.varint()
+                    guard slot <= UInt64(UInt32.max) else { throw ByteReader.Malformed() }
+                    try reader.skipString()
+                    return SealedPayload(keySlot: UInt32(slot), ciphertext: [])
+                }
+                d.at = try r.time()
+                record = .decision(d)
+            case (.received, .full):
                 record = .received(Received(
                     signalID: try r.string(), senderID: try r.string(), senderOIN: try r.string(),
                     signalType: try r.string(), requestedRecipients: try r.strings(),
                     payloadHash: try r.string(), requestHash: try r.string(),
                     subjectPseudonyms: try r.strings(), traceID: try r.string(), spanID: try r.string(),
                     configVersion: try r.string(), at: try r.time()))
-            case .decision:
+            case (.decision, .full):
                 var d = Decision(
                     signalID: try r.string(), recipientID: try r.string(), allowed: try r.bool(),
                     reasonCode: try r.optional { try $0.string() },
@@ -432,25 +479,25 @@ extension JournalRecord {
                 }
                 d.at = try r.time()
                 record = .decision(d)
-            case .attempt:
+            case (.attempt, _):
                 let signalID = try r.string(), recipientID = try r.string()
                 let number = try r.varint()
                 guard number <= UInt64(Int32.max) else { return nil }
                 record = .attempt(Attempt(signalID: signalID, recipientID: recipientID, attempt: Int(number),
                                           outcome: try r.string(), nextAttemptAt: try r.optional { try $0.time() },
                                           at: try r.time()))
-            case .delivered:
+            case (.delivered, _):
                 let signalID = try r.string(), recipientID = try r.string()
                 guard let via = DeliveryVia(rawValue: try r.string()) else { return nil }
                 record = .delivered(Delivered(signalID: signalID, recipientID: recipientID, via: via, at: try r.time()))
-            case .expired:
+            case (.expired, _):
                 record = .expired(Expired(signalID: try r.string(), recipientID: try r.string(), at: try r.time()))
-            case .feedback:
+            case (.feedback, _):
                 record = .feedback(Feedback(signalID: try r.string(), fromID: try r.string(), status: try r.string(),
                                             fieldsForwarded: try r.strings(), at: try r.time()))
-            case .payloadPurged:
+            case (.payloadPurged, _):
                 record = .payloadPurged(PayloadPurged(signalID: try r.string(), recipientID: try r.string(), at: try r.time()))
-            case .configApplied:
+            case (.configApplied, _):
                 record = .configApplied(ConfigApplied(version: try r.string(), contentHash: try r.string(),
                                                       appliedBy: try r.string(), summary: try r.string(), at: try r.time()))
             }

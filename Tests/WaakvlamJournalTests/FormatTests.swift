@@ -75,6 +75,50 @@ final class FormatTests: XCTestCase {
     }
 }
 
+final class IndexDecodingTests: XCTestCase {
+    /// Recovery decodes only what the delivery index needs: those fields must equal a full
+    /// decoding's, and a damaged body must be refused just the same.
+    func testIndexDetailKeepsWhatTheIndexUsesAndChecksTheRest() throws {
+        var sealedAllowed = Sample.decision("s-1", retentionUntil: time(99))
+        if case .decision(var d) = sealedAllowed {
+            d.payload = nil
+            d.sealed = SealedPayload(keySlot: 41, ciphertext: Array(repeating: 7, count: 300))
+            sealedAllowed = .decision(d)
+        }
+        let records = [Sample.received("s-1", subjects: ["p1", "p2"]), sealedAllowed,
+                       Sample.decision("s-1", to: "politie", allowed: false, mode: .inbox)]
+        for record in records {
+            var writer = ByteWriter()
+            record.encodeBody(into: &writer)
+            let body = writer.bytes
+            let full = try XCTUnwrap(body.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0) })
+            let lean = try XCTUnwrap(body.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0, detail: .index) })
+            XCTAssertEqual(full, record)
+            switch (full, lean) {
+            case (.received(let f), .received(let l)):
+                XCTAssertEqual([l.signalID, l.senderID, l.signalType], [f.signalID, f.senderID, f.signalType])
+                XCTAssertEqual(l.at, f.at)
+                XCTAssertEqual(l.subjectPseudonyms, [], "left out")
+            case (.decision(let f), .decision(let l)):
+                XCTAssertEqual([l.signalID, l.recipientID], [f.signalID, f.recipientID])
+                XCTAssertEqual(l.allowed, f.allowed)
+                XCTAssertEqual(l.reasonCode, f.reasonCode)
+                XCTAssertEqual(l.deliveryMode, f.deliveryMode)
+                XCTAssertEqual(l.retentionUntil, f.retentionUntil)
+                XCTAssertEqual(l.sealed?.keySlot, f.sealed?.keySlot)
+                XCTAssertEqual(l.at, f.at)
+            default:
+                XCTFail("kinds differ: \(full) / \(lean)")
+            }
+            // A truncated or lengthened body decodes in neither mode.
+            for damaged in [Array(body.dropLast()), body + [0]] {
+                XCTAssertNil(damaged.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0, detail: .index) })
+                XCTAssertNil(damaged.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0) })
+            }
+        }
+    }
+}
+
 extension ArraySlice where Element == UInt8 {
     var le32: UInt32 { withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) } }
     var le64: UInt64 { withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) } }
