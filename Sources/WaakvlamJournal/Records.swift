@@ -395,7 +395,6 @@ extension JournalRecord {
         }
     }
 
-    /// Decodes a body; nil when the bytes do not form a valid record of that kind.
     /// How much of a record to decode.
     enum Detail {
         /// Everything.
@@ -407,6 +406,7 @@ extension JournalRecord {
         case index
     }
 
+    /// Decodes a body; nil when the bytes do not form a valid record of that kind.
     static func decode(kind rawKind: UInt8, body: UnsafeRawBufferPointer, detail: Detail = .full) -> JournalRecord? {
         guard let kind = Kind(rawValue: rawKind) else { return nil }
         var r = ByteReader(body)
@@ -415,13 +415,13 @@ extension JournalRecord {
             switch (kind, detail) {
             case (.received, .index):
                 let signalID = try r.string(), senderID = try r.string()
-                try r.skipString()
+                try r.skipString() // sender OIN
                 let signalType = try r.string()
-                try r.skipStrings()
-                try r.skipString()
-                try r.skipString()
-                try r.skipStrings()
-                for _ in 0..<3 { try r.skipString() }
+                try r.skipStrings() // requested recipients
+                try r.skipString() // payload hash
+                try r.skipString() // request hash
+                try r.skipStrings() // subject pseudonyms
+                for _ in 0..<3 { try r.skipString() } // trace id, span id, configuration version
                 record = .received(Received(
                     signalID: signalID, senderID: senderID, senderOIN: "", signalType: signalType, requestedRecipients: [],
                     payloadHash: "", requestHash: "", subjectPseudonyms: [], traceID: "", spanID: "", configVersion: "",
@@ -429,10 +429,11 @@ extension JournalRecord {
             case (.decision, .index):
                 let signalID = try r.string(), recipientID = try r.string(), allowed = try r.bool()
                 let reasonCode = try r.optional { try $0.string() }
+                // Reason message, rule, convenant, convenant version, processing activity.
                 for _ in 0..<5 { _ = try r.optional { try $0.skipString() } }
-                try r.skipString()
-                try r.skipStrings()
-                try r.skipStrings()
+                try r.skipString() // configuration version
+                try r.skipStrings() // fields delivered
+                try r.skipStrings() // fields dropped
                 var d = Decision(
                     signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, configVersion: "",
                     retentionUntil: try r.optional { try $0.time() },
@@ -444,7 +445,7 @@ extension JournalRecord {
                 d.sealed = try r.optional { reader -> SealedPayload in
                     let slot = try reader.varint()
                     guard slot <= UInt64(UInt32.max) else { throw ByteReader.Malformed() }
-                    try reader.skipString()
+                    try reader.skipString() // ciphertext
                     return SealedPayload(keySlot: UInt32(slot), ciphertext: [])
                 }
                 d.at = try r.time()

@@ -48,11 +48,6 @@ public enum JSONText {
             bytes.append(contentsOf: String(number).utf8)
         }
 
-        public mutating func bool(_ key: String? = nil, _ flag: Bool) {
-            member(key)
-            bytes.append(contentsOf: (flag ? "true" : "false").utf8)
-        }
-
         /// RFC 3339 UTC with milliseconds, as `JSONText.timestamp`.
         public mutating func timestamp(_ key: String? = nil, _ date: Date) {
             member(key)
@@ -91,56 +86,6 @@ public enum JSONText {
         private mutating func close(_ bracket: UInt8) {
             written.removeLast()
             bytes.append(bracket)
-        }
-    }
-
-    /// A JSON object written member by member with typed values (no dynamic casts), its keys
-    /// sorted when it is finished, like `encode` sorts a dictionary's.
-    public struct Object: Sendable {
-        private var members: [(key: String, value: [UInt8])] = []
-
-        public init() {}
-
-        public mutating func set(_ key: String, _ text: String) {
-            var value: [UInt8] = []
-            JSONText.appendString(text, to: &value)
-            members.append((key, value))
-        }
-
-        public mutating func set(_ key: String, _ number: Int) { members.append((key, Array(String(number).utf8))) }
-
-        public mutating func set(_ key: String, _ texts: [String]) {
-            var value: [UInt8] = [UInt8(ascii: "[")]
-            for (index, text) in texts.enumerated() {
-                if index > 0 { value.append(UInt8(ascii: ",")) }
-                JSONText.appendString(text, to: &value)
-            }
-            value.append(UInt8(ascii: "]"))
-            members.append((key, value))
-        }
-
-        public mutating func set(_ key: String, _ object: Object) { members.append((key, object.bytes)) }
-
-        public mutating func set(_ key: String, _ objects: [Object]) {
-            var value: [UInt8] = [UInt8(ascii: "[")]
-            for (index, object) in objects.enumerated() {
-                if index > 0 { value.append(UInt8(ascii: ",")) }
-                value.append(contentsOf: object.bytes)
-            }
-            value.append(UInt8(ascii: "]"))
-            members.append((key, value))
-        }
-
-        public var bytes: [UInt8] {
-            var out: [UInt8] = [UInt8(ascii: "{")]
-            for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSONText.appendString(member.key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                out.append(contentsOf: member.value)
-            }
-            out.append(UInt8(ascii: "}"))
-            return out
         }
     }
 
