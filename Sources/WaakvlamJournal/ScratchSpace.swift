@@ -1,6 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import WaakvlamSystem
 
 /// Memory for the delivery index that the kernel can take back: the index's arrays live in
 /// windows of a sparse, nameless scratch file in the journal's folder, mapped shared. The
@@ -13,17 +12,22 @@ import Glibc
 ///
 /// The file holds nothing durable: it has no name (O_TMPFILE, or unlinked at once), is gone
 /// when the process ends, and the index is rebuilt from the journal at open. Disk blocks are
-/// reserved with `posix_fallocate` before they are used (and kept for reuse), so a full disk never faults a mapped
-/// page: an array that cannot get blocks moves to anonymous memory (and stays correct, only
-/// resident). Without a usable folder or sparse files, all windows are anonymous memory.
+/// reserved with `posix_fallocate` before they are used (and kept for reuse), so on ext4 and
+/// XFS a full disk never faults a mapped page (copy-on-write file systems such as btrfs or ZFS
+/// do not keep that promise; see docs/JOURNAL.md): an array that cannot get blocks moves to
+/// anonymous memory (and stays correct, only resident; logged). Without a usable folder
+/// or sparse files, all windows are anonymous memory.
 ///
 /// Not thread-safe: the index uses it under its lock.
 final class ScratchSpace {
-    /// Address space per window (one array). The index numbers its entries with UInt32, so
-    /// its arrays stay far below this in practice; `ScratchArray` checks it.
-    static let windowBytes = 1 << 32
+    /// Address space per window (one array): 268 million 64-byte delivery entries, far more
+    /// than a node keeps within `rememberCompletedSignals`; `ScratchArray` stops the process
+    /// with a clear message beyond it. Reserved address space only (sparse file, no swap).
+    static let windowBytes = 1 << 34
+    /// Windows per scratch file (and mapping): 512 GiB of address space each. The index uses
+    /// seven windows plus one per push recipient's schedule and one per inbox queue, so a
+    /// node with many recipients maps more than one file.
     static let windowsPerChunk = 32
-    static let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     /// A window: where it is mapped, and whether it is a file's (false: anonymous memory).
     struct Window {
@@ -91,13 +95,21 @@ final class ScratchSpace {
     func reserve(_ window: Window, bytes: Int) -> Bool {
         let have = reserved[window.number] ?? 0
         guard bytes > have else { return true }
-        // Grow by an eighth at least, in whole megabytes: few calls, little waste.
-        let target = min(Self.windowBytes, roundUp(max(bytes, have + have / 8), to: 1 << 20))
+        // Grow by an eighth at least, in whole 64 KiB: few calls, little waste (a recipient's
+        // small queue keeps little disk).
+        let target = min(Self.windowBytes, roundUp(max(bytes, have + have / 8), to: 1 << 16))
         let blocks = allocated[window.number] ?? 0
         if window.fileBacked, target > blocks {
             let chunk = chunks[window.number / Self.windowsPerChunk]
             let offset = (window.number % Self.windowsPerChunk) * Self.windowBytes
-            guard posix_fallocate(chunk.fd, off_t(offset + blocks), off_t(target - blocks)) == 0 else { return false }
+            let status = posix_fallocate(chunk.fd, off_t(offset + blocks), off_t(target - blocks))
+            guard status == 0 else {
+                Log.shared.warning("delivery_index_not_paged", [
+                    "reason": "no disk blocks for the index's scratch file: \(String(cString: strerror(status)))",
+                    "effect": "this part of the delivery index stays in memory until the daemon restarts",
+                ])
+                return false
+            }
             allocated[window.number] = target
         }
         reserved[window.number] = target
@@ -144,15 +156,18 @@ final class ScratchSpace {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             }
         }
-        fileUnavailable = true
-        guard fd >= 0 else { return }
-        guard ftruncate(fd, off_t(chunkBytes)) == 0,
+        guard fd >= 0, ftruncate(fd, off_t(chunkBytes)) == 0,
               let base = mmap(nil, chunkBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0),
               base != MAP_FAILED else {
-            Glibc.close(fd)
+            let reason = String(cString: strerror(errno))
+            if fd >= 0 { Glibc.close(fd) }
+            fileUnavailable = true
+            Log.shared.warning("delivery_index_not_paged", [
+                "reason": "cannot make the index's scratch file in \(directory): \(reason)",
+                "effect": "the delivery index stays in memory (correct, but its size follows the backlog)",
+            ])
             return
         }
-        fileUnavailable = false
         let first = chunks.count * Self.windowsPerChunk
         chunks.append(Chunk(base: base, fd: fd))
         freeFile.append(contentsOf: (first..<first + Self.windowsPerChunk).reversed())
@@ -161,7 +176,7 @@ final class ScratchSpace {
     private func addAnonymousChunk() {
         guard let base = mmap(nil, chunkBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               base != MAP_FAILED else {
-            fatalError("delivery index: cannot reserve \(chunkBytes >> 30) GiB of address space (is the virtual memory limit, ulimit -v, too low?)")
+            fatalError("delivery index: cannot reserve \(chunkBytes >> 30) GiB of address space (\(String(cString: strerror(errno)))): allow it with the virtual memory limit (ulimit -v, LimitAS=) and, under vm.overcommit_memory=2, make the journal's folder hold the scratch file")
         }
         let first = chunks.count * Self.windowsPerChunk
         chunks.append(Chunk(base: base, fd: -1))
@@ -247,6 +262,7 @@ final class ScratchArray<Element: BitwiseCopyable> {
     }
 
     func swapAt(_ i: Int, _ j: Int) {
+        precondition(i >= 0 && i < count && j >= 0 && j < count, "ScratchArray swapAt out of range")
         let t = base[i]
         base[i] = base[j]
         base[j] = t
