@@ -437,16 +437,12 @@ extension JournalRecord {
                 var d = Decision(
                     signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, configVersion: "",
                     retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { reader -> DeliveryMode in
-                        guard let mode = DeliveryMode(rawValue: try reader.string()) else { throw ByteReader.Malformed() }
-                        return mode
-                    },
+                    deliveryMode: try r.optional { try $0.deliveryMode() },
                     at: Date(timeIntervalSince1970: 0))
                 d.sealed = try r.optional { reader -> SealedPayload in
-                    let slot = try reader.varint()
-                    guard slot <= UInt64(UInt32.max) else { throw ByteReader.Malformed() }
+                    let slot = try reader.keySlot()
                     try reader.skipString() // ciphertext
-                    return SealedPayload(keySlot: UInt32(slot), ciphertext: [])
+                    return SealedPayload(keySlot: slot, ciphertext: [])
                 }
                 d.at = try r.time()
                 record = .decision(d)
@@ -468,16 +464,9 @@ extension JournalRecord {
                     processingActivity: try r.optional { try $0.string() },
                     configVersion: try r.string(), fieldsDelivered: try r.strings(), fieldsDropped: try r.strings(),
                     retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { reader -> DeliveryMode in
-                        guard let mode = DeliveryMode(rawValue: try reader.string()) else { throw ByteReader.Malformed() }
-                        return mode
-                    },
+                    deliveryMode: try r.optional { try $0.deliveryMode() },
                     at: Date(timeIntervalSince1970: 0))
-                d.sealed = try r.optional { reader -> SealedPayload in
-                    let slot = try reader.varint()
-                    guard slot <= UInt64(UInt32.max) else { throw ByteReader.Malformed() }
-                    return SealedPayload(keySlot: UInt32(slot), ciphertext: try reader.data())
-                }
+                d.sealed = try r.optional { SealedPayload(keySlot: try $0.keySlot(), ciphertext: try $0.data()) }
                 d.at = try r.time()
                 record = .decision(d)
             case (.attempt, _):
@@ -506,5 +495,18 @@ extension JournalRecord {
         } catch {
             return nil
         }
+    }
+}
+
+private extension ByteReader {
+    mutating func deliveryMode() throws -> DeliveryMode {
+        guard let mode = DeliveryMode(rawValue: try string()) else { throw Malformed() }
+        return mode
+    }
+
+    mutating func keySlot() throws -> UInt32 {
+        let slot = try varint()
+        guard slot <= UInt64(UInt32.max) else { throw Malformed() }
+        return UInt32(slot)
     }
 }
