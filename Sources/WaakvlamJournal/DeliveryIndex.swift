@@ -51,7 +51,8 @@ public struct SignalSummary: Equatable, Sendable {
 /// state is a fixed-size struct. Details come from the journal (`Journal.signal(_:)`).
 public final class DeliveryIndex: @unchecked Sendable {
     private let lock = NSLock()
-    /// Where the arrays below live (see `ScratchSpace`): declared first, released last.
+    /// Where the arrays below live (see `ScratchSpace`); each array holds it too, so it
+    /// outlives them.
     private let space: ScratchSpace
     private var ids: IDTable
     private var names = StringTable()
@@ -204,7 +205,8 @@ public final class DeliveryIndex: @unchecked Sendable {
             inboxes[recipient] = queue.isEmpty ? nil : queue
             var seen = Set<UInt32>()
             var out: [DeliveryState] = []
-            for i in queue.head..<queue.items.count where out.count < limit {
+            for i in queue.head..<queue.items.count {
+                guard out.count < limit else { break }
                 let d = queue.items[i]
                 if isWaiting(d), seen.insert(d).inserted { out.append(state(d)) }
             }
@@ -687,7 +689,7 @@ struct IDTable {
             let (slot, existing) = probe(key, hash)
             if let existing { return (existing, false) }
             let index = UInt32(ends.count)
-            arena.append(contentsOf: key.bindMemory(to: UInt8.self))
+            arena.append(contentsOf: utf8)
             ends.append(UInt32(arena.count))
             slots[slot] = Self.slotValue(Int(index), hash)
             if ends.count * 10 > slots.count * 7 { grow() }
