@@ -105,13 +105,20 @@ public enum Payload {
     /// bytes, so the relay can hash and store them. (Written byte by byte: it is computed
     /// several times per signal. The bytes must never change: hashes of them are journaled.)
     public static func canonicalJSON(_ payload: [String: PayloadValue]) -> Data {
+        Data(canonicalBytes(payload))
+    }
+
+    /// `canonicalJSON` as bytes (what the relay hashes and stores).
+    public static func canonicalBytes(_ payload: [String: PayloadValue]) -> [UInt8] {
         var output: [UInt8] = [UInt8(ascii: "{")]
-        output.reserveCapacity(64 + payload.count * 32)
-        for (index, key) in payload.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+        output.reserveCapacity(64 + payload.count * 48)
+        // Sorted as pairs (the keys are distinct), so no value is looked up again by key.
+        let members = payload.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        for (index, member) in members.enumerated() {
             if index > 0 { output.append(UInt8(ascii: ",")) }
-            appendCanonicalString(key, to: &output)
+            appendCanonicalString(member.key, to: &output)
             output.append(UInt8(ascii: ":"))
-            switch payload[key]! {
+            switch member.value {
             case .string(let text): appendCanonicalString(text, to: &output)
             case .integer(let number): output.append(contentsOf: String(number).utf8)
             case .number(let number):
@@ -120,7 +127,7 @@ public enum Payload {
             }
         }
         output.append(UInt8(ascii: "}"))
-        return Data(output)
+        return output
     }
 
     /// A JSON string literal: quote, backslash, \n, \r and \t escaped, other control

@@ -320,8 +320,10 @@ final class PeerRoutes: @unchecked Sendable {
     }
 
     func respond(to request: HTTPRequest, from peer: HTTPServer.PeerConnection) -> HTTPResponse {
+        // One snapshot per request: the sender is identified and its signal decided under it.
+        let snapshot = configuration.current
         let organisation: Organisation
-        switch Identity.organisation(for: peer.certificate, in: configuration.current.configuration) {
+        switch Identity.organisation(for: peer.certificate, in: snapshot.configuration) {
         case .failure(let refusal):
             metrics.increment("waakvlam_identity_refused_total", ["code": refusal.code])
             Log.shared.warning("identity_refused", ["remote": peer.remoteAddress, "code": refusal.code,
@@ -342,7 +344,7 @@ final class PeerRoutes: @unchecked Sendable {
         }
         switch route {
         case .whoami: return Whoami.response(organisation: organisation, certificate: peer.certificate)
-        case .signals: return signals.submit(request, sender: organisation)
+        case .signals: return signals.submit(request, sender: organisation, snapshot: snapshot)
         case .signal(let id): return signals.status(id, caller: organisation)
         case .feedback(let id): return signals.feedback(id, request, caller: organisation)
         case .inbox: return signals.inbox(request, caller: organisation)
