@@ -163,20 +163,21 @@ enum PayloadValidator {
                          owner: String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
-        for name in payload.keys {
+        for (name, value) in payload {
             var field: String { "\(prefix).\(name)" }
             guard let definition = lookup(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
                 continue
             }
-            if let problem = check(payload[name]!, definition) {
+            if let problem = check(value, definition) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
         issues.sort { $0.field < $1.field }
         for definition in fields where definition.required {
-            if payload[definition.name] == nil || payload[definition.name] == .string("") {
+            let value = payload[definition.name]
+            if value == nil || value == .string("") {
                 issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,
                                            message: "'\(definition.name)' is required for \(owner); fill it in (\(expectation(definition.format)))"))
             }

@@ -207,13 +207,23 @@ struct SubmissionFastReader {
         guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
         let start = index + 1
         var end = start
+        var high: UInt8 = 0
         while end < bytes.count {
             let byte = bytes[end]
             if byte == UInt8(ascii: "\"") { break }
             if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+            high |= byte
             end += 1
         }
-        guard end < bytes.count, let text = String(validating: bytes[start..<end], as: UTF8.self) else { return nil }
+        guard end < bytes.count else { return nil }
+        let text: String
+        if high < 0x80 {
+            // ASCII is valid UTF-8: no validation needed.
+            text = bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
+        } else {
+            guard let valid = String(validating: bytes[start..<end], as: UTF8.self) else { return nil }
+            text = valid
+        }
         index = end + 1
         return text
     }
