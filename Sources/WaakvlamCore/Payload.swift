@@ -134,9 +134,14 @@ public enum Payload {
     /// characters as \u00XX (lower-case hex), the rest as UTF-8.
     private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        let needsEscape = { (byte: UInt8) in byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") }
-        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
-            output.append(contentsOf: text.utf8)
+        // Scanned and copied from the string's own buffer when nothing needs escaping.
+        var text = text
+        let copied = text.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            output.append(contentsOf: bytes)
+            return true
+        }
+        if copied {
             output.append(UInt8(ascii: "\""))
             return
         }

@@ -200,14 +200,18 @@ public enum JSONText {
     /// (and "/" when `escapingSlashes`); everything else as UTF-8.
     public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
         out.append(UInt8(ascii: "\""))
-        // Most text needs no escape at all: then it is copied as a whole.
-        let needsEscape = { (byte: UInt8) in
-            byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || (byte == UInt8(ascii: "/") && escapingSlashes)
+        // Most text needs no escape at all: then it is copied as a whole, scanned and copied
+        // from the string's own buffer (far cheaper than the UTF-8 view's iterator).
+        var text = text
+        let copied = text.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+                || (byte == UInt8(ascii: "/") && escapingSlashes) {
+                return false
+            }
+            out.append(contentsOf: bytes)
+            return true
         }
-        // Scanned as a buffer where the string has one (native strings do), which is far
-        // cheaper than going through the UTF-8 view's iterator.
-        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
-            out.append(contentsOf: text.utf8)
+        if copied {
             out.append(UInt8(ascii: "\""))
             return
         }

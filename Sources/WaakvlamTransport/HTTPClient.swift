@@ -248,10 +248,9 @@ public final class HTTPClient: @unchecked Sendable {
             return
         }
         lock.lock()
-        var list = idle[connection.endpoint] ?? []
-        let keep = list.count < configuration.maximumIdleConnectionsPerEndpoint
-        if keep { list.append(connection) }
-        idle[connection.endpoint] = list
+        // Appended in place (a copy taken out and put back would copy the whole list).
+        let keep = (idle[connection.endpoint]?.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint
+        if keep { idle[connection.endpoint, default: []].append(connection) }
         lock.unlock()
         if !keep { connection.close() }
     }
