@@ -358,6 +358,11 @@ enum PeerRoute: Equatable {
     case whoami, signals, signal(String), feedback(String), inbox, acknowledge(String)
 
     init?(path: Substring) {
+        // Every submission comes here: its path is told apart without splitting.
+        if path == "/v1/signals" {
+            self = .signals
+            return
+        }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 3, parts[0].isEmpty, parts[1] == "v1", parts.dropFirst().allSatisfy({ !$0.isEmpty }) else { return nil }
         switch (parts.count, parts[2]) {
