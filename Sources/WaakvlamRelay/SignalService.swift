@@ -86,8 +86,9 @@ final class SignalService: @unchecked Sendable {
     private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
                                   canonicalPayload: [UInt8], requestHash: String, trace: TraceContext) -> HTTPResponse {
         let now = Date()
+        let current = snapshot.configuration  // taken once for the whole submission
         let decisions: [RecipientDecision]
-        switch PolicyEngine.decide(submission, sender: sender, configuration: snapshot.configuration, at: now) {
+        switch PolicyEngine.decide(submission, sender: sender, configuration: current, at: now) {
         case .invalid(let issues):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
             return Self.invalid(InvalidPayload(issues))
@@ -95,7 +96,7 @@ final class SignalService: @unchecked Sendable {
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let type = snapshot.configuration.signalType(id: submission.type) {
+        if let type = current.signalType(id: submission.type) {
             let keys = subjectKeys(for: submission.payload, type: type)
             pseudonyms = [keys.person, keys.address].compactMap { $0 }.map(pseudonymizer.pseudonym)
         }
@@ -105,15 +106,21 @@ final class SignalService: @unchecked Sendable {
             payloadHash: Hex.encode(SHA256.hash(canonicalPayload)),
             requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
             configVersion: snapshot.version, at: now)
+        // The decision records kept apart as well, so that the pushes and the answer take
+        // them without matching (and copying) every record again.
+        var decisionRecords: [Decision] = []
+        decisionRecords.reserveCapacity(decisions.count)
         var records: [JournalRecord] = [.received(received)]
+        records.reserveCapacity(1 + decisions.count)
+        var prepared: [Outbound.Prepared] = []
         for decision in decisions {
-            records.append(.decision(Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
-                                                 canonicalPayload: canonicalPayload, at: now)))
-        }
-        let prepared = records.compactMap { record -> Outbound.Prepared? in
-            guard case .decision(let decision) = record, decision.allowed, decision.deliveryMode == .push,
-                  let payload = decision.payload else { return nil }
-            return Outbound.Prepared(received: received, decision: decision, payload: payload, sender: sender)
+            let record = Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
+                                     canonicalPayload: canonicalPayload, at: now)
+            if record.allowed, record.deliveryMode == .push, let payload = record.payload {
+                prepared.append(Outbound.Prepared(received: received, decision: record, payload: payload, sender: sender))
+            }
+            records.append(.decision(record))
+            decisionRecords.append(record)
         }
         if !prepared.isEmpty { onQueued(.prepared(prepared)) }
         do {
@@ -144,10 +151,7 @@ final class SignalService: @unchecked Sendable {
         if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
-        return Self.answer(received: received, decisions: records.compactMap { record in
-            if case .decision(let decision) = record { return decision }
-            return nil
-        })
+        return Self.answer(received: received, decisions: decisionRecords)
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
