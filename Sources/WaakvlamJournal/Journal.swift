@@ -73,7 +73,8 @@ public struct JournalStatistics: Equatable, Sendable {
 ///
 /// `append` may be called from any number of threads: a single writer thread collects what
 /// is queued, writes it with one `pwrite`, makes it durable with one `fdatasync`, and only
-/// then returns to each caller. An append is atomic with respect to recovery: after a crash
+/// then returns to each caller (or, for `append(_:completion:)`, calls its completion). An
+/// append is atomic with respect to recovery: after a crash
 /// either all of its records are there or none.
 public final class Journal: @unchecked Sendable {
     /// One append call may hold at most this many bytes of records.
@@ -130,6 +131,8 @@ public final class Journal: @unchecked Sendable {
     private static let inlineWakeLimit = 4
     /// Wakes the callers of committed groups (see `writerLoop`).
     private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
+    /// Calls the completions of asynchronous appends, one group after another.
+    private let completionQueue = DispatchQueue(label: "waakvlam.journal.completions")
     private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
@@ -219,20 +222,46 @@ public final class Journal: @unchecked Sendable {
     @discardableResult
     public func append(_ records: [JournalRecord]) throws -> [RecordPosition] {
         guard !records.isEmpty else { return [] }
-        let pending = try prepare(records)
-        queueLock.lock()
-        guard !closing else {
-            queueLock.unlock()
-            throw JournalError.closed
+        let pending = try prepare(records, completion: nil)
+        let ticket = try enqueue(pending)!
+        ticket.wait()
+        return try pending.result!.get()
+    }
+
+    /// What an asynchronous append is told: its records' positions once they are durable,
+    /// or why its group commit failed (`diskFull`, `unavailable`).
+    public typealias AppendCompletion = @Sendable (Result<[RecordPosition], JournalError>) -> Void
+
+    /// Appends `records` like `append(_:)`, without waiting for them to become durable:
+    /// `completion` is called exactly once, after the group commit that carried them, on the
+    /// journal's completion thread, in the order the appends were queued. So no thread is
+    /// parked per append: the caller goes on at once and many appends share one commit.
+    /// Completions should be short; they may append asynchronously again, but must not call
+    /// the blocking `append` or `close` (the completions after them would wait, or deadlock).
+    /// Throws at once, without calling `completion`, for a closed journal or an invalid record.
+    public func append(_ records: [JournalRecord], completion: @escaping AppendCompletion) throws {
+        guard !records.isEmpty else {
+            completionQueue.async { completion(.success([])) }
+            return
         }
-        if openTicket == nil { openTicket = CommitTicket() }
-        let ticket = openTicket!
+        _ = try enqueue(try prepare(records, completion: completion))
+    }
+
+    /// Queues a prepared append for the writer. Returns the ticket a blocking caller waits on
+    /// (nil for an asynchronous append, whose completion is called instead).
+    private func enqueue(_ pending: PendingAppend) throws -> CommitTicket? {
+        queueLock.lock()
+        defer { queueLock.unlock() }
+        guard !closing else { throw JournalError.closed }
+        var ticket: CommitTicket?
+        if pending.completion == nil {
+            if openTicket == nil { openTicket = CommitTicket() }
+            ticket = openTicket
+        }
         queue.append(pending)
         // The writer waits only while the queue is empty: only the first append wakes it.
         if queue.count == 1 { queueLock.signal() }
-        queueLock.unlock()
-        ticket.wait()
-        return try pending.result!.get()
+        return ticket
     }
 
     /// Random bytes per sealed payload: its key and its nonce.
@@ -240,7 +269,7 @@ public final class Journal: @unchecked Sendable {
 
     /// Seals payloads and encodes the frames of one append, in the caller's thread, so that
     /// the writer thread only numbers, checksums and hashes them.
-    private func prepare(_ records: [JournalRecord]) throws -> PendingAppend {
+    private func prepare(_ records: [JournalRecord], completion: AppendCompletion?) throws -> PendingAppend {
         var sealingCount = 0
         var capacity = 0
         for record in records {
@@ -289,7 +318,7 @@ public final class Journal: @unchecked Sendable {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
         }
-        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents)
+        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents, completion: completion)
     }
 
     /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
@@ -393,6 +422,9 @@ public final class Journal: @unchecked Sendable {
         queueLock.broadcast()
         queueLock.unlock()
         writerExited.wait()
+        // Every queued append was committed before the writer left; its completion is told
+        // before close returns.
+        completionQueue.sync {}
         checkpointQueue.sync {}
         if nextSequence > 1, checkpointedSequence != nextSequence - 1, broken == nil {
             try? writeCheckpoint()
@@ -419,7 +451,7 @@ public final class Journal: @unchecked Sendable {
                 break
             }
             swap(&queue, &taken)
-            let ticket = openTicket!
+            let ticket = openTicket
             openTicket = nil
             queueLock.unlock()
             var first = 0
@@ -433,16 +465,27 @@ public final class Journal: @unchecked Sendable {
                 commit(taken[first..<end], bytes: bytes)
                 first = end
             }
+            // Asynchronous appends are told on the completion thread, in queue order, while
+            // this thread goes on with the next group.
+            var completed: [PendingAppend] = []
+            for p in taken where p.completion != nil { completed.append(p) }
+            if !completed.isEmpty {
+                completionQueue.async { [completed] in
+                    for p in completed { p.completion!(p.result!) }
+                }
+            }
             // Let go of the appends before waking anyone, so that their records are freed on
             // the callers' threads.
-            let callers = taken.count
+            let callers = taken.count - completed.count
             taken.removeAll(keepingCapacity: true)
-            if callers <= Journal.inlineWakeLimit {
-                ticket.complete()
-            } else {
-                // Waking tens of callers costs the kernel a few microseconds each: done on
-                // another thread, it overlaps the next group's write and sync.
-                wakeQueue.async { ticket.complete() }
+            if let ticket {
+                if callers <= Journal.inlineWakeLimit {
+                    ticket.complete()
+                } else {
+                    // Waking tens of callers costs the kernel a few microseconds each: done on
+                    // another thread, it overlaps the next group's write and sync.
+                    wakeQueue.async { ticket.complete() }
+                }
             }
         }
         keyIO.stop()
@@ -932,13 +975,16 @@ private final class PendingAppend {
     let records: [JournalRecord]
     let frames: [UInt8]
     let keyEvents: [KeyEvent]
-    /// Set by the writer before it completes the ticket.
+    /// For an asynchronous append; nil when the caller waits on the ticket.
+    let completion: Journal.AppendCompletion?
+    /// Set by the writer before it completes the ticket or queues the completion.
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent]) {
+    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent], completion: Journal.AppendCompletion?) {
         self.records = records
         self.frames = frames
         self.keyEvents = keyEvents
+        self.completion = completion
     }
 }
 
