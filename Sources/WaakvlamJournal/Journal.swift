@@ -133,6 +133,9 @@ public final class Journal: @unchecked Sendable {
     private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
     /// Calls the completions of asynchronous appends, one group after another.
     private let completionQueue = DispatchQueue(label: "waakvlam.journal.completions")
+    /// The thread running completions (under `queueLock`), and the appends it made meanwhile.
+    private var completingThread: pthread_t?
+    private var heldByCompletions: [PendingAppend] = []
     private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
@@ -257,6 +260,9 @@ public final class Journal: @unchecked Sendable {
         if pending.completion == nil {
             if openTicket == nil { openTicket = CommitTicket() }
             ticket = openTicket
+        } else if let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
+            heldByCompletions.append(pending)
+            return nil
         }
         queue.append(pending)
         // The writer waits only while the queue is empty: only the first append wakes it.
@@ -470,9 +476,7 @@ public final class Journal: @unchecked Sendable {
             var completed: [PendingAppend] = []
             for p in taken where p.completion != nil { completed.append(p) }
             if !completed.isEmpty {
-                completionQueue.async { [completed] in
-                    for p in completed { p.completion!(p.result!) }
-                }
+                completionQueue.async { [self, completed] in complete(completed) }
             }
             // Let go of the appends before waking anyone, so that their records are freed on
             // the callers' threads.
@@ -490,6 +494,26 @@ public final class Journal: @unchecked Sendable {
         }
         keyIO.stop()
         writerExited.signal()
+    }
+
+    /// Tells one group's asynchronous appends, on the completion thread. Appends the
+    /// completions make are queued together once all of them ran: otherwise the writer, idle
+    /// meanwhile, would commit the first few alone and the rest in the next group, and the
+    /// groups of chained writers would settle at half their number.
+    private func complete(_ completed: [PendingAppend]) {
+        queueLock.lock()
+        completingThread = pthread_self()
+        queueLock.unlock()
+        for p in completed { p.completion!(p.result!) }
+        queueLock.lock()
+        completingThread = nil
+        if !heldByCompletions.isEmpty {
+            let wasEmpty = queue.isEmpty
+            queue.append(contentsOf: heldByCompletions)
+            heldByCompletions.removeAll(keepingCapacity: true)
+            if wasEmpty { queueLock.signal() }
+        }
+        queueLock.unlock()
     }
 
     /// Writes one group, updates the index and sets each append's result.
