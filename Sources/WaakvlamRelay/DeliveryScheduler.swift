@@ -15,10 +15,10 @@ import WaakvlamTransport
 /// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
 /// worker threads. Each side waits on its own condition and is woken one at a time (a
 /// broadcast to hundreds of idle workers per signal cost more than the delivery itself). A
-/// worker that got a receipt hands it to the receipt thread and takes the next job: that
-/// thread journals all receipts waiting in one append (they share its fdatasync) and only
-/// then lets go of their deliveries, so a delivery is never picked again before its receipt
-/// is durable. The per-recipient limit counts requests on the wire.
+/// worker that got a receipt appends it to the journal without waiting and takes the next
+/// job; the receipts of many workers share a group commit, and the journal's completion
+/// thread lets go of each delivery once its receipt is durable, so a delivery is never
+/// picked again before that. The per-recipient limit counts requests on the wire.
 ///
 /// The first push of a new signal uses a message built from the records as the signal
 /// service journaled them (`notice(.prepared)`, given before the append so it is there when
@@ -66,10 +66,6 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var nextSweep = Date.distantPast
     /// Messages for first pushes, by delivery, with their decision's time (journal microseconds).
     private var prepared: [Key: (decidedAt: Int64, message: Outbound.Message)] = [:]
-    /// Guards `receipts`; the receipt thread waits on it.
-    private let receiptsCondition = NSCondition()
-    private var receipts: [(delivery: DeliveryState, at: Date)] = []
-    private var receiptsStopping = false
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
@@ -94,7 +90,6 @@ final class DeliveryScheduler: @unchecked Sendable {
         running = true
         let workers = max(1, configuration.current.configuration.node.delivery.maximumInFlight)
         spawn("waakvlam-scheduler") { [self] in scheduleLoop() }
-        spawn("waakvlam-receipts") { [self] in receiptLoop() }
         for index in 0..<workers {
             spawn("waakvlam-delivery-\(index)") { [self] in workerLoop() }
         }
@@ -141,10 +136,6 @@ final class DeliveryScheduler: @unchecked Sendable {
         prepared.removeAll()
         condition.broadcast()
         condition.unlock()
-        receiptsCondition.lock()
-        receiptsStopping = true
-        receiptsCondition.broadcast()
-        receiptsCondition.unlock()
         work.lock()
         workersStopping = true
         jobs.removeAll()
@@ -258,14 +249,14 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func workerLoop() {
         while let job = nextJob() {
             var sending = true
-            let receiptQueued = deliver(job) {
+            let releasedLater = deliver(job) {
                 // The recipient answered (or could not be reached): its slot is free again.
                 self.finishSending(job.recipientID)
                 sending = false
             }
             condition.lock()
             if sending { sendingPerRecipient[job.recipientID, default: 1] -= 1 }
-            if !receiptQueued { release(job) }
+            if !releasedLater { release(job) }
             wakeRequested = true
             condition.signal()
             condition.unlock()
@@ -308,7 +299,7 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// Pushes one delivery and journals the outcome; calls `answered` once the request is
     /// over (before the outcome is made durable), unless it never got to sending. Returns true
-    /// when a receipt was handed to the receipt thread (which then releases the delivery).
+    /// when a receipt is being journaled (its completion then releases the delivery).
     private func deliver(_ delivery: DeliveryState, answered: () -> Void) -> Bool {
         let snapshot = configuration.current
         let now = Date()
@@ -348,10 +339,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             let response = try client.send(request, to: endpoint, idempotent: true)
             answered()
             if (200..<300).contains(response.status) {
-                receiptsCondition.lock()
-                receipts.append((delivery, Date()))
-                receiptsCondition.signal()
-                receiptsCondition.unlock()
+                journalReceipt(of: delivery)
                 return true
             }
             outcome = "http \(response.status)"
@@ -363,52 +351,40 @@ final class DeliveryScheduler: @unchecked Sendable {
         return false
     }
 
-    /// Journals the receipts that are waiting, all in one append, then releases their
-    /// deliveries. Receipts that arrive while stopping are still journaled.
-    private func receiptLoop() {
-        while true {
-            receiptsCondition.lock()
-            while receipts.isEmpty && !receiptsStopping { receiptsCondition.wait() }
-            let batch = receipts
-            receipts.removeAll(keepingCapacity: true)
-            let stopping = receiptsStopping
-            receiptsCondition.unlock()
-            if batch.isEmpty && stopping { return }
-            delivered(batch)
+    /// Appends the receipt without waiting; `receiptJournaled` follows on the journal's
+    /// completion thread. A receipt that cannot be journaled means the delivery is pushed
+    /// again later (at-least-once; recipients deduplicate by id).
+    private func journalReceipt(of delivery: DeliveryState) {
+        let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
+                                                        via: .push, at: Date()))
+        do {
+            try journal.append([receipt]) { [self] result in receiptJournaled(delivery, result) }
+        } catch {
+            receiptJournaled(delivery, .failure(error as? JournalError ?? .closed))
         }
     }
 
-    private func delivered(_ batch: [(delivery: DeliveryState, at: Date)]) {
+    /// Lets go of the delivery; once its receipt is durable, the recipient counts as up.
+    private func receiptJournaled(_ delivery: DeliveryState, _ result: Result<[RecordPosition], JournalError>) {
         var durable = true
-        do {
-            _ = try journal.append(batch.map { .delivered(Delivered(signalID: $0.delivery.signalID, recipientID: $0.delivery.recipientID,
-                                                                    via: .push, at: $0.at)) })
-        } catch {
-            // The recipients have them but the receipts are not recorded: they will be pushed
-            // again (at-least-once; recipients deduplicate by id).
+        if case .failure(let error) = result {
             durable = false
-            for (delivery, _) in batch {
-                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            }
+            Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
         }
         condition.lock()
-        for (delivery, _) in batch {
-            release(delivery)
-            if durable, health[delivery.recipientID] != nil {
-                if health[delivery.recipientID]?.downSince != nil {
-                    Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
-                }
-                health[delivery.recipientID] = nil
+        release(delivery)
+        if durable, health[delivery.recipientID] != nil {
+            if health[delivery.recipientID]?.downSince != nil {
+                Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
             }
+            health[delivery.recipientID] = nil
         }
         wakeRequested = true
         condition.signal()
         condition.unlock()
         guard durable else { return }
-        metrics.increment("waakvlam_deliveries_total", ["via": "push"], by: Double(batch.count))
-        for (delivery, _) in batch {
-            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-        }
+        metrics.increment("waakvlam_deliveries_total", ["via": "push"])
+        Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
     }
 
     /// Records a failed attempt with the next one planned, or expires the delivery when its
