@@ -9,9 +9,10 @@ import WaakvlamSystem
 // writers beside the raw fdatasync rate of the same disk, then recovery time and peak memory
 // for a journal of 1,000,000 records. Two hidden child modes serve the benchmark and the
 // crash test:
-//   journal writer  --dir D [--threads N] [--segment-size BYTES]
-//       appends signals from N threads forever, printing "<signal id>\n" after each append
-//       returned (is durable); meant to be killed with SIGKILL.
+//   journal writer  --dir D [--threads N] [--chains N] [--segment-size BYTES]
+//       appends signals from N threads (blocking appends) and N chains of asynchronous
+//       appends forever, printing "<signal id>\n" after each append returned or completed
+//       (is durable); meant to be killed with SIGKILL.
 //   journal recover --dir D
 //       opens (recovers) the journal and prints one JSON line with the figures.
 
@@ -35,6 +36,7 @@ private struct BenchOptions {
     var mode = "run"
     var directory: String?
     var threads = 16
+    var chains = 0
     var seconds = 3.0
     var records = 1_000_000
     var segmentSize = 64 << 20
@@ -59,6 +61,7 @@ private struct BenchOptions {
             switch flag {
             case "--dir": o.directory = value
             case "--threads": o.threads = try number(flag, value)
+            case "--chains": o.chains = try number(flag, value)
             case "--seconds": o.seconds = Double(try number(flag, value))
             case "--records": o.records = try number(flag, value)
             case "--segment-size": o.segmentSize = try number(flag, value)
@@ -76,7 +79,7 @@ private struct BenchOptions {
                 guard let style = WriterStyle(rawValue: value) else { throw UsageError(description: "--api is threads or completions") }
                 o.apis = [style]
             default:
-                throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part --shape --writers --api; child modes: --threads --segment-size)")
+                throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part --shape --writers --api; child modes: --threads --chains --segment-size)")
             }
         }
         return o
@@ -134,25 +137,52 @@ private func runWriterChild(_ options: BenchOptions) -> Int32 {
             var i = 0
             while true {
                 let id = "\(run)-\(t)-\(i)"
-                var records = signalRecords(id)
-                if i > 0, i % 4 == 0 {
-                    records.append(.delivered(Delivered(signalID: "\(run)-\(t)-\(i - 1)", recipientID: "gemeente-hoorn",
-                                                        via: .push, at: Date())))
-                }
                 do {
-                    try journal.append(records)
+                    try journal.append(crashWriterRecords(run: run, writer: t, number: i))
                 } catch {
                     FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
                     exit(1)
                 }
-                // One write(2) per line: lines from different threads never interleave.
-                let line = Array((id + "\n").utf8)
-                _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
+                acknowledge(id)
                 i += 1
             }
         }.start()
     }
+    @Sendable func chain(_ c: Int, _ i: Int) {
+        let writer = options.threads + c
+        do {
+            try journal.append(crashWriterRecords(run: run, writer: writer, number: i)) { result in
+                guard case .success = result else {
+                    FileHandle.standardError.write(Data("writer: \(result)\n".utf8))
+                    exit(1)
+                }
+                acknowledge("\(run)-\(writer)-\(i)")
+                chain(c, i + 1)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+    for c in 0..<options.chains { chain(c, 0) }
     while true { sleep(60) }
+}
+
+/// A signal, and for every fourth one the receipt of the one before.
+private func crashWriterRecords(run: String, writer: Int, number i: Int) -> [JournalRecord] {
+    var records = signalRecords("\(run)-\(writer)-\(i)")
+    if i > 0, i % 4 == 0 {
+        records.append(.delivered(Delivered(signalID: "\(run)-\(writer)-\(i - 1)", recipientID: "gemeente-hoorn",
+                                            via: .push, at: Date())))
+    }
+    return records
+}
+
+/// Prints a durable signal's id. One write(2) per line: lines from different threads never
+/// interleave.
+private func acknowledge(_ id: String) {
+    let line = Array((id + "\n").utf8)
+    _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
 }
 
 private func runRecoverChild(_ options: BenchOptions) -> Int32 {
