@@ -203,8 +203,10 @@ public final class Journal: @unchecked Sendable {
         if nextSequence > 1, checkpointedSequence != nextSequence - 1 {
             try? writeCheckpoint()
         }
-        let writer = Thread { [unowned self] in self.writerLoop() }
-        writer.name = "waakvlam-journal-writer"
+        let writer = Thread { [unowned self] in
+            nameCurrentThread("journal-writer")
+            self.writerLoop()
+        }
         writer.start()
         Log.shared.info("journal_opened", [
             "directory": directory, "records": Int(recovery.records), "hashed_records": Int(recovery.hashedRecords),
@@ -1036,6 +1038,7 @@ private final class BackgroundIO: @unchecked Sendable {
 
     init() {
         let thread = Thread { [self] in
+            nameCurrentThread("journal-keys")
             while true {
                 go.wait()
                 guard let work else { return }
@@ -1048,7 +1051,6 @@ private final class BackgroundIO: @unchecked Sendable {
                 finished.signal()
             }
         }
-        thread.name = "waakvlam-journal-keys"
         thread.start()
     }
 

@@ -12,8 +12,9 @@ import WaakvlamTransport
 /// back-off, so that a recipient that is down costs one probe per interval and never holds
 /// up deliveries to others (like Postfix's per-destination queues and dead-site detection).
 ///
-/// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
-/// worker threads. Each side waits on its own condition and is woken one at a time (a
+/// Threads: one scheduler thread picks due deliveries and hands them to worker threads, which
+/// are started as jobs wait for them, up to `maximumInFlight` (an idle node keeps only the
+/// few it needed so far). Each side waits on its own condition and is woken one at a time (a
 /// broadcast to hundreds of idle workers per signal cost more than the delivery itself). A
 /// worker that got a receipt appends it to the journal without waiting and takes the next
 /// job; the receipts of many workers share a group commit, and the journal's completion
@@ -56,13 +57,14 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var heldPerRecipient: [String: Int] = [:]
     private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
-    private var threads: [Thread] = []
     private var activeThreads = 0
-    /// Guards `jobs`; idle workers wait on it, one is signalled per job.
+    /// Guards `jobs` and the worker counts; idle workers wait on it, one is signalled per job.
     private let work = NSCondition()
     private var jobs: [DeliveryState] = []
     private var jobsHead = 0
     private var workersStopping = false
+    private var workers = 0
+    private var idleWorkers = 0
     private var nextSweep = Date.distantPast
     /// Messages for first pushes, by delivery, with their decision's time (journal microseconds).
     private var prepared: [Key: (decidedAt: Int64, message: Outbound.Message)] = [:]
@@ -88,11 +90,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         defer { condition.unlock() }
         guard !running else { return }
         running = true
-        let workers = max(1, configuration.current.configuration.node.delivery.maximumInFlight)
-        spawn("waakvlam-scheduler") { [self] in scheduleLoop() }
-        for index in 0..<workers {
-            spawn("waakvlam-delivery-\(index)") { [self] in workerLoop() }
-        }
+        spawn("scheduler") { [self] in scheduleLoop() }
     }
 
     func notice(_ notice: Outbound.Notice) {
@@ -158,18 +156,19 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     // MARK: - Scheduling
 
+    /// Starts a thread counted in `activeThreads` (which `stop` waits for). Called with
+    /// `condition` locked.
     private func spawn(_ name: String, _ body: @escaping () -> Void) {
         activeThreads += 1
         let thread = Thread { [self] in
+            nameCurrentThread(name)
             body()
             condition.lock()
             activeThreads -= 1
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = name
         thread.stackSize = 512 * 1024
-        threads.append(thread)
         thread.start()
     }
 
@@ -183,13 +182,7 @@ final class DeliveryScheduler: @unchecked Sendable {
                 nextSweep = now.addingTimeInterval(1)
             }
             let due = collectDue(now)
-            if !due.isEmpty {
-                work.lock()
-                jobs.append(contentsOf: due)
-                // One wake per job: a broadcast would wake every idle worker for a few jobs.
-                for _ in due { work.signal() }
-                work.unlock()
-            }
+            if !due.isEmpty { hand(due, workerLimit: configuration.current.configuration.node.delivery.maximumInFlight) }
             condition.lock()
             var woken = wakeRequested
             if !wakeRequested && running {
@@ -246,6 +239,24 @@ final class DeliveryScheduler: @unchecked Sendable {
         return picked
     }
 
+    /// Queues jobs for the workers, waking one idle worker per job (a broadcast would wake
+    /// every idle worker for a few jobs) and starting new ones for jobs no idle worker takes.
+    private func hand(_ due: [DeliveryState], workerLimit: Int) {
+        work.lock()
+        jobs.append(contentsOf: due)
+        for _ in 0..<min(due.count, idleWorkers) { work.signal() }
+        let first = workers
+        let starting = max(0, min(jobs.count - jobsHead - idleWorkers, workerLimit - workers))
+        workers += starting
+        work.unlock()
+        guard starting > 0 else { return }
+        condition.lock()
+        for index in first..<first + starting {
+            spawn("delivery-\(index)") { [self] in workerLoop() }
+        }
+        condition.unlock()
+    }
+
     private func workerLoop() {
         while let job = nextJob() {
             var sending = true
@@ -276,8 +287,15 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func nextJob() -> DeliveryState? {
         work.lock()
         defer { work.unlock() }
-        while !workersStopping && jobsHead == jobs.count { work.wait() }
-        guard !workersStopping else { return nil }
+        while !workersStopping && jobsHead == jobs.count {
+            idleWorkers += 1
+            work.wait()
+            idleWorkers -= 1
+        }
+        guard !workersStopping else {
+            workers -= 1
+            return nil
+        }
         let job = jobs[jobsHead]
         jobsHead += 1
         if jobsHead == jobs.count {
