@@ -453,7 +453,9 @@ public final class Journal: @unchecked Sendable {
         var taken: [PendingAppend] = []
         while true {
             queueLock.lock()
-            while queue.isEmpty && !closing { queueLock.wait() }
+            // While closing, completions that are running may still hand over the appends
+            // they made before `closing` was set: the writer leaves only after them.
+            while queue.isEmpty && (!closing || completingThread != nil) { queueLock.wait() }
             if queue.isEmpty {
                 queueLock.unlock()
                 break
@@ -509,12 +511,11 @@ public final class Journal: @unchecked Sendable {
         for p in completed { p.completion!(p.result!) }
         queueLock.lock()
         completingThread = nil
-        if !heldByCompletions.isEmpty {
-            let wasEmpty = queue.isEmpty
-            queue.append(contentsOf: heldByCompletions)
-            heldByCompletions.removeAll(keepingCapacity: true)
-            if wasEmpty { queueLock.signal() }
-        }
+        let wasEmpty = queue.isEmpty
+        queue.append(contentsOf: heldByCompletions)
+        heldByCompletions.removeAll(keepingCapacity: true)
+        // The writer waits for an empty queue to fill, or (closing) for this to end.
+        if wasEmpty && (!queue.isEmpty || closing) { queueLock.signal() }
         queueLock.unlock()
     }
 

@@ -331,6 +331,37 @@ final class JournalTests: XCTestCase {
         XCTAssertNil(try JournalReader(directory: dir).verify().damage)
     }
 
+    /// Closing while chained writers keep appending from their completions: every append the
+    /// journal took is completed before `close` returns, and the rest are refused with
+    /// `closed`, so no writer waits forever.
+    func testCloseCompletesEveryAppendItTook() throws {
+        for round in 0..<5 {
+            let dir = temporaryDirectory(self)
+            let journal = try Journal.openForTest(dir)
+            let taken = Counter(), completed = Counter(), refused = Counter()
+            @Sendable func next(_ writer: Int, _ i: Int) {
+                do {
+                    try journal.append([Sample.received("r\(round)-\(writer)-\(i)")]) { _ in
+                        completed.increment()
+                        next(writer, i + 1)
+                    }
+                    taken.increment()
+                } catch {
+                    XCTAssertEqual(error as? JournalError, .closed)
+                    refused.increment()
+                }
+            }
+            for writer in 0..<16 { next(writer, 0) }
+            usleep(UInt32(20_000 * (round + 1)))
+            journal.close()
+            XCTAssertEqual(refused.value, 16, "round \(round): every chain ends with a refused append")
+            XCTAssertEqual(completed.value, taken.value, "round \(round): appends taken but never completed")
+            let reopened = try Journal.openForTest(dir)
+            XCTAssertEqual(reopened.recovery.records, UInt64(completed.value), "round \(round)")
+            reopened.close()
+        }
+    }
+
     func testSegmentsRotateAndTheChainCrossesThem() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))
