@@ -133,6 +133,8 @@ public final class Journal: @unchecked Sendable {
     private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
     /// Calls the completions of asynchronous appends, one group after another.
     private let completionQueue = DispatchQueue(label: "waakvlam.journal.completions")
+    /// Set on `completionQueue`, so that `close` can tell it runs there.
+    private static let completionQueueKey = DispatchSpecificKey<Bool>()
     /// The thread running completions (under `queueLock`), and the appends it made meanwhile.
     private var completingThread: pthread_t?
     private var heldByCompletions: [PendingAppend] = []
@@ -192,6 +194,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(segmentFD)
             throw error
         }
+        completionQueue.setSpecific(key: Journal.completionQueueKey, value: true)
         keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         headHash = state.lastHash
@@ -239,16 +242,16 @@ public final class Journal: @unchecked Sendable {
 
     /// Appends `records` like `append(_:)`, without waiting for them to become durable:
     /// `completion` is called exactly once, after the group commit that carried them, on the
-    /// journal's completion thread, in the order the appends were queued. So no thread is
-    /// parked per append: the caller goes on at once and many appends share one commit.
-    /// Completions should be short; they may append asynchronously again, but must not call
-    /// the blocking `append` or `close` (the completions after them would wait, or deadlock).
-    /// Throws at once, without calling `completion`, for a closed journal or an invalid record.
+    /// journal's completion thread, in the order of the records' sequence numbers. So no
+    /// thread is parked per append: the caller goes on at once and many appends share one
+    /// commit. Completions should be short. They may append asynchronously again (such an
+    /// append joins the queue once the group's completions ran, so appends from other threads
+    /// may go before it); they must not wait for such an append, nor call `close` (a
+    /// precondition failure); a blocking `append` only delays the completions after them.
+    /// Throws at once, without calling `completion`, for a closed journal or an invalid
+    /// record (an empty `records` too).
     public func append(_ records: [JournalRecord], completion: @escaping AppendCompletion) throws {
-        guard !records.isEmpty else {
-            completionQueue.async { completion(.success([])) }
-            return
-        }
+        guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
         _ = try enqueue(try prepare(records, completion: completion))
     }
 
@@ -422,6 +425,9 @@ public final class Journal: @unchecked Sendable {
     /// folder. Later appends throw `closed`.
     public func close() {
         queueLock.lock()
+        if let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
+            preconditionFailure("Journal.close() called from an append completion: close the journal from another thread")
+        }
         if closing {
             queueLock.unlock()
             return
@@ -431,8 +437,9 @@ public final class Journal: @unchecked Sendable {
         queueLock.unlock()
         writerExited.wait()
         // Every queued append was committed before the writer left; its completion is told
-        // before close returns.
-        completionQueue.sync {}
+        // before close returns. (Unless this is the completion thread itself: a journal
+        // dropped without `close` whose last reference was a completion's.)
+        if DispatchQueue.getSpecific(key: Journal.completionQueueKey) == nil { completionQueue.sync {} }
         checkpointQueue.sync {}
         if nextSequence > 1, checkpointedSequence != nextSequence - 1, broken == nil {
             try? writeCheckpoint()

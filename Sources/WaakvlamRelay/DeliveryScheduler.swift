@@ -65,6 +65,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var workersStopping = false
     private var workers = 0
     private var idleWorkers = 0
+    /// Started but not yet looking for a job: each will take one.
+    private var startingWorkers = 0
     private var nextSweep = Date.distantPast
     /// Messages for first pushes, by delivery, with their decision's time (journal microseconds).
     private var prepared: [Key: (decidedAt: Int64, message: Outbound.Message)] = [:]
@@ -246,8 +248,9 @@ final class DeliveryScheduler: @unchecked Sendable {
         jobs.append(contentsOf: due)
         for _ in 0..<min(due.count, idleWorkers) { work.signal() }
         let first = workers
-        let starting = max(0, min(jobs.count - jobsHead - idleWorkers, workerLimit - workers))
+        let starting = max(0, min(jobs.count - jobsHead - idleWorkers - startingWorkers, workerLimit - workers))
         workers += starting
+        startingWorkers += starting
         work.unlock()
         guard starting > 0 else { return }
         condition.lock()
@@ -258,6 +261,9 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func workerLoop() {
+        work.lock()
+        startingWorkers -= 1
+        work.unlock()
         while let job = nextJob() {
             var sending = true
             let releasedLater = deliver(job) {

@@ -59,6 +59,9 @@ final class CrashTests: XCTestCase {
             if !missing.isEmpty || verification.damage != nil { break }
         }
         XCTAssertGreaterThan(acknowledged.count, rounds / 2, "the writer must have made progress in the rounds that waited for it")
+        // Ids are "<pid>-<run>-<writer>-<number>"; writers 8 and up are the chains.
+        let fromChains = acknowledged.filter { Int($0.split(separator: "-")[2])! >= 8 }.count
+        XCTAssertGreaterThan(fromChains, 0, "the chains of asynchronous appends must have been acknowledged too")
         print("crash test: \(rounds) kills, \(acknowledged.count) acknowledged signals, \(tornCuts) torn tails cut, \(segmentFiles(dir).count) segments")
     }
 }

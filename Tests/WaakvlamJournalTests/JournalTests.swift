@@ -362,6 +362,41 @@ final class JournalTests: XCTestCase {
         }
     }
 
+    /// The same, deterministically: `close` is called while a completion that already made
+    /// its next append is still running; that append is committed and completed first.
+    func testCloseWaitsForAnAppendHeldByARunningCompletion() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let appended = DispatchSemaphore(value: 0)
+        let heldCompleted = Counter()
+        try journal.append([Sample.received("first")]) { _ in
+            do {
+                try journal.append([Sample.received("held")]) { result in
+                    if case .success = result { heldCompleted.increment() }
+                }
+            } catch {
+                XCTFail("the append inside the completion was refused: \(error)")
+            }
+            appended.signal()
+            usleep(300_000)  // close() starts meanwhile
+        }
+        appended.wait()
+        journal.close()
+        XCTAssertEqual(heldCompleted.value, 1)
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.recovery.records, 2)
+        reopened.close()
+        XCTAssertEqual(try JournalReader(directory: dir).records(matching: JournalQuery(signalID: "held")).count, 1)
+    }
+
+    func testAnEmptyAsynchronousAppendIsRefused() throws {
+        let journal = try Journal.openForTest(temporaryDirectory(self))
+        defer { journal.close() }
+        XCTAssertThrowsError(try journal.append([]) { _ in XCTFail("a refused append must not complete") }) {
+            guard case .invalidRecord? = $0 as? JournalError else { return XCTFail("\($0)") }
+        }
+    }
+
     func testSegmentsRotateAndTheChainCrossesThem() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))

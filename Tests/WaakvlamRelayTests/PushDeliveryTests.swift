@@ -29,6 +29,7 @@ final class PushDeliveryTests: XCTestCase {
                                       withTemplate: "$1{ mode: \"push\", endpoint: \"https://127.0.0.1:\(recipient.port)/in\" }")
         XCTAssertNotEqual(pushed, text)
         try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
+        try site.setDelivery("maximumInFlight: 8")
         let workersBefore = deliveryWorkerThreads()
         try site.startNode()
         let node = try XCTUnwrap(site.node)
@@ -58,7 +59,7 @@ final class PushDeliveryTests: XCTestCase {
         XCTAssertTrue(allDelivered(), "every receipt is journaled")
         let workers = deliveryWorkerThreads() - workersBefore
         XCTAssertGreaterThan(workers, 0)
-        XCTAssertLessThanOrEqual(workers, node.configuration.node.delivery.maximumInFlight, "workers are started up to the limit")
+        XCTAssertLessThanOrEqual(workers, 8, "workers are started up to maximumInFlight")
         usleep(200_000)
         XCTAssertEqual(Set(ids.map { received.count($0) }), [1], "each signal pushed once")
         for id in ids {
