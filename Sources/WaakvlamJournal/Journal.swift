@@ -98,6 +98,10 @@ public final class Journal: @unchecked Sendable {
     private var lastRecord: (segment: UInt32, end: UInt64)
     private var checkpointedSequence: UInt64
     private let keyFD: Int32
+    /// The key file's size (see `writeSlots`).
+    private var keyFileBytes: Int
+    /// The key file grows by this much at a time: 1,024 slots.
+    private static let keyFileStep = 64 << 10
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
     private var broken: JournalError?
 
@@ -189,7 +193,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.open(directory + "/" + Segment.fileName(state.segment), O_WRONLY | O_CLOEXEC)
         }
         do {
-            keyFD = try Journal.openKeyFile(directory)
+            (keyFD, keyFileBytes) = try Journal.openKeyFile(directory)
         } catch {
             Glibc.close(segmentFD)
             throw error
@@ -601,8 +605,7 @@ public final class Journal: @unchecked Sendable {
             firstSequence += UInt64(p.records.count)
         }
         if !slotWrites.isEmpty {
-            let keyFD = self.keyFD
-            keyIO.start { [slotWrites] in try Journal.writeSlots(slotWrites, to: keyFD) }
+            keyIO.start { [unowned self, slotWrites] in try writeSlots(slotWrites) }
         }
         // Pass 2, meanwhile: sequence numbers, checksums and the hash chain, in place.
         let start = segmentSize
@@ -658,9 +661,19 @@ public final class Journal: @unchecked Sendable {
         return index.payloadKey(signalID: delivery.signalID, recipientID: delivery.recipientID)?.slot
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable.
-    private static func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])], to keyFD: Int32) throws {
+    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable. The
+    /// file grows ahead of the slots in `keyFileStep`s (zeros: empty slots), so that the
+    /// fdatasync of most groups writes their slots only, not also the inode's new size.
+    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`).
+    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
+        let needed = Int(KeySlot.offset(sorted.last!.slot)) + KeySlot.size
+        if needed > keyFileBytes {
+            let target = (needed + Journal.keyFileStep - 1) / Journal.keyFileStep * Journal.keyFileStep
+            let status = posix_fallocate(keyFD, off_t(keyFileBytes), off_t(target - keyFileBytes))
+            guard status == 0 else { throw SystemError(call: "posix_fallocate(keys)", errno: status) }
+            keyFileBytes = target
+        }
         var i = 0
         while i < sorted.count {
             var run = sorted[i].bytes
@@ -775,7 +788,8 @@ public final class Journal: @unchecked Sendable {
         return fd
     }
 
-    private static func openKeyFile(_ directory: String) throws -> Int32 {
+    /// Opens (creating if needed) the key file; returns it and its size.
+    private static func openKeyFile(_ directory: String) throws -> (fd: Int32, bytes: Int) {
         let path = directory + "/" + KeySlot.fileName
         let fd = try syscall("open(\(path))") { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         var st = stat()
@@ -800,7 +814,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(fd)
             throw JournalError.writing(error)
         }
-        return fd
+        return (fd, max(Int(st.st_size), KeySlot.size))
     }
 
     private struct RecoveredState {

@@ -77,10 +77,11 @@ final class DiskFullTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let options = JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096)
         let journal = try Journal.openForTest(dir, options)
-        for i in 0..<300 { try journal.append(Sample.signal("k\(i)")) }
+        // The key file grows in steps of 64 KiB: its header and 1,023 slots fill the first.
+        for i in 0..<1023 { try journal.append(Sample.signal("k\(i)")) }
         let keysSize = try FileManager.default.attributesOfItem(atPath: dir + "/keys")[.size] as! Int
         let segmentSize = try FileManager.default.attributesOfItem(atPath: dir + "/" + segmentFiles(dir).last!)[.size] as! Int
-        XCTAssertGreaterThan(keysSize, 16_000)
+        XCTAssertEqual(keysSize, 64 << 10)
         XCTAssertLessThan(segmentSize, 5_000)
 
         let previousSink = Log.shared.sink
@@ -90,7 +91,7 @@ final class DiskFullTests: XCTestCase {
         var saved = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
         var limited = saved
-        limited.rlim_cur = rlim_t(keysSize)      // the next key slot lies beyond the limit
+        limited.rlim_cur = rlim_t(keysSize)      // the next key slot needs the file to grow past the limit
         XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
         let failed = Result { try journal.append(Sample.signal("no-key")) }
         let withoutPayload = Result { try journal.append([Sample.received("no-payload")]) }
