@@ -9,9 +9,10 @@ import WaakvlamSystem
 // writers beside the raw fdatasync rate of the same disk, then recovery time and peak memory
 // for a journal of 1,000,000 records. Two hidden child modes serve the benchmark and the
 // crash test:
-//   journal writer  --dir D [--threads N] [--segment-size BYTES]
-//       appends signals from N threads forever, printing "<signal id>\n" after each append
-//       returned (is durable); meant to be killed with SIGKILL.
+//   journal writer  --dir D [--threads N] [--chains N] [--segment-size BYTES]
+//       appends signals from N threads (blocking appends) and N chains of asynchronous
+//       appends forever, printing "<signal id>\n" after each append returned or completed
+//       (is durable); meant to be killed with SIGKILL.
 //   journal recover --dir D
 //       opens (recovers) the journal and prints one JSON line with the figures.
 
@@ -35,6 +36,7 @@ private struct BenchOptions {
     var mode = "run"
     var directory: String?
     var threads = 16
+    var chains = 0
     var seconds = 3.0
     var records = 1_000_000
     var segmentSize = 64 << 20
@@ -43,6 +45,7 @@ private struct BenchOptions {
     /// Which append shapes and writer counts to measure (all by default; narrower for profiling).
     var shapes = AppendShape.allCases
     var writerCounts = [1, 8, 64]
+    var apis = WriterStyle.allCases
 
     struct UsageError: Error, CustomStringConvertible { let description: String }
 
@@ -58,6 +61,7 @@ private struct BenchOptions {
             switch flag {
             case "--dir": o.directory = value
             case "--threads": o.threads = try number(flag, value)
+            case "--chains": o.chains = try number(flag, value)
             case "--seconds": o.seconds = Double(try number(flag, value))
             case "--records": o.records = try number(flag, value)
             case "--segment-size": o.segmentSize = try number(flag, value)
@@ -71,7 +75,11 @@ private struct BenchOptions {
                 o.shapes = [shape]
             case "--writers":
                 o.writerCounts = try value.split(separator: ",").map { try number(flag, String($0)) }
-            default: throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part --shape --writers; child modes: --threads --segment-size)")
+            case "--api":
+                guard let style = WriterStyle(rawValue: value) else { throw UsageError(description: "--api is threads or completions") }
+                o.apis = [style]
+            default:
+                throw UsageError(description: "unknown option \(flag) (options: --dir --seconds --records --part --shape --writers --api; child modes: --threads --chains --segment-size)")
             }
         }
         return o
@@ -129,25 +137,52 @@ private func runWriterChild(_ options: BenchOptions) -> Int32 {
             var i = 0
             while true {
                 let id = "\(run)-\(t)-\(i)"
-                var records = signalRecords(id)
-                if i > 0, i % 4 == 0 {
-                    records.append(.delivered(Delivered(signalID: "\(run)-\(t)-\(i - 1)", recipientID: "gemeente-hoorn",
-                                                        via: .push, at: Date())))
-                }
                 do {
-                    try journal.append(records)
+                    try journal.append(crashWriterRecords(run: run, writer: t, number: i))
                 } catch {
                     FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
                     exit(1)
                 }
-                // One write(2) per line: lines from different threads never interleave.
-                let line = Array((id + "\n").utf8)
-                _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
+                acknowledge(id)
                 i += 1
             }
         }.start()
     }
+    @Sendable func chain(_ c: Int, _ i: Int) {
+        let writer = options.threads + c
+        do {
+            try journal.append(crashWriterRecords(run: run, writer: writer, number: i)) { result in
+                guard case .success = result else {
+                    FileHandle.standardError.write(Data("writer: \(result)\n".utf8))
+                    exit(1)
+                }
+                acknowledge("\(run)-\(writer)-\(i)")
+                chain(c, i + 1)
+            }
+        } catch {
+            FileHandle.standardError.write(Data("writer: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+    for c in 0..<options.chains { chain(c, 0) }
     while true { sleep(60) }
+}
+
+/// A signal, and for every fourth one the receipt of the one before.
+private func crashWriterRecords(run: String, writer: Int, number i: Int) -> [JournalRecord] {
+    var records = signalRecords("\(run)-\(writer)-\(i)")
+    if i > 0, i % 4 == 0 {
+        records.append(.delivered(Delivered(signalID: "\(run)-\(writer)-\(i - 1)", recipientID: "gemeente-hoorn",
+                                            via: .push, at: Date())))
+    }
+    return records
+}
+
+/// Prints a durable signal's id. One write(2) per line: lines from different threads never
+/// interleave.
+private func acknowledge(_ id: String) {
+    let line = Array((id + "\n").utf8)
+    _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
 }
 
 private func runRecoverChild(_ options: BenchOptions) -> Int32 {
@@ -201,27 +236,34 @@ private func runMainBenchmark(_ options: BenchOptions) -> Int32 {
     print("journal benchmark in \(base) (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
 
     if options.part != "recovery",
-       !measureAppends(base: base, seconds: options.seconds, shapes: options.shapes, writerCounts: options.writerCounts) { return 1 }
+       !measureAppends(base: base, seconds: options.seconds, shapes: options.shapes, writerCounts: options.writerCounts,
+                      apis: options.apis) { return 1 }
     if options.part != "appends", !measureRecovery(base: base, records: options.records) { return 1 }
     return 0
 }
 
-private func measureAppends(base: String, seconds: Double, shapes: [AppendShape], writerCounts: [Int]) -> Bool {
+private func measureAppends(base: String, seconds: Double, shapes: [AppendShape], writerCounts: [Int], apis: [WriterStyle]) -> Bool {
     let raw = rawSyncRate(directory: base, seconds: seconds)
     print(String(format: "raw fdatasync (512-byte appends, 1 thread): %.0f syncs/s, p50 %.3f ms", raw.rate, raw.p50 * 1000))
     print("")
-    print("append                         writers  appends/s  x raw   p50 ms   p99 ms  appends/sync  CPU us/append")
+    print("append                              writers as   writers  appends/s  x raw   p50 ms   p99 ms  appends/sync  commit us  CPU us/append")
     for shape in shapes {
         for writers in writerCounts {
-            let dir = base + "/writers-\(writers)"
-            guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil, shape: shape) else { return false }
-            print(String(format: "%@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f  %13.1f", shape.label, writers, r.appendsPerSecond,
-                         r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000, r.appendsPerSync, r.cpuPerAppend * 1e6))
-            try? FileManager.default.removeItem(atPath: dir)
+            for style in apis {
+                let dir = base + "/writers-\(writers)"
+                guard let r = appendLoad(directory: dir, writers: writers, seconds: seconds, pacedRate: nil, shape: shape, style: style) else {
+                    return false
+                }
+                print(String(format: "%@  %@  %7d  %9.0f  %5.1f  %7.3f  %7.3f  %12.1f  %9.0f  %13.1f", shape.label, style.label,
+                             writers, r.appendsPerSecond, r.appendsPerSecond / raw.rate, r.p50 * 1000, r.p99 * 1000,
+                             r.appendsPerSync, r.commitMean * 1e6, r.cpuPerAppend * 1e6))
+                try? FileManager.default.removeItem(atPath: dir)
+            }
         }
     }
     if shapes.contains(.signal) {
-        guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000, shape: .signal) else {
+        guard let r = appendLoad(directory: base + "/paced", writers: 16, seconds: seconds, pacedRate: 1000, shape: .signal,
+                                 style: .threads) else {
             return false
         }
         print(String(format: "signal appends paced at 1,000/s from 16 writers: p50 %.3f ms, p99 %.3f ms, %.1f appends/sync",
@@ -278,6 +320,8 @@ private struct LoadResult {
     /// Process CPU time (all threads, user + system) per append: what the journal costs,
     /// whatever else the machine is doing.
     let cpuPerAppend: Double
+    /// The mean time of one group commit's write and fdatasync.
+    let commitMean: Double
 }
 
 /// Latencies gathered from several threads.
@@ -328,9 +372,21 @@ private enum AppendShape: CaseIterable {
     }
 }
 
-/// `writers` threads append for `seconds`; with `pacedRate` the total arrival rate is held at
-/// that many appends per second instead of as fast as possible.
-private func appendLoad(directory: String, writers: Int, seconds: Double, pacedRate: Double?, shape: AppendShape) -> LoadResult? {
+/// How the benchmark's writers append.
+private enum WriterStyle: String, CaseIterable {
+    /// Each writer is a thread that calls the blocking `append` in a loop.
+    case threads
+    /// Each writer is a chain of asynchronous appends: the next one is issued from the
+    /// completion of the previous, so every writer has one append in flight at all times.
+    case completions
+
+    var label: String { rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) }
+}
+
+/// `writers` writers append for `seconds`; with `pacedRate` (threads only) the total arrival
+/// rate is held at that many appends per second instead of as fast as possible.
+private func appendLoad(directory: String, writers: Int, seconds: Double, pacedRate: Double?, shape: AppendShape,
+                        style: WriterStyle) -> LoadResult? {
     let journal: Journal
     do {
         journal = try Journal.open(directory: directory)
@@ -338,11 +394,48 @@ private func appendLoad(directory: String, writers: Int, seconds: Double, pacedR
         print("cannot open journal: \(error)")
         return nil
     }
-    defer { journal.close() }
     let collected = Latencies()
+    let commits = CommitTimes()
+    journal.onGroupCommit = { seconds, _ in commits.add(seconds) }
     let cpuAtStart = cpuSeconds()
     let start = monotonicNanoseconds()
     let end = start + UInt64(seconds * 1e9)
+    switch style {
+    case .threads:
+        runWriterThreads(journal, writers: writers, start: start, end: end, pacedRate: pacedRate, shape: shape, into: collected)
+    case .completions:
+        guard CompletionChains(journal: journal, shape: shape, end: end, into: collected).run(writers: writers) else {
+            journal.close()
+            return nil
+        }
+    }
+    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    let cpu = cpuSeconds() - cpuAtStart
+    let stats = journal.statistics
+    journal.close()
+    let all = collected.sorted()
+    guard !all.isEmpty else { return nil }
+    return LoadResult(appendsPerSecond: Double(all.count) / elapsed, p50: Double(all[all.count / 2]) / 1e9,
+                      p99: Double(all[min(all.count - 1, all.count * 99 / 100)]) / 1e9,
+                      appendsPerSync: Double(stats.appends) / Double(max(stats.segmentSyncs, 1)),
+                      cpuPerAppend: cpu / Double(all.count), commitMean: commits.mean)
+}
+
+/// The write-and-fdatasync time of each group commit (told on the writer thread).
+private final class CommitTimes: @unchecked Sendable {
+    private var total = 0.0
+    private var count = 0
+
+    func add(_ seconds: TimeInterval) {
+        total += seconds
+        count += 1
+    }
+
+    var mean: Double { count == 0 ? 0 : total / Double(count) }
+}
+
+private func runWriterThreads(_ journal: Journal, writers: Int, start: UInt64, end: UInt64, pacedRate: Double?,
+                              shape: AppendShape, into collected: Latencies) {
     let group = DispatchGroup()
     for t in 0..<writers {
         group.enter()
@@ -372,15 +465,61 @@ private func appendLoad(directory: String, writers: Int, seconds: Double, pacedR
         }.start()
     }
     group.wait()
-    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-    let cpu = cpuSeconds() - cpuAtStart
-    let all = collected.sorted()
-    guard !all.isEmpty else { return nil }
-    let stats = journal.statistics
-    return LoadResult(appendsPerSecond: Double(all.count) / elapsed, p50: Double(all[all.count / 2]) / 1e9,
-                      p99: Double(all[min(all.count - 1, all.count * 99 / 100)]) / 1e9,
-                      appendsPerSync: Double(stats.appends) / Double(max(stats.segmentSyncs, 1)),
-                      cpuPerAppend: cpu / Double(all.count))
+}
+
+/// Writers as chains of asynchronous appends. Their latencies are kept by the journal's
+/// completion thread, the only one that touches `latencies` until `run` returns.
+private final class CompletionChains: @unchecked Sendable {
+    private let journal: Journal
+    private let shape: AppendShape
+    private let end: UInt64
+    private let collected: Latencies
+    private let done = DispatchGroup()
+    private var latencies: [UInt64] = []
+    private let failures = NSLock()
+    private var failed = false
+
+    init(journal: Journal, shape: AppendShape, end: UInt64, into collected: Latencies) {
+        self.journal = journal
+        self.shape = shape
+        self.end = end
+        self.collected = collected
+    }
+
+    /// Starts `writers` chains and waits until all of them stopped; false if an append failed.
+    func run(writers: Int) -> Bool {
+        for writer in 0..<writers {
+            done.enter()
+            issue(writer: writer, writers: writers, number: 0)
+        }
+        done.wait()
+        collected.add(latencies)
+        failures.lock()
+        defer { failures.unlock() }
+        return !failed
+    }
+
+    private func issue(writer: Int, writers: Int, number: Int) {
+        let t0 = monotonicNanoseconds()
+        guard t0 < end else { return done.leave() }
+        do {
+            try journal.append(shape.records("w\(writers)-\(writer)-\(number)")) { [self] result in
+                if case .failure(let error) = result { return stop("append failed: \(error)") }
+                latencies.append(monotonicNanoseconds() - t0)
+                issue(writer: writer, writers: writers, number: number + 1)
+            }
+        } catch {
+            stop("append failed: \(error)")
+        }
+    }
+
+    private func stop(_ message: String) {
+        print(message)
+        failures.lock()
+        failed = true
+        failures.unlock()
+        done.leave()
+    }
 }
 
 /// Writes `records` records in large appends: signals of three records (received, decision

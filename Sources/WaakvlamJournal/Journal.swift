@@ -73,7 +73,8 @@ public struct JournalStatistics: Equatable, Sendable {
 ///
 /// `append` may be called from any number of threads: a single writer thread collects what
 /// is queued, writes it with one `pwrite`, makes it durable with one `fdatasync`, and only
-/// then returns to each caller. An append is atomic with respect to recovery: after a crash
+/// then returns to each caller (or, for `append(_:completion:)`, calls its completion). An
+/// append is atomic with respect to recovery: after a crash
 /// either all of its records are there or none.
 public final class Journal: @unchecked Sendable {
     /// One append call may hold at most this many bytes of records.
@@ -97,6 +98,10 @@ public final class Journal: @unchecked Sendable {
     private var lastRecord: (segment: UInt32, end: UInt64)
     private var checkpointedSequence: UInt64
     private let keyFD: Int32
+    /// The key file's size (see `writeSlots`).
+    private var keyFileBytes: Int
+    /// The key file grows by this much at a time: 1,024 slots.
+    private static let keyFileStep = 64 << 10
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
     private var broken: JournalError?
 
@@ -130,6 +135,13 @@ public final class Journal: @unchecked Sendable {
     private static let inlineWakeLimit = 4
     /// Wakes the callers of committed groups (see `writerLoop`).
     private let wakeQueue = DispatchQueue(label: "waakvlam.journal.wake")
+    /// Calls the completions of asynchronous appends, one group after another.
+    private let completionQueue = DispatchQueue(label: "waakvlam.journal.completions")
+    /// Set on `completionQueue`, so that `close` can tell it runs there.
+    private static let completionQueueKey = DispatchSpecificKey<Bool>()
+    /// The thread running completions (under `queueLock`), and the appends it made meanwhile.
+    private var completingThread: pthread_t?
+    private var heldByCompletions: [PendingAppend] = []
     private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
@@ -181,11 +193,12 @@ public final class Journal: @unchecked Sendable {
             Glibc.open(directory + "/" + Segment.fileName(state.segment), O_WRONLY | O_CLOEXEC)
         }
         do {
-            keyFD = try Journal.openKeyFile(directory)
+            (keyFD, keyFileBytes) = try Journal.openKeyFile(directory)
         } catch {
             Glibc.close(segmentFD)
             throw error
         }
+        completionQueue.setSpecific(key: Journal.completionQueueKey, value: true)
         keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         headHash = state.lastHash
@@ -197,8 +210,10 @@ public final class Journal: @unchecked Sendable {
         if nextSequence > 1, checkpointedSequence != nextSequence - 1 {
             try? writeCheckpoint()
         }
-        let writer = Thread { [unowned self] in self.writerLoop() }
-        writer.name = "waakvlam-journal-writer"
+        let writer = Thread { [unowned self] in
+            nameCurrentThread("journal-writer")
+            self.writerLoop()
+        }
         writer.start()
         Log.shared.info("journal_opened", [
             "directory": directory, "records": Int(recovery.records), "hashed_records": Int(recovery.hashedRecords),
@@ -219,20 +234,49 @@ public final class Journal: @unchecked Sendable {
     @discardableResult
     public func append(_ records: [JournalRecord]) throws -> [RecordPosition] {
         guard !records.isEmpty else { return [] }
-        let pending = try prepare(records)
+        let pending = try prepare(records, completion: nil)
+        let ticket = try enqueue(pending)!
+        ticket.wait()
+        return try pending.result!.get()
+    }
+
+    /// What an asynchronous append is told: its records' positions once they are durable,
+    /// or why its group commit failed (`diskFull`, `unavailable`).
+    public typealias AppendCompletion = @Sendable (Result<[RecordPosition], JournalError>) -> Void
+
+    /// Appends `records` like `append(_:)`, without waiting for them to become durable:
+    /// `completion` is called exactly once, after the group commit that carried them, on the
+    /// journal's completion thread, in the order of the records' sequence numbers. So no
+    /// thread is parked per append: the caller goes on at once and many appends share one
+    /// commit. Completions should be short. They may append asynchronously again (such an
+    /// append joins the queue once the group's completions ran, so appends from other threads
+    /// may go before it); they must not wait for such an append, nor call `close` (a
+    /// precondition failure); a blocking `append` only delays the completions after them.
+    /// Throws at once, without calling `completion`, for a closed journal or an invalid
+    /// record (an empty `records` too).
+    public func append(_ records: [JournalRecord], completion: @escaping AppendCompletion) throws {
+        guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
+        _ = try enqueue(try prepare(records, completion: completion))
+    }
+
+    /// Queues a prepared append for the writer. Returns the ticket a blocking caller waits on
+    /// (nil for an asynchronous append, whose completion is called instead).
+    private func enqueue(_ pending: PendingAppend) throws -> CommitTicket? {
         queueLock.lock()
-        guard !closing else {
-            queueLock.unlock()
-            throw JournalError.closed
+        defer { queueLock.unlock() }
+        guard !closing else { throw JournalError.closed }
+        var ticket: CommitTicket?
+        if pending.completion == nil {
+            if openTicket == nil { openTicket = CommitTicket() }
+            ticket = openTicket
+        } else if let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
+            heldByCompletions.append(pending)
+            return nil
         }
-        if openTicket == nil { openTicket = CommitTicket() }
-        let ticket = openTicket!
         queue.append(pending)
         // The writer waits only while the queue is empty: only the first append wakes it.
         if queue.count == 1 { queueLock.signal() }
-        queueLock.unlock()
-        ticket.wait()
-        return try pending.result!.get()
+        return ticket
     }
 
     /// Random bytes per sealed payload: its key and its nonce.
@@ -240,7 +284,7 @@ public final class Journal: @unchecked Sendable {
 
     /// Seals payloads and encodes the frames of one append, in the caller's thread, so that
     /// the writer thread only numbers, checksums and hashes them.
-    private func prepare(_ records: [JournalRecord]) throws -> PendingAppend {
+    private func prepare(_ records: [JournalRecord], completion: AppendCompletion?) throws -> PendingAppend {
         var sealingCount = 0
         var capacity = 0
         for record in records {
@@ -289,7 +333,7 @@ public final class Journal: @unchecked Sendable {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
         }
-        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents)
+        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents, completion: completion)
     }
 
     /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
@@ -385,6 +429,9 @@ public final class Journal: @unchecked Sendable {
     /// folder. Later appends throw `closed`.
     public func close() {
         queueLock.lock()
+        if let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
+            preconditionFailure("Journal.close() called from an append completion: close the journal from another thread")
+        }
         if closing {
             queueLock.unlock()
             return
@@ -393,6 +440,10 @@ public final class Journal: @unchecked Sendable {
         queueLock.broadcast()
         queueLock.unlock()
         writerExited.wait()
+        // Every queued append was committed before the writer left; its completion is told
+        // before close returns. (Unless this is the completion thread itself: a journal
+        // dropped without `close` whose last reference was a completion's.)
+        if DispatchQueue.getSpecific(key: Journal.completionQueueKey) == nil { completionQueue.sync {} }
         checkpointQueue.sync {}
         if nextSequence > 1, checkpointedSequence != nextSequence - 1, broken == nil {
             try? writeCheckpoint()
@@ -413,13 +464,15 @@ public final class Journal: @unchecked Sendable {
         var taken: [PendingAppend] = []
         while true {
             queueLock.lock()
-            while queue.isEmpty && !closing { queueLock.wait() }
+            // While closing, completions that are running may still hand over the appends
+            // they made before `closing` was set: the writer leaves only after them.
+            while queue.isEmpty && (!closing || completingThread != nil) { queueLock.wait() }
             if queue.isEmpty {
                 queueLock.unlock()
                 break
             }
             swap(&queue, &taken)
-            let ticket = openTicket!
+            let ticket = openTicket
             openTicket = nil
             queueLock.unlock()
             var first = 0
@@ -433,20 +486,48 @@ public final class Journal: @unchecked Sendable {
                 commit(taken[first..<end], bytes: bytes)
                 first = end
             }
+            // Asynchronous appends are told on the completion thread, in queue order, while
+            // this thread goes on with the next group.
+            var completed: [PendingAppend] = []
+            for p in taken where p.completion != nil { completed.append(p) }
+            if !completed.isEmpty {
+                completionQueue.async { [self, completed] in complete(completed) }
+            }
             // Let go of the appends before waking anyone, so that their records are freed on
             // the callers' threads.
-            let callers = taken.count
+            let callers = taken.count - completed.count
             taken.removeAll(keepingCapacity: true)
-            if callers <= Journal.inlineWakeLimit {
-                ticket.complete()
-            } else {
-                // Waking tens of callers costs the kernel a few microseconds each: done on
-                // another thread, it overlaps the next group's write and sync.
-                wakeQueue.async { ticket.complete() }
+            if let ticket {
+                if callers <= Journal.inlineWakeLimit {
+                    ticket.complete()
+                } else {
+                    // Waking tens of callers costs the kernel a few microseconds each: done on
+                    // another thread, it overlaps the next group's write and sync.
+                    wakeQueue.async { ticket.complete() }
+                }
             }
         }
         keyIO.stop()
         writerExited.signal()
+    }
+
+    /// Tells one group's asynchronous appends, on the completion thread. Appends the
+    /// completions make are queued together once all of them ran: otherwise the writer, idle
+    /// meanwhile, would commit the first few alone and the rest in the next group, and the
+    /// groups of chained writers would settle at half their number.
+    private func complete(_ completed: [PendingAppend]) {
+        queueLock.lock()
+        completingThread = pthread_self()
+        queueLock.unlock()
+        for p in completed { p.completion!(p.result!) }
+        queueLock.lock()
+        completingThread = nil
+        let wasEmpty = queue.isEmpty
+        queue.append(contentsOf: heldByCompletions)
+        heldByCompletions.removeAll(keepingCapacity: true)
+        // The writer waits for an empty queue to fill, or (closing) for this to end.
+        if wasEmpty && (!queue.isEmpty || closing) { queueLock.signal() }
+        queueLock.unlock()
     }
 
     /// Writes one group, updates the index and sets each append's result.
@@ -524,8 +605,7 @@ public final class Journal: @unchecked Sendable {
             firstSequence += UInt64(p.records.count)
         }
         if !slotWrites.isEmpty {
-            let keyFD = self.keyFD
-            keyIO.start { [slotWrites] in try Journal.writeSlots(slotWrites, to: keyFD) }
+            keyIO.start { [unowned self, slotWrites] in try writeSlots(slotWrites) }
         }
         // Pass 2, meanwhile: sequence numbers, checksums and the hash chain, in place.
         let start = segmentSize
@@ -581,9 +661,19 @@ public final class Journal: @unchecked Sendable {
         return index.payloadKey(signalID: delivery.signalID, recipientID: delivery.recipientID)?.slot
     }
 
-    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable.
-    private static func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])], to keyFD: Int32) throws {
+    /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable. The
+    /// file grows ahead of the slots in `keyFileStep`s (zeros: empty slots), so that the
+    /// fdatasync of most groups writes their slots only, not also the inode's new size.
+    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`).
+    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
         let sorted = writes.sorted { $0.slot < $1.slot }
+        let needed = Int(KeySlot.offset(sorted.last!.slot)) + KeySlot.size
+        if needed > keyFileBytes {
+            let target = (needed + Journal.keyFileStep - 1) / Journal.keyFileStep * Journal.keyFileStep
+            let status = posix_fallocate(keyFD, off_t(keyFileBytes), off_t(target - keyFileBytes))
+            guard status == 0 else { throw SystemError(call: "posix_fallocate(keys)", errno: status) }
+            keyFileBytes = target
+        }
         var i = 0
         while i < sorted.count {
             var run = sorted[i].bytes
@@ -698,7 +788,8 @@ public final class Journal: @unchecked Sendable {
         return fd
     }
 
-    private static func openKeyFile(_ directory: String) throws -> Int32 {
+    /// Opens (creating if needed) the key file; returns it and its size.
+    private static func openKeyFile(_ directory: String) throws -> (fd: Int32, bytes: Int) {
         let path = directory + "/" + KeySlot.fileName
         let fd = try syscall("open(\(path))") { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         var st = stat()
@@ -723,7 +814,7 @@ public final class Journal: @unchecked Sendable {
             Glibc.close(fd)
             throw JournalError.writing(error)
         }
-        return fd
+        return (fd, max(Int(st.st_size), KeySlot.size))
     }
 
     private struct RecoveredState {
@@ -932,13 +1023,16 @@ private final class PendingAppend {
     let records: [JournalRecord]
     let frames: [UInt8]
     let keyEvents: [KeyEvent]
-    /// Set by the writer before it completes the ticket.
+    /// For an asynchronous append; nil when the caller waits on the ticket.
+    let completion: Journal.AppendCompletion?
+    /// Set by the writer before it completes the ticket or queues the completion.
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent]) {
+    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent], completion: Journal.AppendCompletion?) {
         self.records = records
         self.frames = frames
         self.keyEvents = keyEvents
+        self.completion = completion
     }
 }
 
@@ -966,6 +1060,7 @@ private final class BackgroundIO: @unchecked Sendable {
 
     init() {
         let thread = Thread { [self] in
+            nameCurrentThread("journal-keys")
             while true {
                 go.wait()
                 guard let work else { return }
@@ -978,7 +1073,6 @@ private final class BackgroundIO: @unchecked Sendable {
                 finished.signal()
             }
         }
-        thread.name = "waakvlam-journal-keys"
         thread.start()
     }
 

@@ -12,13 +12,14 @@ import WaakvlamTransport
 /// back-off, so that a recipient that is down costs one probe per interval and never holds
 /// up deliveries to others (like Postfix's per-destination queues and dead-site detection).
 ///
-/// Threads: one scheduler thread picks due deliveries and hands them to `maximumInFlight`
-/// worker threads. Each side waits on its own condition and is woken one at a time (a
+/// Threads: one scheduler thread picks due deliveries and hands them to worker threads, which
+/// are started as jobs wait for them, up to `maximumInFlight` (an idle node keeps only the
+/// few it needed so far). Each side waits on its own condition and is woken one at a time (a
 /// broadcast to hundreds of idle workers per signal cost more than the delivery itself). A
-/// worker that got a receipt hands it to the receipt thread and takes the next job: that
-/// thread journals all receipts waiting in one append (they share its fdatasync) and only
-/// then lets go of their deliveries, so a delivery is never picked again before its receipt
-/// is durable. The per-recipient limit counts requests on the wire.
+/// worker that got a receipt appends it to the journal without waiting and takes the next
+/// job; the receipts of many workers share a group commit, and the journal's completion
+/// thread lets go of each delivery once its receipt is durable, so a delivery is never
+/// picked again before that. The per-recipient limit counts requests on the wire.
 ///
 /// The first push of a new signal uses a message built from the records as the signal
 /// service journaled them (`notice(.prepared)`, given before the append so it is there when
@@ -56,20 +57,19 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var heldPerRecipient: [String: Int] = [:]
     private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
-    private var threads: [Thread] = []
     private var activeThreads = 0
-    /// Guards `jobs`; idle workers wait on it, one is signalled per job.
+    /// Guards `jobs` and the worker counts; idle workers wait on it, one is signalled per job.
     private let work = NSCondition()
     private var jobs: [DeliveryState] = []
     private var jobsHead = 0
     private var workersStopping = false
+    private var workers = 0
+    private var idleWorkers = 0
+    /// Started but not yet looking for a job: each will take one.
+    private var startingWorkers = 0
     private var nextSweep = Date.distantPast
     /// Messages for first pushes, by delivery, with their decision's time (journal microseconds).
     private var prepared: [Key: (decidedAt: Int64, message: Outbound.Message)] = [:]
-    /// Guards `receipts`; the receipt thread waits on it.
-    private let receiptsCondition = NSCondition()
-    private var receipts: [(delivery: DeliveryState, at: Date)] = []
-    private var receiptsStopping = false
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
@@ -92,12 +92,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         defer { condition.unlock() }
         guard !running else { return }
         running = true
-        let workers = max(1, configuration.current.configuration.node.delivery.maximumInFlight)
-        spawn("waakvlam-scheduler") { [self] in scheduleLoop() }
-        spawn("waakvlam-receipts") { [self] in receiptLoop() }
-        for index in 0..<workers {
-            spawn("waakvlam-delivery-\(index)") { [self] in workerLoop() }
-        }
+        spawn("scheduler") { [self] in scheduleLoop() }
     }
 
     func notice(_ notice: Outbound.Notice) {
@@ -141,10 +136,6 @@ final class DeliveryScheduler: @unchecked Sendable {
         prepared.removeAll()
         condition.broadcast()
         condition.unlock()
-        receiptsCondition.lock()
-        receiptsStopping = true
-        receiptsCondition.broadcast()
-        receiptsCondition.unlock()
         work.lock()
         workersStopping = true
         jobs.removeAll()
@@ -167,18 +158,19 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     // MARK: - Scheduling
 
+    /// Starts a thread counted in `activeThreads` (which `stop` waits for). Called with
+    /// `condition` locked.
     private func spawn(_ name: String, _ body: @escaping () -> Void) {
         activeThreads += 1
         let thread = Thread { [self] in
+            nameCurrentThread(name)
             body()
             condition.lock()
             activeThreads -= 1
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = name
         thread.stackSize = 512 * 1024
-        threads.append(thread)
         thread.start()
     }
 
@@ -192,13 +184,7 @@ final class DeliveryScheduler: @unchecked Sendable {
                 nextSweep = now.addingTimeInterval(1)
             }
             let due = collectDue(now)
-            if !due.isEmpty {
-                work.lock()
-                jobs.append(contentsOf: due)
-                // One wake per job: a broadcast would wake every idle worker for a few jobs.
-                for _ in due { work.signal() }
-                work.unlock()
-            }
+            if !due.isEmpty { hand(due, workerLimit: configuration.current.configuration.node.delivery.maximumInFlight) }
             condition.lock()
             var woken = wakeRequested
             if !wakeRequested && running {
@@ -255,17 +241,39 @@ final class DeliveryScheduler: @unchecked Sendable {
         return picked
     }
 
+    /// Queues jobs for the workers, waking one idle worker per job (a broadcast would wake
+    /// every idle worker for a few jobs) and starting new ones for jobs no idle worker takes.
+    private func hand(_ due: [DeliveryState], workerLimit: Int) {
+        work.lock()
+        jobs.append(contentsOf: due)
+        for _ in 0..<min(due.count, idleWorkers) { work.signal() }
+        let first = workers
+        let starting = max(0, min(jobs.count - jobsHead - idleWorkers - startingWorkers, workerLimit - workers))
+        workers += starting
+        startingWorkers += starting
+        work.unlock()
+        guard starting > 0 else { return }
+        condition.lock()
+        for index in first..<first + starting {
+            spawn("delivery-\(index)") { [self] in workerLoop() }
+        }
+        condition.unlock()
+    }
+
     private func workerLoop() {
+        work.lock()
+        startingWorkers -= 1
+        work.unlock()
         while let job = nextJob() {
             var sending = true
-            let receiptQueued = deliver(job) {
+            let releasedLater = deliver(job) {
                 // The recipient answered (or could not be reached): its slot is free again.
                 self.finishSending(job.recipientID)
                 sending = false
             }
             condition.lock()
             if sending { sendingPerRecipient[job.recipientID, default: 1] -= 1 }
-            if !receiptQueued { release(job) }
+            if !releasedLater { release(job) }
             wakeRequested = true
             condition.signal()
             condition.unlock()
@@ -285,8 +293,15 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func nextJob() -> DeliveryState? {
         work.lock()
         defer { work.unlock() }
-        while !workersStopping && jobsHead == jobs.count { work.wait() }
-        guard !workersStopping else { return nil }
+        while !workersStopping && jobsHead == jobs.count {
+            idleWorkers += 1
+            work.wait()
+            idleWorkers -= 1
+        }
+        guard !workersStopping else {
+            workers -= 1
+            return nil
+        }
         let job = jobs[jobsHead]
         jobsHead += 1
         if jobsHead == jobs.count {
@@ -308,7 +323,7 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// Pushes one delivery and journals the outcome; calls `answered` once the request is
     /// over (before the outcome is made durable), unless it never got to sending. Returns true
-    /// when a receipt was handed to the receipt thread (which then releases the delivery).
+    /// when a receipt is being journaled (its completion then releases the delivery).
     private func deliver(_ delivery: DeliveryState, answered: () -> Void) -> Bool {
         let snapshot = configuration.current
         let now = Date()
@@ -348,10 +363,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             let response = try client.send(request, to: endpoint, idempotent: true)
             answered()
             if (200..<300).contains(response.status) {
-                receiptsCondition.lock()
-                receipts.append((delivery, Date()))
-                receiptsCondition.signal()
-                receiptsCondition.unlock()
+                journalReceipt(of: delivery)
                 return true
             }
             outcome = "http \(response.status)"
@@ -363,52 +375,40 @@ final class DeliveryScheduler: @unchecked Sendable {
         return false
     }
 
-    /// Journals the receipts that are waiting, all in one append, then releases their
-    /// deliveries. Receipts that arrive while stopping are still journaled.
-    private func receiptLoop() {
-        while true {
-            receiptsCondition.lock()
-            while receipts.isEmpty && !receiptsStopping { receiptsCondition.wait() }
-            let batch = receipts
-            receipts.removeAll(keepingCapacity: true)
-            let stopping = receiptsStopping
-            receiptsCondition.unlock()
-            if batch.isEmpty && stopping { return }
-            delivered(batch)
+    /// Appends the receipt without waiting; `receiptJournaled` follows on the journal's
+    /// completion thread. A receipt that cannot be journaled means the delivery is pushed
+    /// again later (at-least-once; recipients deduplicate by id).
+    private func journalReceipt(of delivery: DeliveryState) {
+        let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
+                                                        via: .push, at: Date()))
+        do {
+            try journal.append([receipt]) { [self] result in receiptJournaled(delivery, result) }
+        } catch {
+            receiptJournaled(delivery, .failure(error as? JournalError ?? .closed))
         }
     }
 
-    private func delivered(_ batch: [(delivery: DeliveryState, at: Date)]) {
+    /// Lets go of the delivery; once its receipt is durable, the recipient counts as up.
+    private func receiptJournaled(_ delivery: DeliveryState, _ result: Result<[RecordPosition], JournalError>) {
         var durable = true
-        do {
-            _ = try journal.append(batch.map { .delivered(Delivered(signalID: $0.delivery.signalID, recipientID: $0.delivery.recipientID,
-                                                                    via: .push, at: $0.at)) })
-        } catch {
-            // The recipients have them but the receipts are not recorded: they will be pushed
-            // again (at-least-once; recipients deduplicate by id).
+        if case .failure(let error) = result {
             durable = false
-            for (delivery, _) in batch {
-                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
-            }
+            Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
         }
         condition.lock()
-        for (delivery, _) in batch {
-            release(delivery)
-            if durable, health[delivery.recipientID] != nil {
-                if health[delivery.recipientID]?.downSince != nil {
-                    Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
-                }
-                health[delivery.recipientID] = nil
+        release(delivery)
+        if durable, health[delivery.recipientID] != nil {
+            if health[delivery.recipientID]?.downSince != nil {
+                Log.shared.info("recipient_up", ["recipient": delivery.recipientID])
             }
+            health[delivery.recipientID] = nil
         }
         wakeRequested = true
         condition.signal()
         condition.unlock()
         guard durable else { return }
-        metrics.increment("waakvlam_deliveries_total", ["via": "push"], by: Double(batch.count))
-        for (delivery, _) in batch {
-            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-        }
+        metrics.increment("waakvlam_deliveries_total", ["via": "push"])
+        Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
     }
 
     /// Records a failed attempt with the next one planned, or expires the delivery when its

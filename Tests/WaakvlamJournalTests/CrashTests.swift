@@ -5,8 +5,8 @@ import Foundation
 import XCTest
 @testable import WaakvlamJournal
 
-/// kill -9 at random moments: every append that had returned must survive, and the chain
-/// must verify.
+/// kill -9 at random moments: every append that had returned (blocking appends from threads)
+/// or completed (chains of asynchronous appends) must survive, and the chain must verify.
 final class CrashTests: XCTestCase {
     func testKillNineAtRandomMomentsLosesNoAcknowledgedAppend() throws {
         let bench = try productBinary("waakvlam-bench")
@@ -18,7 +18,7 @@ final class CrashTests: XCTestCase {
         for round in 0..<rounds {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: bench)
-            process.arguments = ["journal", "writer", "--dir", dir, "--threads", "12", "--segment-size", "65536"]
+            process.arguments = ["journal", "writer", "--dir", dir, "--threads", "8", "--chains", "8", "--segment-size", "65536"]
             let outputPath = dir + "/acknowledged-\(round).txt"
             FileManager.default.createFile(atPath: outputPath, contents: nil)
             process.standardOutput = FileHandle(forWritingAtPath: outputPath)
@@ -59,6 +59,9 @@ final class CrashTests: XCTestCase {
             if !missing.isEmpty || verification.damage != nil { break }
         }
         XCTAssertGreaterThan(acknowledged.count, rounds / 2, "the writer must have made progress in the rounds that waited for it")
+        // Ids are "<pid>-<run>-<writer>-<number>"; writers 8 and up are the chains.
+        let fromChains = acknowledged.filter { Int($0.split(separator: "-")[2])! >= 8 }.count
+        XCTAssertGreaterThan(fromChains, 0, "the chains of asynchronous appends must have been acknowledged too")
         print("crash test: \(rounds) kills, \(acknowledged.count) acknowledged signals, \(tornCuts) torn tails cut, \(segmentFiles(dir).count) segments")
     }
 }

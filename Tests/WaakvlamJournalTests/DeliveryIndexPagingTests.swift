@@ -91,6 +91,49 @@ final class DeliveryIndexPagingTests: XCTestCase {
         journal!.close()
     }
 
+    /// A node with more recipients than one scratch file has windows for (seven arrays plus a
+    /// schedule per push recipient and a queue per inbox recipient, 32 windows per file): the
+    /// index maps a second file and every recipient's queue stays whole and in order.
+    func testManyRecipientsSpillIntoASecondScratchFile() throws {
+        let dir = temporaryDirectory(self)
+        let recipients = 30
+        var journal: Journal? = try Journal.openForTest(dir)
+        var batch: [JournalRecord] = []
+        for i in 0..<recipients * 20 {
+            let r = i % recipients
+            batch += Sample.signal("s\(i)", to: "r\(r)", mode: r % 2 == 0 ? .push : .inbox, at: time(i))
+        }
+        try journal!.append(batch)
+        XCTAssertEqual(scratchMappings(dir), 2, "a second scratch file")
+
+        func check(_ index: DeliveryIndex, _ label: String) {
+            XCTAssertTrue(index.isPageable, label)
+            XCTAssertEqual(index.pendingPerRecipient(), Dictionary(uniqueKeysWithValues: (0..<recipients).map { ("r\($0)", 20) }), label)
+            for r in 0..<recipients {
+                let expected = (0..<20).map { "s\($0 * recipients + r)" }
+                let found = r % 2 == 0 ? index.duePushes(recipientID: "r\(r)", at: time(recipients * 20), limit: 50).map(\.signalID)
+                                       : index.inbox(recipientID: "r\(r)", limit: 50).map(\.signalID)
+                XCTAssertEqual(found, expected, "\(label): r\(r)")
+            }
+        }
+        let index = journal!.deliveryState()
+        index.forgetCompleted(receivedBefore: .distantPast)  // drops the pages, as a long-running node does
+        check(index, "live")
+        journal!.close()
+        journal = try Journal.openForTest(dir)
+        check(journal!.deliveryState(), "after reopen")
+        journal!.close()
+    }
+
+    /// How many scratch files of `directory` this process has mapped.
+    private func scratchMappings(_ directory: String) -> Int {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return 0 }
+        return Set(maps.split(separator: "\n").compactMap { line -> Substring? in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            return fields.count >= 6 && fields[5].hasPrefix(directory) ? fields[4] : nil  // the inode
+        }).count
+    }
+
     /// Resident KiB of this process's mappings of files in `directory` (the nameless scratch
     /// file shows as "<directory>/#<inode> (deleted)").
     private func scratchResidentKiB(_ directory: String) -> Int {

@@ -77,10 +77,11 @@ final class DiskFullTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let options = JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096)
         let journal = try Journal.openForTest(dir, options)
-        for i in 0..<300 { try journal.append(Sample.signal("k\(i)")) }
+        // The key file grows in steps of 64 KiB: its header and 1,023 slots fill the first.
+        for i in 0..<1023 { try journal.append(Sample.signal("k\(i)")) }
         let keysSize = try FileManager.default.attributesOfItem(atPath: dir + "/keys")[.size] as! Int
         let segmentSize = try FileManager.default.attributesOfItem(atPath: dir + "/" + segmentFiles(dir).last!)[.size] as! Int
-        XCTAssertGreaterThan(keysSize, 16_000)
+        XCTAssertEqual(keysSize, 64 << 10)
         XCTAssertLessThan(segmentSize, 5_000)
 
         let previousSink = Log.shared.sink
@@ -90,7 +91,7 @@ final class DiskFullTests: XCTestCase {
         var saved = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
         var limited = saved
-        limited.rlim_cur = rlim_t(keysSize)      // the next key slot lies beyond the limit
+        limited.rlim_cur = rlim_t(keysSize)      // the next key slot needs the file to grow past the limit
         XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
         let failed = Result { try journal.append(Sample.signal("no-key")) }
         let withoutPayload = Result { try journal.append([Sample.received("no-payload")]) }
@@ -108,5 +109,65 @@ final class DiskFullTests: XCTestCase {
         XCTAssertEqual(try reopened.payload(signalID: "after", recipientID: "gemeente-hoorn"), Array("payload of after".utf8))
         reopened.close()
         XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+
+    /// An asynchronous append whose group commit fails is told `diskFull` in its completion,
+    /// leaves nothing behind, and the journal goes on once there is room.
+    func testAsynchronousAppendsAreToldTheDiskIsFull() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        try journal.append(Sample.signal("before"))
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + segmentFiles(dir).last!)[.size] as! Int
+
+        let previousSink = Log.shared.sink
+        Log.shared.sink = { _ in }
+        defer { Log.shared.sink = previousSink }
+        let previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+        var limited = saved
+        limited.rlim_cur = rlim_t(size)         // not one more byte of segment
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
+        let outcomes = Outcomes()
+        let done = DispatchGroup()
+        for i in 0..<10 {
+            done.enter()
+            try journal.append([Sample.received("full-\(i)")]) { result in
+                outcomes.add(result)
+                done.leave()
+            }
+        }
+        let waited = done.wait(timeout: .now() + 30)
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, previousHandler)
+
+        XCTAssertEqual(waited, .success)
+        XCTAssertEqual(outcomes.all.count, 10)
+        for outcome in outcomes.all {
+            guard case .failure(.diskFull) = outcome else { return XCTFail("expected diskFull, got \(outcome)") }
+        }
+        XCTAssertFalse((0..<10).contains { journal.deliveryState().contains(signalID: "full-\($0)") })
+        let positions = try journal.append(Sample.signal("after"))
+        XCTAssertEqual(positions.count, 2)
+        journal.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+}
+
+/// Completion results gathered from the completion thread.
+private final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<[RecordPosition], JournalError>] = []
+
+    func add(_ result: Result<[RecordPosition], JournalError>) {
+        lock.lock()
+        results.append(result)
+        lock.unlock()
+    }
+
+    var all: [Result<[RecordPosition], JournalError>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return results
     }
 }

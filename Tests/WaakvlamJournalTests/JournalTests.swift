@@ -188,7 +188,8 @@ final class JournalTests: XCTestCase {
         journal.close()
         let keys = readFile(dir + "/keys")
         XCTAssertTrue(keys[Int(KeySlot.offset(slot))..<Int(KeySlot.offset(slot)) + KeySlot.size].allSatisfy { $0 == 0 })
-        XCTAssertEqual(readFile(dir + "/keys").count, 3 * KeySlot.size)
+        XCTAssertFalse(keys[Int(KeySlot.offset(slot + 1))..<Int(KeySlot.offset(slot + 1)) + KeySlot.size].allSatisfy { $0 == 0 })
+        XCTAssertEqual(keys.count, 64 << 10, "the key file grows in steps of 64 KiB")
     }
 
     func testStatisticsNameTheHeadOfTheChain() throws {
@@ -258,6 +259,145 @@ final class JournalTests: XCTestCase {
         XCTAssertEqual(verification.records, UInt64(threads * perThread * 2))
     }
 
+    /// Asynchronous appends: each completion comes once, after its records are durable, with
+    /// their own positions, in the order the appends were queued; appends mixed with blocking
+    /// ones share group commits; close tells every completion before it returns.
+    func testAsynchronousAppendsCompleteOnceInQueueOrder() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 64 << 10, maxGroupBytes: 4096))
+        let log = CompletionLog()
+        let threads = 8, perThread = 60
+        runThreads(threads) { t in
+            for i in 0..<perThread {
+                let id = "a\(t)-\(i)"
+                if i % 10 == 9 {
+                    // A blocking append in between.
+                    if (try? journal.append(Sample.signal(id))) == nil { log.fail("blocking append \(id) failed") }
+                    continue
+                }
+                do {
+                    try journal.append(Sample.signal(id)) { result in log.record(id, result, journal: journal) }
+                } catch {
+                    log.fail("append \(id) threw \(error)")
+                }
+            }
+        }
+        journal.close()
+        let asynchronous = threads * perThread * 9 / 10
+        XCTAssertEqual(log.failures, [])
+        XCTAssertEqual(log.ids.count, asynchronous, "close must tell every completion first")
+        XCTAssertEqual(Set(log.ids).count, asynchronous, "each completion exactly once")
+        XCTAssertEqual(log.sequences, log.sequences.sorted(), "completions follow the queue, which is the chain's order")
+        XCTAssertThrowsError(try journal.append(Sample.signal("late")) { _ in log.fail("a refused append must not complete") }) {
+            XCTAssertEqual($0 as? JournalError, .closed)
+        }
+
+        let reopened = try Journal.openForTest(dir)
+        defer { reopened.close() }
+        XCTAssertEqual(reopened.deliveryState().pendingCount, threads * perThread)
+        XCTAssertEqual(reopened.statistics.appends, 0)
+        XCTAssertEqual(reopened.recovery.records, UInt64(threads * perThread * 2))
+    }
+
+    /// Writers that append again from their completion, as the benchmark's do: nothing waits,
+    /// and appends still share syncs.
+    func testCompletionsMayAppendAgain() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let done = DispatchGroup()
+        let failures = Counter()
+        let writers = 16, chain = 50
+        @Sendable func next(_ writer: Int, _ i: Int) {
+            guard i < chain else { return done.leave() }
+            do {
+                try journal.append(Sample.signal("c\(writer)-\(i)")) { result in
+                    if case .failure = result { failures.increment() }
+                    next(writer, i + 1)
+                }
+            } catch {
+                failures.increment()
+                done.leave()
+            }
+        }
+        for writer in 0..<writers {
+            done.enter()
+            next(writer, 0)
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(failures.value, 0)
+        let stats = journal.statistics
+        XCTAssertEqual(stats.appends, UInt64(writers * chain))
+        XCTAssertLessThan(stats.groupCommits * 4, stats.appends, "16 writers must share syncs: \(stats)")
+        journal.close()
+        XCTAssertNil(try JournalReader(directory: dir).verify().damage)
+    }
+
+    /// Closing while chained writers keep appending from their completions: every append the
+    /// journal took is completed before `close` returns, and the rest are refused with
+    /// `closed`, so no writer waits forever.
+    func testCloseCompletesEveryAppendItTook() throws {
+        for round in 0..<5 {
+            let dir = temporaryDirectory(self)
+            let journal = try Journal.openForTest(dir)
+            let taken = Counter(), completed = Counter(), refused = Counter()
+            @Sendable func next(_ writer: Int, _ i: Int) {
+                do {
+                    try journal.append([Sample.received("r\(round)-\(writer)-\(i)")]) { _ in
+                        completed.increment()
+                        next(writer, i + 1)
+                    }
+                    taken.increment()
+                } catch {
+                    XCTAssertEqual(error as? JournalError, .closed)
+                    refused.increment()
+                }
+            }
+            for writer in 0..<16 { next(writer, 0) }
+            usleep(UInt32(20_000 * (round + 1)))
+            journal.close()
+            XCTAssertEqual(refused.value, 16, "round \(round): every chain ends with a refused append")
+            XCTAssertEqual(completed.value, taken.value, "round \(round): appends taken but never completed")
+            let reopened = try Journal.openForTest(dir)
+            XCTAssertEqual(reopened.recovery.records, UInt64(completed.value), "round \(round)")
+            reopened.close()
+        }
+    }
+
+    /// The same, deterministically: `close` is called while a completion that already made
+    /// its next append is still running; that append is committed and completed first.
+    func testCloseWaitsForAnAppendHeldByARunningCompletion() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir)
+        let appended = DispatchSemaphore(value: 0)
+        let heldCompleted = Counter()
+        try journal.append([Sample.received("first")]) { _ in
+            do {
+                try journal.append([Sample.received("held")]) { result in
+                    if case .success = result { heldCompleted.increment() }
+                }
+            } catch {
+                XCTFail("the append inside the completion was refused: \(error)")
+            }
+            appended.signal()
+            usleep(300_000)  // close() starts meanwhile
+        }
+        appended.wait()
+        journal.close()
+        XCTAssertEqual(heldCompleted.value, 1)
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.recovery.records, 2)
+        reopened.close()
+        XCTAssertEqual(try JournalReader(directory: dir).records(matching: JournalQuery(signalID: "held")).count, 1)
+    }
+
+    func testAnEmptyAsynchronousAppendIsRefused() throws {
+        let journal = try Journal.openForTest(temporaryDirectory(self))
+        defer { journal.close() }
+        XCTAssertThrowsError(try journal.append([]) { _ in XCTFail("a refused append must not complete") }) {
+            guard case .invalidRecord? = $0 as? JournalError else { return XCTFail("\($0)") }
+        }
+    }
+
     func testSegmentsRotateAndTheChainCrossesThem() throws {
         let dir = temporaryDirectory(self)
         let journal = try Journal.openForTest(dir, JournalOptions(segmentSizeLimit: 4096, maxGroupBytes: 4096))
@@ -307,5 +447,32 @@ extension Array where Element == UInt8 {
             return true
         }
         return false
+    }
+}
+
+/// What asynchronous completions reported, checked against the journal as they come.
+private final class CompletionLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var ids: [String] = []
+    private(set) var sequences: [UInt64] = []
+    private(set) var failures: [String] = []
+
+    func fail(_ message: String) {
+        lock.lock()
+        failures.append(message)
+        lock.unlock()
+    }
+
+    /// The positions must hold this append's own two records, readable at once.
+    func record(_ id: String, _ result: Result<[RecordPosition], JournalError>, journal: Journal) {
+        guard case .success(let positions) = result, positions.count == 2,
+              case .received(let r)? = try? journal.record(at: positions[0]), r.signalID == id,
+              case .decision(let d)? = try? journal.record(at: positions[1]), d.signalID == id else {
+            return fail("completion of \(id): \(result)")
+        }
+        lock.lock()
+        ids.append(id)
+        sequences.append(positions[0].sequence)
+        lock.unlock()
     }
 }

@@ -29,9 +29,12 @@ final class PushDeliveryTests: XCTestCase {
                                       withTemplate: "$1{ mode: \"push\", endpoint: \"https://127.0.0.1:\(recipient.port)/in\" }")
         XCTAssertNotEqual(pushed, text)
         try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
+        try site.setDelivery("maximumInFlight: 8")
+        let workersBefore = deliveryWorkerThreads()
         try site.startNode()
         let node = try XCTUnwrap(site.node)
         defer { node.shutdown(gracePeriod: 1) }
+        XCTAssertLessThanOrEqual(deliveryWorkerThreads(), workersBefore, "an idle node starts no delivery worker")
 
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
         let ids = (0..<200).map { "push-\($0)" }
@@ -54,6 +57,9 @@ final class PushDeliveryTests: XCTestCase {
         }
         while (received.count < ids.count || !allDelivered()) && Date() < deadline { usleep(20_000) }
         XCTAssertTrue(allDelivered(), "every receipt is journaled")
+        let workers = deliveryWorkerThreads() - workersBefore
+        XCTAssertGreaterThan(workers, 0)
+        XCTAssertLessThanOrEqual(workers, 8, "workers are started up to maximumInFlight")
         usleep(200_000)
         XCTAssertEqual(Set(ids.map { received.count($0) }), [1], "each signal pushed once")
         for id in ids {
@@ -96,4 +102,12 @@ private final class Statuses: @unchecked Sendable {
 
     func add(_ status: Int) { lock.withLock { values.append(status) } }
     var all: [Int] { lock.withLock { values } }
+}
+
+/// Threads of this process named as the scheduler's workers ("delivery-N").
+private func deliveryWorkerThreads() -> Int {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    return tasks.filter { task in
+        ((try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? "").hasPrefix("delivery-")
+    }.count
 }
