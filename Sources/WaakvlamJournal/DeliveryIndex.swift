@@ -233,6 +233,9 @@ public final class DeliveryIndex: @unchecked Sendable {
     /// True when the index's arrays are in a scratch file and can leave memory.
     public var isPageable: Bool { locked { space.isFileBacked } }
 
+    /// Disk space the index's nameless scratch files take (see `ScratchSpace`).
+    public var scratchDiskBytes: Int { locked { space.diskBytes } }
+
     // MARK: Forgetting
 
     /// Drops signals whose every delivery is final (delivered, expired or denied) and whose

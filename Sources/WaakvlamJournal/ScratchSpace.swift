@@ -71,6 +71,10 @@ final class ScratchSpace {
     /// Bytes reserved by the windows in use: the index's size, wherever its pages are.
     var reservedBytes: Int { reserved.values.reduce(0, +) }
 
+    /// Disk blocks reserved in the scratch files (kept for reuse when a window is given back):
+    /// what the nameless files take on disk, which `du` cannot see.
+    var diskBytes: Int { allocated.values.reduce(0, +) }
+
     /// True when the windows are a file's (the index can leave memory).
     var isFileBacked: Bool { chunks.contains { $0.fd >= 0 } }
 

@@ -1,5 +1,6 @@
 import Foundation
 import WaakvlamCore
+import WaakvlamTransport
 
 /// The configuration in force with the version it was applied as. Replaced as a whole on
 /// reload, so that no signal is decided under half a configuration: a request takes one
@@ -10,12 +11,28 @@ public final class ConfigurationSnapshot: Sendable {
     /// The archive version the journal records with every decision.
     public let version: String
     public let contentHash: String
+    /// Where each push recipient's signals go, taken apart once instead of per delivery.
+    let pushTargets: [String: PushTarget]
 
     public init(configuration: Configuration, version: String, contentHash: String) {
         self.configuration = configuration
         self.version = version
         self.contentHash = contentHash
+        var targets: [String: PushTarget] = [:]
+        for organisation in configuration.organisations {
+            if case .push(let url) = organisation.delivery, let host = url.host {
+                let path = url.path.isEmpty ? "/" : url.path + (url.query.map { "?\($0)" } ?? "")
+                targets[organisation.id] = PushTarget(endpoint: Endpoint(host: host, port: UInt16(url.port ?? 443)), path: path)
+            }
+        }
+        pushTargets = targets
     }
+}
+
+/// A push recipient's endpoint and the request target signals are posted to.
+struct PushTarget: Sendable {
+    let endpoint: Endpoint
+    let path: String
 }
 
 /// Holds the current snapshot; reads and swaps are atomic.

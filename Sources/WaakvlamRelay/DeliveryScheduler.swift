@@ -331,9 +331,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         let cached = prepared.removeValue(forKey: Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
         condition.unlock()
         guard case .pending(let attempts, let firstQueuedAt, _, _) = delivery.status else { return false }
-        guard let recipient = snapshot.configuration.organisation(id: delivery.recipientID),
-              case .push(let endpointURL) = recipient.delivery,
-              let host = endpointURL.host else {
+        guard let target = snapshot.pushTargets[delivery.recipientID] else {
             fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: "no push endpoint configured", at: now)
             return false
         }
@@ -355,12 +353,10 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", delivery.signalID)])
         if let traceparent = message.traceparent { headers.add("traceparent", traceparent) }
-        let path = endpointURL.path.isEmpty ? "/" : endpointURL.path + (endpointURL.query.map { "?\($0)" } ?? "")
-        let request = HTTPRequest(method: "POST", target: path, headers: headers, body: message.body)
-        let endpoint = Endpoint(host: host, port: UInt16(endpointURL.port ?? 443))
+        let request = HTTPRequest(method: "POST", target: target.path, headers: headers, body: message.body)
         let outcome: String
         do {
-            let response = try client.send(request, to: endpoint, idempotent: true)
+            let response = try client.send(request, to: target.endpoint, idempotent: true)
             answered()
             if (200..<300).contains(response.status) {
                 journalReceipt(of: delivery)

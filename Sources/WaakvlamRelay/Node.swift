@@ -89,7 +89,9 @@ public final class Node: @unchecked Sendable {
         try recordApplied(configuration, appliedBy: "start")
         Self.describeMetrics(metrics)
         metrics.addCollector { [journal] in
-            journal.deliveryState().pendingPerRecipient().map { (name: "waakvlam_backlog", labels: ["recipient": $0.key], value: Double($0.value)) }
+            let index = journal.deliveryState()
+            return index.pendingPerRecipient().map { (name: "waakvlam_backlog", labels: ["recipient": $0.key], value: Double($0.value)) }
+                + [(name: "waakvlam_delivery_index_scratch_bytes", labels: [:], value: Double(index.scratchDiskBytes))]
         }
     }
 
@@ -282,6 +284,8 @@ public final class Node: @unchecked Sendable {
         metrics.describe("waakvlam_delivery_retries_total", type: "counter", "Failed delivery attempts that will be retried, by recipient.")
         metrics.describe("waakvlam_deliveries_expired_total", type: "counter", "Deliveries given up after the maximum lifetime, by recipient.")
         metrics.describe("waakvlam_backlog", type: "gauge", "Deliveries waiting per recipient.")
+        metrics.describe("waakvlam_delivery_index_scratch_bytes", type: "gauge",
+                         "Disk space of the delivery index's nameless scratch file in the journal folder (not visible to du).")
         metrics.describe("waakvlam_journal_failures_total", type: "counter", "Appends the journal could not make durable (answered 503).")
         metrics.describe("waakvlam_tls_handshake_failures_total", type: "counter", "Failed TLS handshakes on the peer port, by cause.")
         metrics.describe("waakvlam_identity_refused_total", type: "counter", "Verified certificates that map to no organisation (403), by code.")

@@ -61,6 +61,7 @@ final class DeliveryIndexPagingTests: XCTestCase {
         }
         if !batch.isEmpty { try journal!.append(batch) }
         XCTAssertEqual(journal!.deliveryState().isPageable, true)
+        XCTAssertGreaterThan(journal!.deliveryState().scratchDiskBytes, 0, "the arrays' disk blocks are counted")
 
         func check(_ index: DeliveryIndex, _ label: String) {
             let delivered = (0..<count).filter { $0 % 30 == 0 }.count  // every tenth, of the gemeente's third

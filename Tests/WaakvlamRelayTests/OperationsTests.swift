@@ -154,7 +154,8 @@ final class OperationsTests: XCTestCase {
         let metrics = try curl(site, "gemeente-hoorn", port: site.adminPort, "GET", "/metrics")
         XCTAssertEqual(metrics.status, 200)
         for sample in ["waakvlam_signals_accepted_total{type=\"zorgsignaal\"} 1", "waakvlam_backlog{recipient=\"1hoorn\"} 1",
-                       "waakvlam_journal_commit_seconds_count", "# TYPE waakvlam_tls_handshake_failures_total counter"] {
+                       "waakvlam_journal_commit_seconds_count", "# TYPE waakvlam_tls_handshake_failures_total counter",
+                       "# TYPE waakvlam_delivery_index_scratch_bytes gauge"] {
             XCTAssertTrue(metrics.text.contains(sample), "\(sample) in\n\(metrics.text)")
         }
 
