@@ -6,6 +6,19 @@ public final class Metrics: @unchecked Sendable {
     private struct Key: Hashable {
         let name: String
         let labels: [String: String]
+
+        /// The hot-path series have one label: hashed as a pair, instead of the dictionary's
+        /// hash (a separately seeded hasher per element). Equal keys hash alike either way.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(name)
+            hasher.combine(labels.count)
+            if labels.count == 1, let (label, value) = labels.first {
+                hasher.combine(label)
+                hasher.combine(value)
+            } else {
+                hasher.combine(labels)
+            }
+        }
     }
 
     private struct Histogram {

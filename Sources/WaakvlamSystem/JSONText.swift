@@ -278,23 +278,26 @@ public enum JSONText {
         let fraction = Int(milliseconds - Int64(seconds) * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func put(_ value: Int, _ digits: Int, then separator: UInt8) {
-            var divisor = 1
-            for _ in 1..<digits { divisor *= 10 }
-            var value = value
-            while divisor > 0 {
-                out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
-                value %= divisor
-                divisor /= 10
+        // 24 bytes on the stack, appended at once: YYYY-MM-DDTHH:MM:SS.mmmZ (the year's four
+        // lowest digits, as before).
+        var text: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &text) { buffer in
+            func put(_ value: Int, _ digits: Int, at offset: Int, then separator: UInt8) {
+                var value = value
+                for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+                    buffer[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                buffer[offset + digits] = separator
             }
-            out.append(separator)
+            put(Int(parts.tm_year) + 1900, 4, at: 0, then: UInt8(ascii: "-"))
+            put(Int(parts.tm_mon) + 1, 2, at: 5, then: UInt8(ascii: "-"))
+            put(Int(parts.tm_mday), 2, at: 8, then: UInt8(ascii: "T"))
+            put(Int(parts.tm_hour), 2, at: 11, then: UInt8(ascii: ":"))
+            put(Int(parts.tm_min), 2, at: 14, then: UInt8(ascii: ":"))
+            put(Int(parts.tm_sec), 2, at: 17, then: UInt8(ascii: "."))
+            put(fraction, 3, at: 20, then: UInt8(ascii: "Z"))
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<24]))
         }
-        put(Int(parts.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
-        put(Int(parts.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
-        put(Int(parts.tm_mday), 2, then: UInt8(ascii: "T"))
-        put(Int(parts.tm_hour), 2, then: UInt8(ascii: ":"))
-        put(Int(parts.tm_min), 2, then: UInt8(ascii: ":"))
-        put(Int(parts.tm_sec), 2, then: UInt8(ascii: "."))
-        put(fraction, 3, then: UInt8(ascii: "Z"))
     }
 }
