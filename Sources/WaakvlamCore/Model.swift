@@ -472,7 +472,7 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     /// The calendar date of `instant` in `timeZone` (daylight saving time included). Computed
     /// from the zone's offset instead of a Calendar: the policy engine asks it per signal.
     public init(_ instant: Date, in timeZone: TimeZone) {
-        let seconds = Int(instant.timeIntervalSince1970.rounded(.down)) + timeZone.secondsFromGMT(for: instant)
+        let seconds = Int(instant.timeIntervalSince1970.rounded(.down)) + ZoneOffsets.shared.secondsFromGMT(for: instant, in: timeZone)
         self.init(dayNumber: Int((Double(seconds) / 86_400).rounded(.down)))
     }
 
@@ -510,7 +510,24 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     public func days(until other: LocalDate) -> Int { other.dayNumber - dayNumber }
 
     /// YYYY-MM-DD (as "%04d-%02d-%02d", without String(format:): it is built per signal).
-    public var description: String { Self.padded(year, 4) + "-" + Self.padded(month, 2) + "-" + Self.padded(day, 2) }
+    public var description: String {
+        guard (0...9999).contains(year) else { return Self.padded(year, 4) + "-" + Self.padded(month, 2) + "-" + Self.padded(day, 2) }
+        // Month and day are 1...12 and 1...31 (both initialisers ensure it).
+        return String(unsafeUninitializedCapacity: 10) { buffer in
+            let zero = UInt8(ascii: "0")
+            buffer[0] = zero + UInt8(year / 1000)
+            buffer[1] = zero + UInt8(year / 100 % 10)
+            buffer[2] = zero + UInt8(year / 10 % 10)
+            buffer[3] = zero + UInt8(year % 10)
+            buffer[4] = UInt8(ascii: "-")
+            buffer[5] = zero + UInt8(month / 10)
+            buffer[6] = zero + UInt8(month % 10)
+            buffer[7] = UInt8(ascii: "-")
+            buffer[8] = zero + UInt8(day / 10)
+            buffer[9] = zero + UInt8(day % 10)
+            return 10
+        }
+    }
 
     private static func padded(_ number: Int, _ width: Int) -> String {
         let digits = String(number.magnitude)
@@ -519,6 +536,41 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     public static func < (lhs: LocalDate, rhs: LocalDate) -> Bool { lhs.dayNumber < rhs.dayNumber }
+}
+
+/// The offset from GMT of the zone the policy engine last asked about, until that zone's
+/// next transition: asking the zone (ICU, behind its lock) for every signal cost more than
+/// the date arithmetic. An instant outside the cached interval is asked again.
+final class ZoneOffsets: @unchecked Sendable {
+    static let shared = ZoneOffsets()
+
+    private struct Entry {
+        let zone: String
+        /// The offset holds from `from` (inclusive) to `until` (exclusive), in seconds since 1970.
+        let from: Double
+        let until: Double
+        let offset: Int
+    }
+
+    private let lock = NSLock()
+    private var entry: Entry?
+
+    func secondsFromGMT(for instant: Date, in timeZone: TimeZone) -> Int {
+        let time = instant.timeIntervalSince1970
+        let zone = timeZone.identifier
+        lock.lock()
+        if let entry, entry.zone == zone, time >= entry.from, time < entry.until {
+            lock.unlock()
+            return entry.offset
+        }
+        lock.unlock()
+        let offset = timeZone.secondsFromGMT(for: instant)
+        let until = timeZone.nextDaylightSavingTimeTransition(after: instant)?.timeIntervalSince1970 ?? .infinity
+        lock.lock()
+        entry = Entry(zone: zone, from: time, until: until, offset: offset)
+        lock.unlock()
+        return offset
+    }
 }
 
 /// Who a rule applies to: named organisations, or every party of the convenant in a sector.

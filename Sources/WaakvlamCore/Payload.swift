@@ -105,13 +105,20 @@ public enum Payload {
     /// bytes, so the relay can hash and store them. (Written byte by byte: it is computed
     /// several times per signal. The bytes must never change: hashes of them are journaled.)
     public static func canonicalJSON(_ payload: [String: PayloadValue]) -> Data {
+        Data(canonicalBytes(payload))
+    }
+
+    /// `canonicalJSON` as bytes (what the relay hashes and stores).
+    public static func canonicalBytes(_ payload: [String: PayloadValue]) -> [UInt8] {
         var output: [UInt8] = [UInt8(ascii: "{")]
-        output.reserveCapacity(64 + payload.count * 32)
-        for (index, key) in payload.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+        output.reserveCapacity(64 + payload.count * 48)
+        // Sorted as pairs (the keys are distinct), so no value is looked up again by key.
+        let members = payload.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        for (index, member) in members.enumerated() {
             if index > 0 { output.append(UInt8(ascii: ",")) }
-            appendCanonicalString(key, to: &output)
+            appendCanonicalString(member.key, to: &output)
             output.append(UInt8(ascii: ":"))
-            switch payload[key]! {
+            switch member.value {
             case .string(let text): appendCanonicalString(text, to: &output)
             case .integer(let number): output.append(contentsOf: String(number).utf8)
             case .number(let number):
@@ -120,16 +127,21 @@ public enum Payload {
             }
         }
         output.append(UInt8(ascii: "}"))
-        return Data(output)
+        return output
     }
 
     /// A JSON string literal: quote, backslash, \n, \r and \t escaped, other control
     /// characters as \u00XX (lower-case hex), the rest as UTF-8.
     private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        let needsEscape = { (byte: UInt8) in byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") }
-        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
-            output.append(contentsOf: text.utf8)
+        // Scanned and copied from the string's own buffer when nothing needs escaping.
+        var text = text
+        let copied = text.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            output.append(contentsOf: bytes)
+            return true
+        }
+        if copied {
             output.append(UInt8(ascii: "\""))
             return
         }
@@ -156,20 +168,21 @@ enum PayloadValidator {
                          owner: String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
-        for name in payload.keys {
+        for (name, value) in payload {
             var field: String { "\(prefix).\(name)" }
             guard let definition = lookup(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
                 continue
             }
-            if let problem = check(payload[name]!, definition) {
+            if let problem = check(value, definition) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
         issues.sort { $0.field < $1.field }
         for definition in fields where definition.required {
-            if payload[definition.name] == nil || payload[definition.name] == .string("") {
+            let value = payload[definition.name]
+            if value == nil || value == .string("") {
                 issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,
                                            message: "'\(definition.name)' is required for \(owner); fill it in (\(expectation(definition.format)))"))
             }

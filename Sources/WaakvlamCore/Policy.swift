@@ -342,8 +342,6 @@ public enum PolicyEngine {
            let denial = checkVroegEropaf(payload, threshold: threshold, today: today) {
             return .failure(denial)
         }
-        var kept: [String: PayloadValue] = [:]
-        kept.reserveCapacity(payload.count)
         var dropped: [DroppedField] = []
         for name in payload.keys {
             // Validation has checked every payload field against the type.
@@ -355,10 +353,11 @@ public enum PolicyEngine {
             if definition.category.isSpecial,
                !rule.specialCategories.contains(definition.category) || convenant.specialCategoryBasis[definition.category] == nil {
                 dropped.append(DroppedField(name: name, category: definition.category, reason: .specialCategoryNotGranted(definition.category)))
-                continue
             }
-            kept[name] = payload[name]
         }
+        // Usually the rule keeps every field: then the payload is shared as it is.
+        var kept = payload
+        for field in dropped { kept[field.name] = nil }
         for field in type.fields where field.required && kept[field.name] == nil {
             if field.category.isSpecial {
                 return .failure(Denial(code: .specialCategoryNotGranted, message: "Signal type '\(type.id)' requires '\(field.name)', which holds \(field.category.rawValue) data that rule '\(rule.id)' of convenant '\(convenant.id)' does not grant."))

@@ -28,9 +28,20 @@ public struct SubjectKeys: Sendable, Equatable {
         if surname.utf8.allSatisfy({ $0 < 0x80 }) {
             // ASCII (most names): folding is lower-casing; the same text, without the cost of
             // Foundation's locale-aware folding on every signal.
-            folded = surname.utf8.split(whereSeparator: { $0 == 0x20 || (0x09...0x0D).contains($0) })
-                .map { String(decoding: $0.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }, as: UTF8.self) }
-                .joined(separator: " ")
+            // Words lower-cased, separated by one space (runs of whitespace collapsed, none at the ends).
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(surname.utf8.count)
+            var space = false
+            for byte in surname.utf8 {
+                if byte == 0x20 || (0x09...0x0D).contains(byte) {
+                    space = !bytes.isEmpty
+                    continue
+                }
+                if space { bytes.append(0x20) }
+                space = false
+                bytes.append((0x41...0x5A).contains(byte) ? byte + 0x20 : byte)
+            }
+            folded = String(decoding: bytes, as: UTF8.self)
         } else {
             folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
                 .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()

@@ -324,8 +324,10 @@ final class PeerRoutes: @unchecked Sendable {
     }
 
     func respond(to request: HTTPRequest, from peer: HTTPServer.PeerConnection) -> HTTPResponse {
+        // One snapshot per request: the sender is identified and its signal decided under it.
+        let snapshot = configuration.current
         let organisation: Organisation
-        switch Identity.organisation(for: peer.certificate, in: configuration.current.configuration) {
+        switch Identity.organisation(for: peer.certificate, in: snapshot.configuration) {
         case .failure(let refusal):
             metrics.increment("waakvlam_identity_refused_total", ["code": refusal.code])
             Log.shared.warning("identity_refused", ["remote": peer.remoteAddress, "code": refusal.code,
@@ -346,7 +348,7 @@ final class PeerRoutes: @unchecked Sendable {
         }
         switch route {
         case .whoami: return Whoami.response(organisation: organisation, certificate: peer.certificate)
-        case .signals: return signals.submit(request, sender: organisation)
+        case .signals: return signals.submit(request, sender: organisation, snapshot: snapshot)
         case .signal(let id): return signals.status(id, caller: organisation)
         case .feedback(let id): return signals.feedback(id, request, caller: organisation)
         case .inbox: return signals.inbox(request, caller: organisation)
@@ -360,6 +362,11 @@ enum PeerRoute: Equatable {
     case whoami, signals, signal(String), feedback(String), inbox, acknowledge(String)
 
     init?(path: Substring) {
+        // Every submission comes here: its path is told apart without splitting.
+        if path == "/v1/signals" {
+            self = .signals
+            return
+        }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 3, parts[0].isEmpty, parts[1] == "v1", parts.dropFirst().allSatisfy({ !$0.isEmpty }) else { return nil }
         switch (parts.count, parts[2]) {

@@ -23,16 +23,25 @@ enum Outbound {
     }
 
     /// What a first push's message is built from: the records being appended. `payload` is
-    /// the decision's plaintext (canonical JSON) before the journal seals it.
-    struct Prepared: Sendable {
+    /// the decision's plaintext (canonical JSON) before the journal seals it; `sender` the
+    /// sending organisation in the configuration the signal was decided under. A class, so
+    /// that handing it on copies one reference instead of two records.
+    final class Prepared: Sendable {
         let received: Received
         let decision: Decision
         let payload: [UInt8]
-        let configuration: Configuration
+        let sender: Organisation?
+
+        init(received: Received, decision: Decision, payload: [UInt8], sender: Organisation?) {
+            self.received = received
+            self.decision = decision
+            self.payload = payload
+            self.sender = sender
+        }
 
         var message: Message {
             Outbound.message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID,
-                             receivedAt: received.at, decision: decision, payload: payload, received: received, configuration: configuration)
+                             receivedAt: received.at, decision: decision, payload: payload, received: received, sender: sender)
         }
     }
 
@@ -44,11 +53,11 @@ enum Outbound {
         var received: Received?
         if let position = summary.received, case .received(let record) = try journal.record(at: position) { received = record }
         return message(signalID: state.signalID, signalType: summary.signalType, senderID: summary.senderID, receivedAt: summary.receivedAt,
-                       decision: decision, payload: payload, received: received, configuration: configuration)
+                       decision: decision, payload: payload, received: received, sender: configuration.organisation(id: summary.senderID))
     }
 
     private static func message(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
-                                payload: [UInt8], received: Received?, configuration: Configuration) -> Message {
+                                payload: [UInt8], received: Received?, sender: Organisation?) -> Message {
         // Keys in byte order, as the relay's JSON always has them; times as they read back
         // from the journal, so that both ways give the same bytes.
         let traceparent = received.map { "00-\($0.traceID)-\($0.spanID)-01" }
@@ -67,7 +76,7 @@ enum Outbound {
         json.string("rule", decision.ruleID ?? "")
         json.beginObject("sender")
         json.string("id", senderID)
-        if let organisation = configuration.organisation(id: senderID) {
+        if let organisation = sender {
             json.string("name", organisation.name)
             json.string("oin", organisation.oin)
             json.string("sector", organisation.sector.rawValue)

@@ -34,9 +34,11 @@ final class SignalService: @unchecked Sendable {
 
     // MARK: - POST /v1/signals
 
-    func submit(_ request: HTTPRequest, sender: Organisation) -> HTTPResponse {
+    /// - Parameter snapshot: the configuration the sender was identified under; the signal is
+    ///   decided under the same one.
+    func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot) -> HTTPResponse {
         let submission: SignalSubmission
-        switch SignalSubmission.parse(Data(request.body), makeID: { UUID().uuidString.lowercased() }) {
+        switch SignalSubmission.parse(bytes: request.body, makeID: { UUID().uuidString.lowercased() }) {
         case .failure(let invalid):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_envelope"])
             return Self.invalid(invalid)
@@ -51,7 +53,7 @@ final class SignalService: @unchecked Sendable {
             }
             trace = parent.child()
         }
-        let canonicalPayload = Payload.canonicalJSON(submission.payload)
+        let canonicalPayload = Payload.canonicalBytes(submission.payload)
         let requestHash = Self.requestHash(submission, canonicalPayload: canonicalPayload)
 
         // One submission per id at a time; a duplicate waits for the first, then replays.
@@ -76,16 +78,17 @@ final class SignalService: @unchecked Sendable {
                 inFlightLock.unlock()
                 group.leave()
             }
-            return decideAndJournal(submission, sender: sender, canonicalPayload: canonicalPayload, requestHash: requestHash, trace: trace)
+            return decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
+                                    requestHash: requestHash, trace: trace)
         }
     }
 
-    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, canonicalPayload: Data,
-                                  requestHash: String, trace: TraceContext) -> HTTPResponse {
-        let snapshot = configuration.current
+    private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
+                                  canonicalPayload: [UInt8], requestHash: String, trace: TraceContext) -> HTTPResponse {
         let now = Date()
+        let current = snapshot.configuration  // taken once for the whole submission
         let decisions: [RecipientDecision]
-        switch PolicyEngine.decide(submission, sender: sender, configuration: snapshot.configuration, at: now) {
+        switch PolicyEngine.decide(submission, sender: sender, configuration: current, at: now) {
         case .invalid(let issues):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
             return Self.invalid(InvalidPayload(issues))
@@ -93,7 +96,7 @@ final class SignalService: @unchecked Sendable {
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let type = snapshot.configuration.signalType(id: submission.type) {
+        if let type = current.signalType(id: submission.type) {
             let keys = subjectKeys(for: submission.payload, type: type)
             pseudonyms = [keys.person, keys.address].compactMap { $0 }.map(pseudonymizer.pseudonym)
         }
@@ -103,15 +106,21 @@ final class SignalService: @unchecked Sendable {
             payloadHash: Hex.encode(SHA256.hash(canonicalPayload)),
             requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
             configVersion: snapshot.version, at: now)
+        // The decision records kept apart as well, so that the pushes and the answer take
+        // them without matching (and copying) every record again.
+        var decisionRecords: [Decision] = []
+        decisionRecords.reserveCapacity(decisions.count)
         var records: [JournalRecord] = [.received(received)]
+        records.reserveCapacity(1 + decisions.count)
+        var prepared: [Outbound.Prepared] = []
         for decision in decisions {
-            records.append(.decision(Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
-                                                 timeZone: snapshot.configuration.node.timeZone, at: now)))
-        }
-        let prepared = records.compactMap { record -> Outbound.Prepared? in
-            guard case .decision(let decision) = record, decision.allowed, decision.deliveryMode == .push,
-                  let payload = decision.payload else { return nil }
-            return Outbound.Prepared(received: received, decision: decision, payload: payload, configuration: snapshot.configuration)
+            let record = Self.record(for: decision, signalID: submission.id, configVersion: snapshot.version,
+                                     canonicalPayload: canonicalPayload, at: now)
+            if record.allowed, record.deliveryMode == .push, let payload = record.payload {
+                prepared.append(Outbound.Prepared(received: received, decision: record, payload: payload, sender: sender))
+            }
+            records.append(.decision(record))
+            decisionRecords.append(record)
         }
         if !prepared.isEmpty { onQueued(.prepared(prepared)) }
         do {
@@ -142,10 +151,7 @@ final class SignalService: @unchecked Sendable {
         if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
-        return Self.answer(received: received, decisions: records.compactMap { record in
-            if case .decision(let decision) = record { return decision }
-            return nil
-        })
+        return Self.answer(received: received, decisions: decisionRecords)
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same
@@ -339,14 +345,23 @@ final class SignalService: @unchecked Sendable {
 
     /// SHA-256 over the canonical form of what was asked (type, recipients, payload), so
     /// that the same content resubmitted under the same id is recognised.
-    static func requestHash(_ submission: SignalSubmission, canonicalPayload: Data) -> String {
-        var bytes = Array("\(submission.type)\n".utf8)
-        for recipient in submission.recipients { bytes += Array("\(recipient.description)\n".utf8) }
-        bytes += canonicalPayload
+    static func requestHash(_ submission: SignalSubmission, canonicalPayload: [UInt8]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64 + canonicalPayload.count)
+        bytes.append(contentsOf: submission.type.utf8)
+        bytes.append(0x0A)
+        for recipient in submission.recipients {
+            bytes.append(contentsOf: recipient.description.utf8)
+            bytes.append(0x0A)
+        }
+        bytes.append(contentsOf: canonicalPayload)
         return Hex.encode(SHA256.hash(bytes))
     }
 
-    static func record(for decision: RecipientDecision, signalID: String, configVersion: String, timeZone: TimeZone, at now: Date) -> Decision {
+    /// - Parameter canonicalPayload: the submitted payload's canonical JSON, which is the
+    ///   recipient's when the rule kept every field.
+    static func record(for decision: RecipientDecision, signalID: String, configVersion: String, canonicalPayload: [UInt8],
+                       at now: Date) -> Decision {
         let recipientID = decision.recipient?.id ?? decision.requested
         if let allowed = decision.allowed {
             let mode: WaakvlamJournal.DeliveryMode = if case .push = decision.recipient?.delivery { .push } else { .inbox }
@@ -355,7 +370,8 @@ final class SignalService: @unchecked Sendable {
                             processingActivity: allowed.processingActivity, configVersion: configVersion,
                             fieldsDelivered: allowed.keptFields, fieldsDropped: allowed.droppedFields.map(\.name),
                             retentionUntil: now.addingTimeInterval(TimeInterval(allowed.retentionDays) * 86_400),
-                            deliveryMode: mode, payload: [UInt8](Payload.canonicalJSON(allowed.payload)), at: now)
+                            deliveryMode: mode,
+                            payload: allowed.droppedFields.isEmpty ? canonicalPayload : Payload.canonicalBytes(allowed.payload), at: now)
         }
         let denial = decision.denial
         return Decision(signalID: signalID, recipientID: recipientID, allowed: false, reasonCode: denial?.code.rawValue,

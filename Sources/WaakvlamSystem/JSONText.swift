@@ -28,8 +28,11 @@ public enum JSONText {
     /// one allocation instead of one per member.
     public struct Writer: Sendable {
         public private(set) var bytes: [UInt8] = []
-        /// Per open container: whether a value was written in it yet (for the commas).
-        private var written: [Bool] = []
+        /// Per open container, one bit (the innermost lowest): whether a value was written
+        /// in it yet (for the commas). Deeper than 64 containers, the outer bits go to `outer`.
+        private var written: UInt64 = 0
+        private var depth = 0
+        private var outer: [UInt64] = []
 
         public init(capacity: Int = 512) { bytes.reserveCapacity(capacity) }
 
@@ -45,7 +48,7 @@ public enum JSONText {
 
         public mutating func int(_ key: String? = nil, _ number: Int) {
             member(key)
-            bytes.append(contentsOf: String(number).utf8)
+            JSONText.appendInteger(number, to: &bytes)
         }
 
         /// RFC 3339 UTC with milliseconds, as `JSONText.timestamp`.
@@ -67,9 +70,9 @@ public enum JSONText {
         }
 
         private mutating func member(_ key: String?) {
-            if let last = written.indices.last {
-                if written[last] { bytes.append(UInt8(ascii: ",")) }
-                written[last] = true
+            if depth > 0 {
+                if written & 1 != 0 { bytes.append(UInt8(ascii: ",")) }
+                written |= 1
             }
             if let key {
                 JSONText.appendString(key, to: &bytes)
@@ -80,11 +83,22 @@ public enum JSONText {
         private mutating func open(_ key: String?, _ bracket: UInt8) {
             member(key)
             bytes.append(bracket)
-            written.append(false)
+            if depth % 64 == 63 {
+                outer.append(written)
+                written = 0
+            } else {
+                written <<= 1
+            }
+            depth += 1
         }
 
         private mutating func close(_ bracket: UInt8) {
-            written.removeLast()
+            depth -= 1
+            if depth % 64 == 63 {
+                written = outer.removeLast()
+            } else {
+                written >>= 1
+            }
             bytes.append(bracket)
         }
     }
@@ -186,14 +200,18 @@ public enum JSONText {
     /// (and "/" when `escapingSlashes`); everything else as UTF-8.
     public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
         out.append(UInt8(ascii: "\""))
-        // Most text needs no escape at all: then it is copied as a whole.
-        let needsEscape = { (byte: UInt8) in
-            byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || (byte == UInt8(ascii: "/") && escapingSlashes)
+        // Most text needs no escape at all: then it is copied as a whole, scanned and copied
+        // from the string's own buffer (far cheaper than the UTF-8 view's iterator).
+        var text = text
+        let copied = text.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+                || (byte == UInt8(ascii: "/") && escapingSlashes) {
+                return false
+            }
+            out.append(contentsOf: bytes)
+            return true
         }
-        // Scanned as a buffer where the string has one (native strings do), which is far
-        // cheaper than going through the UTF-8 view's iterator.
-        if !(text.utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? text.utf8.contains(where: needsEscape)) {
-            out.append(contentsOf: text.utf8)
+        if copied {
             out.append(UInt8(ascii: "\""))
             return
         }
@@ -215,6 +233,26 @@ public enum JSONText {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// The decimal digits of `number` (as `String(number)` writes them), without making a String.
+    public static func appendInteger(_ number: Int, to out: inout [UInt8]) {
+        var magnitude = number.magnitude
+        if number < 0 { out.append(UInt8(ascii: "-")) }
+        if magnitude < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while magnitude > 0 {
+                buffer[23 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[(24 - count)...]))
+        }
     }
 
     /// RFC 3339 in UTC with milliseconds (rounded), e.g. 2026-11-21T10:00:00.000Z: the

@@ -23,7 +23,9 @@ extension Double: LogValue {
     public func appendJSON(to out: inout [UInt8]) { JSONText.append(self, to: &out) }
 }
 
-extension Int: LogValue {}
+extension Int: LogValue {
+    public func appendJSON(to out: inout [UInt8]) { JSONText.appendInteger(self, to: &out) }
+}
 extension Int64: LogValue {}
 extension Int32: LogValue {}
 extension UInt64: LogValue {}

@@ -125,13 +125,27 @@ public final class HTTPClientConnection {
     static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
-        out.append(contentsOf: "\(request.method) \(request.target) HTTP/1.1\r\n".utf8)
-        if request.headers["host"] == nil { appendField("host", endpoint.description, to: &out) }
+        out.append(contentsOf: request.method.utf8)
+        out.append(SP)
+        out.append(contentsOf: request.target.utf8)
+        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        if request.headers["host"] == nil {
+            // Endpoint.description, written without building it.
+            let ipv6 = endpoint.host.utf8.contains(UInt8(ascii: ":"))
+            out.append(contentsOf: "Host: ".utf8)
+            if ipv6 { out.append(UInt8(ascii: "[")) }
+            out.append(contentsOf: endpoint.host.utf8)
+            out.append(contentsOf: ipv6 ? "]:".utf8 : ":".utf8)
+            JSONText.appendInteger(Int(endpoint.port), to: &out)
+            out.append(contentsOf: [CR, LF])
+        }
         for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
             appendField(field.name, field.value, to: &out)
         }
-        if !request.body.isEmpty || ["POST", "PUT", "PATCH"].contains(request.method) {
-            appendField("content-length", String(request.body.count), to: &out)
+        if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
+            out.append(contentsOf: "Content-Length: ".utf8)
+            JSONText.appendInteger(request.body.count, to: &out)
+            out.append(contentsOf: [CR, LF])
         }
         if !request.keepAlive { appendField("connection", "close", to: &out) }
         out.append(contentsOf: [CR, LF])
@@ -234,10 +248,9 @@ public final class HTTPClient: @unchecked Sendable {
             return
         }
         lock.lock()
-        var list = idle[connection.endpoint] ?? []
-        let keep = list.count < configuration.maximumIdleConnectionsPerEndpoint
-        if keep { list.append(connection) }
-        idle[connection.endpoint] = list
+        // Appended in place (a copy taken out and put back would copy the whole list).
+        let keep = (idle[connection.endpoint]?.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint
+        if keep { idle[connection.endpoint, default: []].append(connection) }
         lock.unlock()
         if !keep { connection.close() }
     }

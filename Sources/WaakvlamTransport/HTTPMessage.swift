@@ -61,7 +61,10 @@ extension String {
     /// case mapping (and any copy when the text is lower case already).
     var asciiLowercased: String {
         guard utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) else { return self }
-        return String(decoding: utf8.map { $0 >= 0x41 && $0 <= 0x5a ? $0 + 0x20 : $0 }, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: utf8.count) { buffer in
+            for (offset, byte) in utf8.enumerated() { buffer[offset] = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte }
+            return utf8.count
+        }
     }
 }
 
@@ -94,13 +97,13 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// The target without its query string.
     public var path: Substring {
-        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) { return target[..<q] }
         return target[...]
     }
 
     /// The query string without `?`, if any.
     public var query: Substring? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
         return target[target.index(after: q)...]
     }
 }

@@ -156,6 +156,8 @@ final class JSONAndPayloadTests: XCTestCase {
         XCTAssertEqual(SubjectKeys.person(surname: " De\tVRIES\r\n  jong ", birthDate: "1971-03-08", postcode: "1624KM"),
                        SubjectKeys.person(surname: "dé vriës jong", birthDate: "1971-03-08", postcode: "1624KM"))
         XCTAssertEqual(SubjectKeys.person(surname: "O'Brien-Smith", birthDate: "1971-03-08", postcode: "1624KM"), "person:o'brien-smith|1971-03-08|1624KM")
+        XCTAssertNil(SubjectKeys.person(surname: " \t\n ", birthDate: "1971-03-08", postcode: "1624KM"))
+        XCTAssertEqual(SubjectKeys.person(surname: "a  b", birthDate: "1971-03-08", postcode: "1624KM"), "person:a b|1971-03-08|1624KM")
         let overlast = try XCTUnwrap(configuration.signalType(id: "overlast"))
         XCTAssertEqual(subjectKeys(for: payload, type: overlast), SubjectKeys(person: nil, address: "address:1624KM|12|A"))
         XCTAssertEqual(subjectKeys(for: [:], type: arrears), SubjectKeys(person: nil, address: nil))

@@ -37,6 +37,33 @@ final class JSONTextTests: XCTestCase {
                        #"{"B":2,"a":null,"b":1}"#)
     }
 
+    /// The writer's integers are String's digits, its commas right at any depth (the
+    /// per-container state is kept in bits, 64 containers per word).
+    func testWriterIntegersAndDeepNesting() throws {
+        for number in [0, 7, -7, 10, -10, 1234567890, Int.max, Int.min] {
+            var out: [UInt8] = []
+            JSONText.appendInteger(number, to: &out)
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), String(number))
+        }
+        for depth in [1, 2, 63, 64, 65, 130] {
+            var writer = JSONText.Writer()
+            var expected = ""
+            for level in 0..<depth {
+                writer.beginArray()
+                writer.int(nil, level)
+                expected += "[\(level),"
+            }
+            for _ in 0..<depth {
+                writer.string(nil, "x")
+                writer.endArray()
+                expected += "\"x\"],"
+            }
+            expected.removeLast()
+            XCTAssertEqual(String(decoding: writer.bytes, as: UTF8.self), expected, "depth \(depth)")
+            XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(writer.bytes)))
+        }
+    }
+
     func testTimestampsMatchISO8601DateFormatter() {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
