@@ -25,19 +25,39 @@ public enum SHA256 {
     }
 }
 
-/// HMAC-SHA256, used for pseudonyms (keyed hashes of a data subject).
-public enum HMACSHA256 {
-    /// RFC 2104 over the SHA-256 fetched once: H((K ^ opad) || H((K ^ ipad) || data)). OpenSSL
-    /// 3's one-shot HMAC() fetches the MAC and the digest by name on every call, which cost
-    /// more than the hashing itself (the relay makes two pseudonyms per signal).
-    public static func authenticate<K: ContiguousBytes, D: ContiguousBytes>(_ data: D, key: K) -> [UInt8] {
-        let blockSize = 64
+/// HMAC-SHA256 under one key, used for pseudonyms (keyed hashes of a data subject).
+///
+/// RFC 2104 over the SHA-256 fetched once: H((K ^ opad) || H((K ^ ipad) || data)). OpenSSL
+/// 3's one-shot HMAC() fetches the MAC and the digest by name on every call, which cost more
+/// than the hashing itself (the relay makes two pseudonyms per signal). The key's padded
+/// blocks are made once; each MAC hashes from buffers on the stack.
+public struct HMACSHA256: Sendable {
+    private static let blockSize = 64
+    private let innerPad: [UInt8]
+    private let outerPad: [UInt8]
+
+    public init<K: ContiguousBytes>(key: K) {
         var block = key.withUnsafeBytes { [UInt8]($0) }
-        if block.count > blockSize { block = SHA256.hash(block) }
-        block += [UInt8](repeating: 0, count: blockSize - block.count)
-        var inner = block.map { $0 ^ 0x36 }
-        data.withUnsafeBytes { inner.append(contentsOf: $0) }
-        return SHA256.hash(block.map { $0 ^ 0x5c } + SHA256.hash(inner))
+        if block.count > Self.blockSize { block = SHA256.hash(block) }
+        block += [UInt8](repeating: 0, count: Self.blockSize - block.count)
+        innerPad = block.map { $0 ^ 0x36 }
+        outerPad = block.map { $0 ^ 0x5c }
+    }
+
+    public func authenticate<D: ContiguousBytes>(_ data: D) -> [UInt8] {
+        var mac = [UInt8](repeating: 0, count: SHA256.byteCount)
+        data.withUnsafeBytes { data in
+            withUnsafeTemporaryAllocation(byteCount: Self.blockSize + max(data.count, SHA256.byteCount), alignment: 16) { buffer in
+                let base = buffer.baseAddress!
+                innerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
+                if data.count > 0 { (base + Self.blockSize).copyMemory(from: data.baseAddress!, byteCount: data.count) }
+                let innerHash = base + Self.blockSize  // overwrites the data once it is hashed
+                _ = EVP_Digest(base, Self.blockSize + data.count, innerHash.assumingMemoryBound(to: UInt8.self), nil, sha256Digest, nil)
+                outerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
+                _ = EVP_Digest(base, Self.blockSize + SHA256.byteCount, &mac, nil, sha256Digest, nil)
+            }
+        }
+        return mac
     }
 }
 

@@ -16,7 +16,7 @@ public struct Pseudonymizer: Sendable {
     public static let secretFileName = "secret"
     public static let secretLength = 32
 
-    private let secret: [UInt8]
+    private let mac: HMACSHA256
 
     /// Loads STATE/secret, creating it (32 random bytes, mode 0600) on first use unless
     /// `create` is false. Refuses a secret that others can read or that has the wrong length.
@@ -25,21 +25,25 @@ public struct Pseudonymizer: Sendable {
         if !create, !FileManager.default.fileExists(atPath: path) {
             throw JournalError.invalidSetup("there is no node secret at \(path); pseudonyms need the secret of the node that wrote the journal")
         }
-        secret = try Pseudonymizer.loadOrCreate(path, directory: stateDirectory)
+        mac = HMACSHA256(key: try Pseudonymizer.loadOrCreate(path, directory: stateDirectory))
     }
 
     public init(secret: [UInt8]) throws {
         guard secret.count == Pseudonymizer.secretLength else {
             throw JournalError.invalidSetup("the node secret must be \(Pseudonymizer.secretLength) bytes")
         }
-        self.secret = secret
+        mac = HMACSHA256(key: secret)
     }
 
     /// `<kind>:<64 hex digits>`, e.g. `bsn:3fa2...`: the kind prefix of the canonical string
-    /// stays readable (it is no personal data), the rest is the HMAC.
+    /// stays readable (it is no personal data), the rest is the HMAC. A string without a
+    /// kind prefix gets `subject:` (never any part of the string itself).
     public func pseudonym(_ canonical: String) -> String {
-        let kind = canonical.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "subject"
-        return kind + ":" + Hex.encode(HMACSHA256.authenticate(Array(canonical.utf8), key: secret))
+        var canonical = canonical
+        let colon = canonical.utf8.firstIndex(of: UInt8(ascii: ":"))
+        let kind = colon.map { String(canonical[..<$0]) }.flatMap { $0.isEmpty ? nil : $0 } ?? "subject"
+        let digest = canonical.withUTF8 { mac.authenticate(UnsafeRawBufferPointer($0)) }
+        return kind + ":" + Hex.encode(digest)
     }
 
     /// The Logboek Dataverwerkingen `dpl.core.data_subject_id_type` of a pseudonym: `BSN`, or a

@@ -35,24 +35,34 @@ struct PushTarget: Sendable {
     let path: String
 }
 
-/// Holds the current snapshot; reads and swaps are atomic.
+/// Holds the current snapshot; reads and swaps are atomic. Every request reads it, on many
+/// threads at once, and a reload replaces it now and then: readers share a read-write lock
+/// (behind a mutex, the connection threads queued for it and slept in the kernel).
 public final class ConfigurationHolder: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
     private var snapshot: ConfigurationSnapshot
 
     public init(_ snapshot: ConfigurationSnapshot) {
         self.snapshot = snapshot
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
     }
 
     public var current: ConfigurationSnapshot {
-        lock.lock()
-        defer { lock.unlock() }
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
         return snapshot
     }
 
     public func replace(with snapshot: ConfigurationSnapshot) {
-        lock.lock()
+        pthread_rwlock_wrlock(lock)
         self.snapshot = snapshot
-        lock.unlock()
+        pthread_rwlock_unlock(lock)
     }
 }

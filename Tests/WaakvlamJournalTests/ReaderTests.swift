@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import WaakvlamCrypto
 @testable import WaakvlamJournal
 
 final class PseudonymTests: XCTestCase {
@@ -14,6 +15,13 @@ final class PseudonymTests: XCTestCase {
         XCTAssertFalse(p.contains("123456782"))
         XCTAssertEqual(again.pseudonym(bsn), p, "stable across restarts")
         XCTAssertNotEqual(first.pseudonym("bsn:123456783"), p)
+        // The HMAC of the whole canonical string under the secret, and nothing of a string
+        // without a kind prefix shows.
+        let secret = Array(FileManager.default.contents(atPath: state + "/secret")!)
+        XCTAssertEqual(p, "bsn:" + Hex.encode(HMACSHA256(key: secret).authenticate(Array(bsn.utf8))))
+        XCTAssertEqual(first.pseudonym("address:1621AB|12|"), "address:" + Hex.encode(HMACSHA256(key: secret).authenticate(Array("address:1621AB|12|".utf8))))
+        XCTAssertTrue(first.pseudonym("123456782").hasPrefix("subject:"))
+        XCTAssertTrue(first.pseudonym(":123456782").hasPrefix("subject:"))
 
         let attributes = try FileManager.default.attributesOfItem(atPath: state + "/secret")
         XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)
