@@ -334,6 +334,12 @@ private struct EndToEndBenchmark {
             }
             try report(part * quarter, rate: result.perSecond)
         }
+        // The rows above catch the index's working set while signals keep coming; what stays
+        // is measured once the backlog waits (the index drops its pages a second after the
+        // last record).
+        sleep(2)
+        let waiting = residentMemory(of: node.processIdentifier) ?? (0, 0)
+        print(String(format: "  waiting, 2 s after the last submission: RSS %.1f MiB", Double(waiting.now) / 1024))
         let started = monotonicNanoseconds()
         let recipient = try site.startRecipient()
         defer { stopProcess(recipient) }
