@@ -50,6 +50,30 @@ public struct JSONSyntaxError: Error, Sendable, Equatable, CustomStringConvertib
 /// numbers, a leading `+`). `Infinity` and `NaN` are refused: no configuration value or
 /// payload needs them. Nesting is bounded so hostile input cannot exhaust the stack.
 struct JSONParser {
+    /// The characters of a number from `start` on, as both readers take them (digits, `.`,
+    /// `e`/`E` and an exponent's sign): where they end, whether they make an integer, and
+    /// whether there was a digit at all.
+    static func scanNumber(_ bytes: [UInt8], from start: Int) -> (end: Int, isInteger: Bool, sawDigit: Bool) {
+        var index = start
+        var isInteger = true
+        var sawDigit = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                sawDigit = true
+            } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
+                isInteger = false
+            } else if byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+"),
+                      bytes[index - 1] == UInt8(ascii: "e") || bytes[index - 1] == UInt8(ascii: "E") {
+                // the sign of an exponent
+            } else {
+                break
+            }
+            index += 1
+        }
+        return (index, isInteger, sawDigit)
+    }
+
     static let maximumDepth = 64
 
     private let bytes: [UInt8]
@@ -289,26 +313,12 @@ struct JSONParser {
             guard digits > 0 else { throw failure("expected hexadecimal digits after '0x'", column: startColumn) }
             return .integer(negative ? -magnitude : magnitude)
         }
-        var isInteger = true
-        var sawDigit = false
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-                sawDigit = true
-            } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
-                isInteger = false
-            } else if byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+"),
-                      bytes[index - 1] == UInt8(ascii: "e") || bytes[index - 1] == UInt8(ascii: "E") {
-                // the sign of an exponent
-            } else {
-                break
-            }
-            index += 1
-        }
+        let scanned = JSONParser.scanNumber(bytes, from: index)
+        index = scanned.end
         var text = String(decoding: bytes[start..<index], as: UTF8.self)
         if text.hasPrefix("+") { text.removeFirst() }
-        guard sawDigit else { throw failure("a number has no digits", column: startColumn) }
-        if isInteger, let integer = Int(text) { return .integer(integer) }
+        guard scanned.sawDigit else { throw failure("a number has no digits", column: startColumn) }
+        if scanned.isInteger, let integer = Int(text) { return .integer(integer) }
         // Swift's Double parser accepts "1.", ".5" and "1e3" as JSON5 does.
         guard let double = Double(text), double.isFinite else {
             throw failure("'\(text)' is not a valid number", column: startColumn)

@@ -183,21 +183,10 @@ struct SubmissionFastReader {
         guard index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") else { return nil }
         if bytes[index] == UInt8(ascii: "0"), index + 1 < bytes.count,
            bytes[index + 1] == UInt8(ascii: "x") || bytes[index + 1] == UInt8(ascii: "X") { return nil }
-        var isInteger = true
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-            } else if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
-                isInteger = false
-            } else if byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+"),
-                      bytes[index - 1] == UInt8(ascii: "e") || bytes[index - 1] == UInt8(ascii: "E") {
-            } else {
-                break
-            }
-            index += 1
-        }
+        let scanned = JSONParser.scanNumber(bytes, from: index)
+        index = scanned.end
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
-        if isInteger, let integer = Int(text) { return .integer(integer) }
+        if scanned.isInteger, let integer = Int(text) { return .integer(integer) }
         guard let double = Double(text), double.isFinite else { return nil }
         return .number(double)
     }

@@ -24,25 +24,21 @@ final class DiskFullTests: XCTestCase {
         let previousSink = Log.shared.sink
         Log.shared.sink = { line in if line.contains("journal_write_failed") { logged.increment() } }
         defer { Log.shared.sink = previousSink }
-        let previousHandler = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
-        var limited = saved
-        limited.rlim_cur = rlim_t(size + 3000)
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
         var failedIDs: [String] = []
         var firstError: JournalError?
-        for i in 0..<40 {
-            do {
-                try journal.append(Sample.signal("during-\(i)"))
-                acknowledged.append("during-\(i)")
-            } catch let error as JournalError {
-                firstError = firstError ?? error
-                failedIDs.append("during-\(i)")
+        withFileSizeLimit(size + 3000) {
+            for i in 0..<40 {
+                do {
+                    try journal.append(Sample.signal("during-\(i)"))
+                    acknowledged.append("during-\(i)")
+                } catch let error as JournalError {
+                    firstError = firstError ?? error
+                    failedIDs.append("during-\(i)")
+                } catch {
+                    XCTFail("\(error)")
+                }
             }
         }
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
-        signal(SIGXFSZ, previousHandler)
 
         guard case .diskFull(let why)? = firstError else { return XCTFail("expected diskFull, got \(String(describing: firstError))") }
         XCTAssertTrue(why.contains("errno"), why)
@@ -87,16 +83,10 @@ final class DiskFullTests: XCTestCase {
         let previousSink = Log.shared.sink
         Log.shared.sink = { _ in }
         defer { Log.shared.sink = previousSink }
-        let previousHandler = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
-        var limited = saved
-        limited.rlim_cur = rlim_t(keysSize)      // the next key slot needs the file to grow past the limit
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
-        let failed = Result { try journal.append(Sample.signal("no-key")) }
-        let withoutPayload = Result { try journal.append([Sample.received("no-payload")]) }
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
-        signal(SIGXFSZ, previousHandler)
+        // The next key slot needs the file to grow past the limit.
+        let (failed, withoutPayload) = withFileSizeLimit(keysSize) {
+            (Result { try journal.append(Sample.signal("no-key")) }, Result { try journal.append([Sample.received("no-payload")]) })
+        }
 
         guard case .failure(JournalError.diskFull) = failed else { return XCTFail("expected diskFull, got \(failed)") }
         XCTAssertNoThrow(try withoutPayload.get(), "records without a payload key still fit")
@@ -122,24 +112,18 @@ final class DiskFullTests: XCTestCase {
         let previousSink = Log.shared.sink
         Log.shared.sink = { _ in }
         defer { Log.shared.sink = previousSink }
-        let previousHandler = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
-        var limited = saved
-        limited.rlim_cur = rlim_t(size)         // not one more byte of segment
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
         let outcomes = Outcomes()
-        let done = DispatchGroup()
-        for i in 0..<10 {
-            done.enter()
-            try journal.append([Sample.received("full-\(i)")]) { result in
-                outcomes.add(result)
-                done.leave()
+        let waited = try withFileSizeLimit(size) {  // not one more byte of segment
+            let done = DispatchGroup()
+            for i in 0..<10 {
+                done.enter()
+                try journal.append([Sample.received("full-\(i)")]) { result in
+                    outcomes.add(result)
+                    done.leave()
+                }
             }
+            return done.wait(timeout: .now() + 30)
         }
-        let waited = done.wait(timeout: .now() + 30)
-        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
-        signal(SIGXFSZ, previousHandler)
 
         XCTAssertEqual(waited, .success)
         XCTAssertEqual(outcomes.all.count, 10)
@@ -152,6 +136,22 @@ final class DiskFullTests: XCTestCase {
         journal.close()
         XCTAssertNil(try JournalReader(directory: dir).verify().damage)
     }
+}
+
+/// Runs `body` with the process's file size limit (RLIMIT_FSIZE) at `bytes` and SIGXFSZ
+/// ignored, so that writes past it fail with EFBIG as on a full disk; restores both after.
+private func withFileSizeLimit<T>(_ bytes: Int, _ body: () throws -> T) rethrows -> T {
+    let previousHandler = signal(SIGXFSZ, SIG_IGN)
+    var saved = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved)
+    var limited = saved
+    limited.rlim_cur = rlim_t(bytes)
+    XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited), 0)
+    defer {
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, previousHandler)
+    }
+    return try body()
 }
 
 /// Completion results gathered from the completion thread.
