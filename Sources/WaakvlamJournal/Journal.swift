@@ -74,8 +74,8 @@ public struct JournalStatistics: Equatable, Sendable {
 /// `append` may be called from any number of threads: a single writer thread collects what
 /// is queued, writes it with one `pwrite`, makes it durable with one `fdatasync`, and only
 /// then returns to each caller (or, for `append(_:completion:)`, calls its completion). An
-/// append is atomic with respect to recovery: after a crash
-/// either all of its records are there or none.
+/// append is atomic with respect to recovery: after a crash either all of its records are
+/// there or none.
 public final class Journal: @unchecked Sendable {
     /// One append call may hold at most this many bytes of records.
     public static let maxAppendBytes = 16 << 20
@@ -486,8 +486,8 @@ public final class Journal: @unchecked Sendable {
                 commit(taken[first..<end], bytes: bytes)
                 first = end
             }
-            // Asynchronous appends are told on the completion thread, in queue order, while
-            // this thread goes on with the next group.
+            // Asynchronous appends are told on the completion thread, in queue (and so
+            // sequence) order, while this thread goes on with the next group.
             var completed: [PendingAppend] = []
             for p in taken where p.completion != nil { completed.append(p) }
             if !completed.isEmpty {
