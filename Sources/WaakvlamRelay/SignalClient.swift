@@ -122,7 +122,7 @@ public struct OutgoingSignal: Sendable, Equatable {
         }
         if routeByAddress { envelope += ",\"routeByAddress\":true" }
         envelope += ",\"payload\":"
-        return Array(envelope.utf8) + [UInt8](Payload.canonicalJSON(payload)) + [UInt8(ascii: "}")]
+        return Array(envelope.utf8) + Payload.canonicalBytes(payload) + [UInt8(ascii: "}")]
     }
 }
 

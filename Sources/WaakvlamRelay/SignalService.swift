@@ -248,7 +248,7 @@ final class SignalService: @unchecked Sendable {
         var payload = forwarded
         payload["signaal"] = .string(signalID)
         payload["status"] = .string(parsed.status)
-        let canonical = Payload.canonicalJSON(payload)
+        let canonical = Payload.canonicalBytes(payload)
         let feedbackID = "\(signalID):terugmelding:\(Hex.encode(SHA256.hash(Array(caller.id.utf8) + canonical).prefix(8)))"
         if index.contains(signalID: feedbackID) {
             return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status, "duplicate": true])
@@ -267,7 +267,7 @@ final class SignalService: @unchecked Sendable {
                                convenantID: convenantID, convenantVersion: String(version),
                                processingActivity: decision.processingActivity, configVersion: snapshot.version,
                                fieldsDelivered: payload.keys.sorted(), retentionUntil: decision.retentionUntil,
-                               deliveryMode: mode, payload: [UInt8](canonical), at: now)),
+                               deliveryMode: mode, payload: canonical, at: now)),
         ]
         do {
             _ = try journal.append(records)
