@@ -131,11 +131,11 @@ public final class HTTPClientConnection {
         out.append(contentsOf: " HTTP/1.1\r\n".utf8)
         if request.headers["host"] == nil {
             // Endpoint.description, written without building it.
-            let ipv6 = endpoint.host.utf8.contains(UInt8(ascii: ":"))
+            let brackets = endpoint.hostNeedsBrackets
             out.append(contentsOf: "Host: ".utf8)
-            if ipv6 { out.append(UInt8(ascii: "[")) }
+            if brackets { out.append(UInt8(ascii: "[")) }
             out.append(contentsOf: endpoint.host.utf8)
-            out.append(contentsOf: ipv6 ? "]:".utf8 : ":".utf8)
+            out.append(contentsOf: brackets ? "]:".utf8 : ":".utf8)
             JSONText.appendInteger(Int(endpoint.port), to: &out)
             out.append(contentsOf: [CR, LF])
         }

@@ -34,7 +34,11 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.init(host: String(hostPart), port: port)
     }
 
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { hostNeedsBrackets ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// An IPv6 literal, written in brackets before the port (checked on the UTF-8 bytes:
+    /// `String.contains` goes through Foundation, and requests ask this for their Host field).
+    var hostNeedsBrackets: Bool { host.utf8.contains(UInt8(ascii: ":")) }
 
     /// True when `host` is an IPv4 or IPv6 literal rather than a name.
     public var hostIsIPAddress: Bool {
