@@ -17,8 +17,11 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        // POSIX syscall wrappers (EINTR retry), files, clocks and the structured logger.
-        .target(name: "WaakvlamSystem"),
+        // epoll and eventfd, which Glibc's module map leaves out.
+        .systemLibrary(name: "CLinux"),
+        // POSIX syscall wrappers (EINTR retry), files, clocks, the epoll poller and the
+        // structured logger.
+        .target(name: "WaakvlamSystem", dependencies: ["CLinux"]),
         // SHA-256, HMAC, AES-GCM and randomness over OpenSSL's EVP interface.
         .target(name: "WaakvlamCrypto", dependencies: ["COpenSSL"]),
         // The pure domain: configuration model, validation, policy engine, diff. No I/O.

@@ -69,10 +69,10 @@ public final class Node: @unchecked Sendable {
         let clientTLS = try TLSContext(role: .client, certificateChain: configuration.node.tls.certificate,
                                        privateKey: configuration.node.tls.key, trustedCAs: configuration.node.tls.ca)
         let timeout = TimeInterval(configuration.node.delivery.timeoutSeconds)
-        let client = HTTPClient(tls: clientTLS, configuration: HTTPClientConfiguration(
-            connectTimeout: min(5, timeout), handshakeTimeout: timeout, responseTimeout: timeout))
+        let pushTimeouts = HTTPClientConfiguration(connectTimeout: min(5, timeout), handshakeTimeout: timeout, responseTimeout: timeout)
         let metrics = self.metrics
-        let scheduler = DeliveryScheduler(journal: journal, client: client, configuration: holder, metrics: metrics)
+        let scheduler = try DeliveryScheduler(journal: journal, tls: clientTLS, client: pushTimeouts, configuration: holder,
+                                              metrics: metrics)
         self.scheduler = scheduler
         let signals = SignalService(journal: journal, pseudonymizer: pseudonymizer, configuration: holder, metrics: metrics,
                                     onQueued: { scheduler.notice($0) })
@@ -155,7 +155,7 @@ public final class Node: @unchecked Sendable {
         let admin = try AdminService.makeServer(node: self, settings: Self.serverSettings(configuration.node, address: configuration.node.listen.admin))
         try admin.start()
         adminServer = admin
-        scheduler.start()
+        try scheduler.start()
         watchConvenantEnds()
         lifecycle = .running
         Log.shared.info("node_started", ["node": configuration.node.name, "peer_port": Int(server.port), "admin_port": Int(admin.port),

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import WaakvlamSystem
 
@@ -28,133 +31,66 @@ public struct HTTPClientConfiguration: Sendable {
     }
 }
 
-/// One mutual-TLS connection to a server, for one request at a time. Not thread-safe: use it
-/// from one thread at a time (`HTTPClient` hands each connection to one caller at a time).
+/// One mutual-TLS connection to a server, for one request at a time, with blocking calls.
+/// Not thread-safe: use it from one thread at a time (`HTTPClient` hands each connection to
+/// one caller at a time). It drives a `ClientChannel`, waiting for its socket in `poll`.
 public final class HTTPClientConnection {
-    public let endpoint: Endpoint
+    public var endpoint: Endpoint { channel.endpoint }
     /// The server's verified certificate.
     public let serverCertificate: PeerCertificate
     /// False once the server asked to close, the response was delimited by the close, or
     /// anything failed.
-    public private(set) var isReusable = true
+    public var isReusable: Bool { channel.isReusable }
     /// Whether any byte of a response arrived during the last `send` (a request that failed
     /// before that on a reused connection can safely be retried on a new one).
-    private(set) var receivedResponseBytes = false
-    var lastUsed = monotonicNanoseconds()
+    var receivedResponseBytes: Bool { channel.receivedResponseBytes }
 
-    private let connection: TLSConnection
-    private var parser: HTTPResponseParser
-    private let configuration: HTTPClientConfiguration
-    private let buffer: UnsafeMutableRawBufferPointer
+    private let channel: ClientChannel
 
     /// Connects, runs the handshake and verifies the server's certificate against the CA
     /// bundle of `tls` and against `endpoint`'s host name or IP address.
     public init(to endpoint: Endpoint, tls: TLSContext, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) throws {
         precondition(tls.role == .client, "HTTPClientConnection needs a client TLS context")
-        self.endpoint = endpoint
-        self.configuration = configuration
-        self.parser = HTTPResponseParser(limits: configuration.responseLimits)
-        Socket.ignoreSIGPIPE
-        let start = monotonicNanoseconds()
-        let fd = try Socket.connect(to: endpoint, deadline: start + Self.nanoseconds(configuration.connectTimeout))
-        let connection = try TLSConnection(context: tls, fd: fd)
-        try connection.expectServer(endpoint)
-        do {
-            try connection.handshake(deadline: monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout))
-        } catch TransportError.connectionClosed {
-            throw TransportError.handshake(reason: "the server closed the connection (it may be at its connection limit)")
-        }
-        guard let certificate = connection.peerCertificate() else {
-            throw TransportError.handshake(reason: "the server sent no certificate")
-        }
-        self.connection = connection
-        self.serverCertificate = certificate
-        self.buffer = .allocate(byteCount: 16 << 10, alignment: 16)
-    }
-
-    deinit {
-        connection.close()
-        buffer.deallocate()
+        let channel = try ClientChannel(to: endpoint, tls: tls, configuration: configuration)
+        guard case .established = try Self.run(channel) else { preconditionFailure("a new channel answered before a request") }
+        self.channel = channel
+        self.serverCertificate = channel.serverCertificate!
     }
 
     /// Sends `request` (adding Host and Content-Length) and reads the whole response.
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
         precondition(isReusable, "send on a connection that cannot be reused")
-        isReusable = false
-        receivedResponseBytes = false
-        let deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.responseTimeout)
-        try connection.write(Self.serialize(request, endpoint: endpoint), deadline: deadline)
-        parser.requestMethod = request.method
-        while true {
-            switch parser.next() {
-            case .response(let response, let keepAlive):
-                isReusable = keepAlive && request.keepAlive && !parser.hasUnconsumedBytes
-                lastUsed = monotonicNanoseconds()
-                return response
-            case .error(let error):
-                throw TransportError.protocolViolation(error)
-            case .needMoreData:
-                let count = try connection.read(into: buffer, deadline: deadline, phase: "response")
-                if count == 0 {
-                    switch parser.finishAtEndOfStream() {
-                    case .response(let response, _): return response
-                    case .error(let error): throw TransportError.protocolViolation(error)
-                    case .needMoreData: throw TransportError.connectionClosed
-                    }
-                }
-                receivedResponseBytes = true
-                parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            }
-        }
+        channel.begin(request)
+        guard case .response(let response) = try Self.run(channel) else { preconditionFailure("a request ended without a response") }
+        return response
     }
 
     /// Closes the connection (sending close_notify).
     public func close() {
-        isReusable = false
-        connection.close()
+        channel.close()
     }
 
     /// True when a pooled connection is still usable: not expired and nothing (such as the
     /// server's close) arrived while it was idle.
-    /// `now` may be older than `lastUsed`: another thread can check a connection in after the
-    /// caller read the clock.
     func isFreshForReuse(now: UInt64) -> Bool {
-        isReusable && now - min(now, lastUsed) < Self.nanoseconds(configuration.idleTimeout) && !connection.isReadableWhileIdle
+        channel.isFreshForReuse(now: now)
     }
 
-    static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
-        out.append(contentsOf: request.method.utf8)
-        out.append(SP)
-        out.append(contentsOf: request.target.utf8)
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
-        if request.headers["host"] == nil {
-            // Endpoint.description, written without building it.
-            let brackets = endpoint.hostNeedsBrackets
-            out.append(contentsOf: "Host: ".utf8)
-            if brackets { out.append(UInt8(ascii: "[")) }
-            out.append(contentsOf: endpoint.host.utf8)
-            out.append(contentsOf: brackets ? "]:".utf8 : ":".utf8)
-            JSONText.appendInteger(Int(endpoint.port), to: &out)
-            out.append(contentsOf: [CR, LF])
+    /// Advances the channel until it is established or has a response, waiting for its socket.
+    private static func run(_ channel: ClientChannel) throws -> ClientChannel.Progress {
+        while true {
+            let events: Int16
+            switch try channel.advance() {
+            case .wantRead: events = Int16(POLLIN)
+            case .wantWrite: events = Int16(POLLOUT)
+            case let done: return done
+            }
+            if Socket.wait(channel.fd, for: events, deadline: channel.deadline) == .timedOut {
+                let phase = channel.phase
+                channel.close()
+                throw TransportError.timedOut(phase: phase)
+            }
         }
-        for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
-            appendField(field.name, field.value, to: &out)
-        }
-        if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
-            out.append(contentsOf: "Content-Length: ".utf8)
-            JSONText.appendInteger(request.body.count, to: &out)
-            out.append(contentsOf: [CR, LF])
-        }
-        if !request.keepAlive { appendField("connection", "close", to: &out) }
-        out.append(contentsOf: [CR, LF])
-        out.append(contentsOf: request.body)
-        return out
-    }
-
-    static func nanoseconds(_ interval: TimeInterval) -> UInt64 {
-        UInt64(max(0, interval) * 1_000_000_000)
     }
 }
 

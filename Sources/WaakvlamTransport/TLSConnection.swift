@@ -52,11 +52,21 @@ final class TLSConnection {
     func handshake(deadline: UInt64, interrupt: Int32? = nil) throws {
         do {
             _ = try perform("TLS handshake", deadline: deadline, interrupt: interrupt) { SSL_do_handshake($0) }
-        } catch TransportError.connectionClosed {
-            if let failure = verificationFailure() { throw TransportError.handshake(reason: failure) }
-            throw TransportError.connectionClosed
-        } catch TransportError.io(let reason) {
-            throw TransportError.handshake(reason: verificationFailure() ?? reason)
+        } catch {
+            throw classifyHandshakeError(error)
+        }
+    }
+
+    /// A closed connection with a failed verification, or an I/O error, is a handshake failure.
+    private func classifyHandshakeError(_ error: Error) -> Error {
+        switch error {
+        case TransportError.connectionClosed:
+            if let failure = verificationFailure() { return TransportError.handshake(reason: failure) }
+            return error
+        case TransportError.io(let reason):
+            return TransportError.handshake(reason: verificationFailure() ?? reason)
+        default:
+            return error
         }
     }
 
@@ -73,9 +83,9 @@ final class TLSConnection {
             }
         }
         do {
-            return Int(try perform(phase, deadline: deadline, interrupt: interrupt) {
+            return try perform(phase, deadline: deadline, interrupt: interrupt) {
                 SSL_read($0, buffer.baseAddress, Int32(buffer.count))
-            })
+            }
         } catch TransportError.connectionClosed {
             return 0
         }
@@ -89,7 +99,7 @@ final class TLSConnection {
                 let n = try perform("write", deadline: deadline, interrupt: nil) {
                     SSL_write($0, raw.baseAddress! + offset, chunk)
                 }
-                offset += Int(n)
+                offset += n
             }
         }
     }
@@ -149,32 +159,49 @@ final class TLSConnection {
         }
     }
 
-    /// Calls an SSL I/O function until it makes progress, waiting for the socket as OpenSSL
-    /// asks. The error queue is cleared before every call so that a stale error cannot be
-    /// mistaken for this call's.
-    private func perform(_ phase: String, deadline: UInt64, interrupt: Int32?, _ call: (OpaquePointer) -> Int32) throws -> Int32 {
-        while true {
+    /// What one non-blocking step of an SSL call achieved.
+    enum Step: Equatable {
+        /// It made progress: bytes read or written (1 for a finished handshake).
+        case done(Int)
+        /// It needs the socket to become readable, or writable, first.
+        case wantRead
+        case wantWrite
+    }
+
+    /// Calls an SSL I/O function once, on the non-blocking socket. The error queue is cleared
+    /// before the call so that a stale error cannot be mistaken for this call's.
+    private func attempt(_ phase: String, _ call: (OpaquePointer) -> Int32) throws -> Step {
+        ERR_clear_error()
+        let result = call(ssl)
+        if result > 0 { return .done(Int(result)) }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: throw TransportError.connectionClosed
+        case SSL_ERROR_SYSCALL:
+            let code = errno
             ERR_clear_error()
-            let result = call(ssl)
-            if result > 0 { return result }
-            let error = SSL_get_error(ssl, result)
-            let events: Int16
-            switch error {
-            case SSL_ERROR_WANT_READ: events = Int16(POLLIN)
-            case SSL_ERROR_WANT_WRITE: events = Int16(POLLOUT)
-            case SSL_ERROR_ZERO_RETURN: throw TransportError.connectionClosed
-            case SSL_ERROR_SYSCALL:
-                let code = errno
+            if code == 0 || code == ECONNRESET || code == EPIPE { throw TransportError.connectionClosed }
+            throw TransportError.io("\(phase): \(String(cString: strerror(code)))")
+        default:
+            // A peer that vanishes without close_notify (the server disables this check).
+            if ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING {
                 ERR_clear_error()
-                if code == 0 || code == ECONNRESET || code == EPIPE { throw TransportError.connectionClosed }
-                throw TransportError.io("\(phase): \(String(cString: strerror(code)))")
-            default:
-                // A peer that vanishes without close_notify (the server disables this check).
-                if ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING {
-                    ERR_clear_error()
-                    throw TransportError.connectionClosed
-                }
-                throw TransportError.io(openSSLErrors("\(phase) failed"))
+                throw TransportError.connectionClosed
+            }
+            throw TransportError.io(openSSLErrors("\(phase) failed"))
+        }
+    }
+
+    /// Calls an SSL I/O function until it makes progress, waiting for the socket as OpenSSL
+    /// asks.
+    private func perform(_ phase: String, deadline: UInt64, interrupt: Int32?, _ call: (OpaquePointer) -> Int32) throws -> Int {
+        while true {
+            let events: Int16
+            switch try attempt(phase, call) {
+            case .done(let count): return count
+            case .wantRead: events = Int16(POLLIN)
+            case .wantWrite: events = Int16(POLLOUT)
             }
             switch Socket.wait(fd, for: events, deadline: deadline, interrupt: interrupt) {
             case .ready: continue
@@ -183,6 +210,35 @@ final class TLSConnection {
             }
         }
     }
+
+    // MARK: - Non-blocking steps, for event loops
+
+    /// One step of the handshake; errors as `handshake` throws them.
+    func handshakeStep() throws -> Step {
+        do {
+            return try attempt("TLS handshake") { SSL_do_handshake($0) }
+        } catch {
+            throw classifyHandshakeError(error)
+        }
+    }
+
+    /// One read; `.done(0)` means the peer closed the connection.
+    func readStep(into buffer: UnsafeMutableRawBufferPointer, phase: String) throws -> Step {
+        do {
+            return try attempt(phase) { SSL_read($0, buffer.baseAddress, Int32(buffer.count)) }
+        } catch TransportError.connectionClosed {
+            return .done(0)
+        }
+    }
+
+    /// One write of at most `bytes.count` bytes.
+    func writeStep(_ bytes: UnsafeRawBufferPointer, phase: String) throws -> Step {
+        try attempt(phase) { SSL_write($0, bytes.baseAddress, Int32(min(bytes.count, 1 << 30))) }
+    }
+
+    /// True when OpenSSL holds decrypted bytes not yet read (an event loop must not wait for
+    /// the socket then).
+    var hasPendingBytes: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Why certificate verification failed, when it did ("certificate has expired", ...).
     private func verificationFailure() -> String? {

@@ -17,6 +17,10 @@ final class PushDeliveryTests: XCTestCase {
         let recipient = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),
                                        tls: TLSContext(role: .server, certificateChain: site.pki("1hoorn.crt"),
                                                        privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, _ in
+            received.enter()
+            defer { received.leave() }
+            // Long enough for pushes to overlap at the recipient.
+            usleep(5_000)
             received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
             return HTTPResponse(status: 200)
         }
@@ -30,11 +34,10 @@ final class PushDeliveryTests: XCTestCase {
         XCTAssertNotEqual(pushed, text)
         try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
         try site.setDelivery("maximumInFlight: 8")
-        let workersBefore = deliveryWorkerThreads()
+        let threadsBefore = deliveryThreads()
         try site.startNode()
         let node = try XCTUnwrap(site.node)
         defer { node.shutdown(gracePeriod: 1) }
-        XCTAssertLessThanOrEqual(deliveryWorkerThreads(), workersBefore, "an idle node starts no delivery worker")
 
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
         let ids = (0..<200).map { "push-\($0)" }
@@ -57,9 +60,9 @@ final class PushDeliveryTests: XCTestCase {
         }
         while (received.count < ids.count || !allDelivered()) && Date() < deadline { usleep(20_000) }
         XCTAssertTrue(allDelivered(), "every receipt is journaled")
-        let workers = deliveryWorkerThreads() - workersBefore
-        XCTAssertGreaterThan(workers, 0)
-        XCTAssertLessThanOrEqual(workers, 8, "workers are started up to maximumInFlight")
+        XCTAssertEqual(deliveryThreads() - threadsBefore, 1, "one thread pushes, whatever the load")
+        XCTAssertGreaterThan(received.maximumConcurrent, 1, "pushes run concurrently")
+        XCTAssertLessThanOrEqual(received.maximumConcurrent, 8, "never more pushes at once than maximumInFlight")
         usleep(200_000)
         XCTAssertEqual(Set(ids.map { received.count($0) }), [1], "each signal pushed once")
         for id in ids {
@@ -83,6 +86,18 @@ private final class ReceivedBodies: @unchecked Sendable {
     private let lock = NSLock()
     private var bodies: [String: [UInt8]] = [:]
     private var counts: [String: Int] = [:]
+    private var concurrent = 0
+    private var peak = 0
+
+    func enter() {
+        lock.withLock {
+            concurrent += 1
+            peak = max(peak, concurrent)
+        }
+    }
+
+    func leave() { lock.withLock { concurrent -= 1 } }
+    var maximumConcurrent: Int { lock.withLock { peak } }
 
     func add(_ id: String, _ body: [UInt8]) {
         lock.withLock {
@@ -104,10 +119,10 @@ private final class Statuses: @unchecked Sendable {
     var all: [Int] { lock.withLock { values } }
 }
 
-/// Threads of this process named as the scheduler's workers ("delivery-N").
-private func deliveryWorkerThreads() -> Int {
+/// Threads of this process named as a node's delivery loop.
+private func deliveryThreads() -> Int {
     let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
     return tasks.filter { task in
-        ((try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? "").hasPrefix("delivery-")
+        ((try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? "").hasPrefix("delivery")
     }.count
 }

@@ -242,7 +242,7 @@ final class HTTPParserTests: XCTestCase {
     func testClientRequestSerialization() {
         var request = HTTPRequest(method: "POST", target: "/v1/signals", headers: HTTPHeaders([("content-type", "application/json")]), body: Array("{}".utf8))
         request.keepAlive = false
-        let text = String(decoding: HTTPClientConnection.serialize(request, endpoint: Endpoint(host: "::1", port: 8443)), as: UTF8.self)
+        let text = String(decoding: ClientChannel.serialize(request, endpoint: Endpoint(host: "::1", port: 8443)), as: UTF8.self)
         XCTAssertEqual(text, "POST /v1/signals HTTP/1.1\r\nHost: [::1]:8443\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     }
 
