@@ -47,26 +47,16 @@ public final class HTTPClientLoop: @unchecked Sendable {
         }
     }
 
-    private enum State { case created, running, stopping, stopped }
-
     public let configuration: HTTPClientConfiguration
     private let tls: TLSContext
-    private let threadName: String
-    private let poller: Poller
-
-    // Shared with other threads, under `lock`.
-    private let lock = NSCondition()
-    private var state = State.created
-    private var tasks: [() -> Void] = []
-    private var wakePending = false
-    private var stopDeadline: UInt64 = 0
-    private var threadID: pthread_t?
+    private let loop: EventLoop
 
     // The loop thread's own.
     private var entries: [UInt64: Entry] = [:]
     private var idle: [Endpoint: [UInt64]] = [:]
     private var nextToken: UInt64 = 0
-    private var timers: [(deadline: UInt64, task: () -> Void)] = []
+    /// Set by `stop`: until when requests in flight may finish.
+    private var stopDeadline: UInt64?
     /// Requests started and not yet completed.
     public private(set) var requestsInFlight = 0
 
@@ -77,38 +67,25 @@ public final class HTTPClientLoop: @unchecked Sendable {
         precondition(tls.role == .client, "HTTPClientLoop needs a client TLS context")
         self.tls = tls
         self.configuration = configuration
-        self.threadName = threadName
-        self.poller = try Poller()
+        self.loop = try EventLoop(name: threadName)
+        loop.onIteration = { [unowned self] now in expire(now) }
+        loop.onEvents = { [unowned self] events in handle(events) }
     }
 
     /// Starts the loop's thread.
     public func start() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        precondition(state == .created, "start() called twice")
-        try spawnDetachedThread(stackSize: 512 << 10) { [self] in run() }
-        state = .running
+        try loop.start()
     }
 
     /// Runs `task` on the loop's thread soon (in the order given). Any thread. Tasks given after
     /// `stop` are dropped.
     public func execute(_ task: @escaping () -> Void) {
-        lock.lock()
-        guard state == .running || state == .created else {
-            lock.unlock()
-            return
-        }
-        tasks.append(task)
-        let wake = !wakePending
-        wakePending = true
-        lock.unlock()
-        if wake { poller.wake() }
+        loop.execute(task)
     }
 
     /// Runs `task` on the loop's thread once `deadline` (monotonic ns) has passed. Loop thread only.
     public func schedule(at deadline: UInt64, _ task: @escaping () -> Void) {
-        assertOnLoop()
-        timers.append((deadline, task))
+        loop.schedule(at: deadline, task)
     }
 
     /// Sends `request` to `endpoint`; `completion` runs on the loop's thread with the response
@@ -116,7 +93,6 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// - Parameter idempotent: whether the request may be sent again when a pooled connection
     ///   turns out to have been closed by the server before any response arrived.
     public func send(_ request: HTTPRequest, to endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
-        assertOnLoop()
         requestsInFlight += 1
         start(Exchange(request: request, endpoint: endpoint, idempotent: idempotent, completion: completion))
     }
@@ -125,103 +101,57 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// left then complete with `.shuttingDown`. Then all connections are closed and the thread
     /// ends. Blocks until it has. Not from the loop's thread.
     public func stop(deadline: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch state {
-        case .created:
-            state = .stopped
-            return
-        case .stopping, .stopped:
-            while state != .stopped { lock.wait() }
-            return
-        case .running:
-            state = .stopping
-            stopDeadline = deadline
-        }
-        poller.wake()
-        while state != .stopped { lock.wait() }
+        loop.execute { [self] in stopDeadline = deadline }
+        loop.waitUntilFinished()
     }
 
     // MARK: - The loop
 
-    private func run() {
-        nameCurrentThread(threadName)
-        lock.lock()
-        threadID = pthread_self()
-        lock.unlock()
-        while true {
-            let now = monotonicNanoseconds()
-            runDueTimers(now)
-            expire(now)
-            lock.lock()
-            let stopping = state == .stopping
-            let deadline = stopDeadline
-            lock.unlock()
-            if stopping && (requestsInFlight == 0 || now >= deadline) { break }
-            let events = poller.wait(timeoutMilliseconds: waitMilliseconds(now, stopping: stopping ? deadline : nil))
-            runTasks()
-            for event in events {
-                guard let entry = entries[event.token] else { continue }
-                if entry.exchange == nil {
-                    // An idle pooled connection became readable: the server closed it (or
-                    // sent something unasked). Either way it cannot be reused.
-                    discard(event.token)
-                } else {
-                    advance(event.token)
-                }
+    private func handle(_ events: [Poller.Event]) {
+        for event in events {
+            guard let entry = entries[event.token] else { continue }
+            if entry.exchange == nil {
+                // An idle pooled connection became readable: the server closed it (or sent
+                // something unasked). Either way it cannot be reused.
+                discard(event.token)
+            } else {
+                advance(event.token)
             }
         }
+    }
+
+    /// Fails the exchanges whose phase timed out and closes expired idle connections; ends
+    /// the loop once stopping and done. Returns the earliest deadline left.
+    private func expire(_ now: UInt64) -> UInt64? {
+        if let stopDeadline, requestsInFlight == 0 || now >= stopDeadline {
+            shutDown()
+            return nil
+        }
+        var earliest = stopDeadline
+        for (token, entry) in entries where entries[token] != nil {
+            if entry.channel.deadline <= now {
+                if let exchange = entry.exchange {
+                    let phase = entry.channel.phase
+                    close(token)
+                    finish(exchange, .failure(.timedOut(phase: phase)))
+                } else {
+                    discard(token)
+                }
+            } else {
+                earliest = min(earliest ?? .max, entry.channel.deadline)
+            }
+        }
+        return earliest
+    }
+
+    private func shutDown() {
         for (token, entry) in entries {
             entries[token] = nil
             if let exchange = entry.exchange { finish(exchange, .failure(.shuttingDown)) }
             entry.channel.close()
         }
         idle.removeAll()
-        timers.removeAll()
-        lock.lock()
-        state = .stopped
-        tasks.removeAll()
-        lock.broadcast()
-        lock.unlock()
-    }
-
-    private func runTasks() {
-        lock.lock()
-        let ready = tasks
-        tasks.removeAll(keepingCapacity: true)
-        wakePending = false
-        lock.unlock()
-        for task in ready { task() }
-    }
-
-    private func runDueTimers(_ now: UInt64) {
-        guard timers.contains(where: { $0.deadline <= now }) else { return }
-        let due = timers.filter { $0.deadline <= now }
-        timers.removeAll { $0.deadline <= now }
-        for timer in due { timer.task() }
-    }
-
-    /// Fails the exchanges whose phase timed out and closes expired idle connections.
-    private func expire(_ now: UInt64) {
-        for (token, entry) in entries where entry.channel.deadline <= now && entries[token] != nil {
-            if let exchange = entry.exchange {
-                let phase = entry.channel.phase
-                close(token)
-                finish(exchange, .failure(.timedOut(phase: phase)))
-            } else {
-                discard(token)
-            }
-        }
-    }
-
-    /// Until the earliest timer or channel deadline, at most a second.
-    private func waitMilliseconds(_ now: UInt64, stopping deadline: UInt64?) -> Int32 {
-        var earliest = now + 1_000_000_000
-        for timer in timers { earliest = min(earliest, timer.deadline) }
-        for entry in entries.values { earliest = min(earliest, entry.channel.deadline) }
-        if let deadline { earliest = min(earliest, deadline) }
-        guard earliest > now else { return 0 }
-        return Int32((earliest - now + 999_999) / 1_000_000)
+        loop.finish()
     }
 
     // MARK: - Exchanges
@@ -303,7 +233,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
         guard entry.channel.isConnecting || fd != entry.watchedFD || reading != entry.watchingReads
                 || writing != entry.watchingWrites else { return }
         do {
-            try poller.watch(fd, token: token, reading: reading, writing: writing)
+            try loop.watch(fd, token: token, reading: reading, writing: writing)
         } catch {
             // Cannot happen for a valid socket; fail the exchange rather than hang it.
             guard let exchange = entry.exchange else { return close(token) }
@@ -325,11 +255,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func close(_ token: UInt64) {
         guard let entry = entries.removeValue(forKey: token) else { return }
-        if entry.watchedFD >= 0 && entry.watchedFD == entry.channel.fd { poller.forget(entry.watchedFD) }
+        if entry.watchedFD >= 0 && entry.watchedFD == entry.channel.fd { loop.forget(entry.watchedFD) }
         entry.channel.close()
-    }
-
-    private func assertOnLoop() {
-        assert(threadID.map { pthread_equal($0, pthread_self()) != 0 } ?? false, "called off the loop's thread")
     }
 }

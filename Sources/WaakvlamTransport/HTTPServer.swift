@@ -4,19 +4,40 @@ import Glibc
 import Foundation
 import WaakvlamSystem
 
-/// A mutual-TLS HTTP/1.1 server with one thread per connection.
+/// A mutual-TLS HTTP/1.1 server on event loops: each loop is one thread waiting in epoll over
+/// its share of the connections (non-blocking TLS, a state machine per connection), so that a
+/// request costs no thread switch of its own and one wake-up serves every connection that
+/// became ready. A slow, idle or half-open client costs a table entry, not a thread.
 ///
-/// An acceptor thread only accepts sockets; each accepted socket gets its own thread (small
-/// stack; reused for a later connection, see `ConnectionThreads`) that runs the TLS
-/// handshake, reads requests, calls the handler and writes the responses. So a slow, idle or half-open client only ever occupies its own thread, and a
-/// handler may block (the relay waits for a journal fsync before answering) without holding
-/// up any other connection. The number of connections, and so of threads, is bounded by
-/// `maximumConnections`. See docs/TRANSPORT.md for why this design was chosen.
+/// Handlers come in two kinds. An `AsyncHandler` runs on the loop and must not block: it
+/// answers through its `Responder`, from any thread, when it is ready (the relay answers a
+/// submission from the journal's completion, once the signal is on disk). A blocking
+/// `Handler` runs on a thread of its own (reused, see `HandlerThreads`), so it may wait
+/// without holding up other connections. Responses on one connection are written in request
+/// order: the next request is read only once the previous one was answered. The number of
+/// connections is bounded by `maximumConnections`. See docs/TRANSPORT.md.
 public final class HTTPServer: @unchecked Sendable {
-    /// Called once per request, on the connection's thread, possibly from many threads at
-    /// once; it must be thread-safe. It may block for a while (a journal fsync): only this
-    /// connection waits. Responses on one connection are written in request order.
+    /// Called once per request on a thread of its own, possibly from many threads at once; it
+    /// must be thread-safe. It may block for a while: only this connection waits.
     public typealias Handler = @Sendable (HTTPRequest, PeerConnection) -> HTTPResponse
+    /// Called once per request on the connection's event loop; it must not block. It answers
+    /// by calling `respond` on the responder exactly once, from any thread.
+    public typealias AsyncHandler = @Sendable (HTTPRequest, PeerConnection, Responder) -> Void
+
+    /// Answers one request.
+    public struct Responder: @unchecked Sendable {
+        fileprivate let loop: ConnectionLoop
+        fileprivate let token: UInt64
+
+        /// Any thread; once. The response is dropped if the connection is gone meanwhile.
+        public func respond(_ response: HTTPResponse) {
+            if loop.eventLoop.isCurrent {
+                loop.respond(token, response)
+            } else {
+                loop.eventLoop.execute { [loop, token] in loop.respond(token, response) }
+            }
+        }
+    }
 
     /// The client on the other end of a connection, after the TLS handshake verified its
     /// certificate chain (and the CRL, when configured).
@@ -44,8 +65,10 @@ public final class HTTPServer: @unchecked Sendable {
         public var idleTimeout: TimeInterval
         /// For writing one response.
         public var writeTimeout: TimeInterval
-        /// Stack of each connection thread.
+        /// Stack of each thread (event loops and the threads of blocking handlers).
         public var threadStackBytes: Int
+        /// Event loops (threads) sharing the connections; by default one per processor, at most 4.
+        public var eventLoops: Int
         /// Added to every response that does not set the field itself. The defaults suit an
         /// API that carries personal data: never cached, never sniffed or framed, HTTPS only.
         public var defaultResponseHeaders: HTTPHeaders
@@ -54,6 +77,7 @@ public final class HTTPServer: @unchecked Sendable {
                     handshakeTimeout: TimeInterval = 10, headerTimeout: TimeInterval = 10,
                     bodyTimeout: TimeInterval = 30, idleTimeout: TimeInterval = 60,
                     writeTimeout: TimeInterval = 30, threadStackBytes: Int = 512 << 10,
+                    eventLoops: Int = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)),
                     defaultResponseHeaders: HTTPHeaders = Configuration.securityHeaders) {
             self.endpoint = endpoint
             self.limits = limits
@@ -64,6 +88,7 @@ public final class HTTPServer: @unchecked Sendable {
             self.idleTimeout = idleTimeout
             self.writeTimeout = writeTimeout
             self.threadStackBytes = threadStackBytes
+            self.eventLoops = eventLoops
             self.defaultResponseHeaders = defaultResponseHeaders
         }
 
@@ -78,7 +103,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// What `shutdown` achieved.
     public struct ShutdownResult: Sendable, Equatable {
-        /// Connections still open at the deadline, whose sockets were then shut down.
+        /// Connections still open at the deadline, which were then closed.
         public let forcedConnections: Int
         public var completedInTime: Bool { forcedConnections == 0 }
 
@@ -90,31 +115,47 @@ public final class HTTPServer: @unchecked Sendable {
     private enum State { case created, running, draining, stopped }
 
     public let configuration: Configuration
-    private let handler: Handler
-    private let defaultHeaders: PreparedHeaders
-    private let threads: ConnectionThreads
+    let handler: AsyncHandler
+    private let handlerThreads: HandlerThreads?
+    let defaultHeaders: PreparedHeaders
     /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
     /// Set before `start`.
     public var onHandshakeFailure: (@Sendable (HandshakeFailure) -> Void)?
     private let condition = NSCondition()
     private var state = State.created
     private var tls: TLSContext
-    private let shutdownSignal: ShutdownSignal
+    private var loops: [ConnectionLoop] = []
     private var listenerFD: Int32 = -1
-    private var acceptorRunning = false
-    /// Open connections by id, with their sockets (for a forced shutdown).
-    private var connections: [UInt64: Int32] = [:]
+    private var openConnections = 0
     private var nextConnectionID: UInt64 = 0
     private var boundPort: UInt16 = 0
 
-    public init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
+    /// A server whose handler answers on the loop, through the responder.
+    public convenience init(configuration: Configuration, tls: TLSContext, asyncHandler: @escaping AsyncHandler) throws {
+        self.init(configuration: configuration, tls: tls, handler: asyncHandler, handlerThreads: nil)
+    }
+
+    /// A server whose handler may block: each request runs on a thread of its own.
+    public convenience init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
+        let threads = HandlerThreads(stackSize: configuration.threadStackBytes)
+        self.init(configuration: configuration, tls: tls, handler: { request, peer, responder in
+            do {
+                try threads.run { responder.respond(handler(request, peer)) }
+            } catch {
+                Log.shared.error("handler_thread_failed", ["reason": "\(error)"])
+                responder.respond(.error(status: 503, code: "server_busy",
+                                         message: "The server cannot take this request right now; send it again later."))
+            }
+        }, handlerThreads: threads)
+    }
+
+    private init(configuration: Configuration, tls: TLSContext, handler: @escaping AsyncHandler, handlerThreads: HandlerThreads?) {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
         self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
-        self.threads = ConnectionThreads(stackSize: configuration.threadStackBytes)
         self.tls = tls
         self.handler = handler
-        self.shutdownSignal = try ShutdownSignal()
+        self.handlerThreads = handlerThreads
     }
 
     deinit {
@@ -131,10 +172,10 @@ public final class HTTPServer: @unchecked Sendable {
     public var openConnectionCount: Int {
         condition.lock()
         defer { condition.unlock() }
-        return connections.count
+        return openConnections
     }
 
-    /// Binds, listens and starts accepting. Throws when the address cannot be used.
+    /// Binds, listens and starts the event loops. Throws when the address cannot be used.
     public func start() throws {
         condition.lock()
         defer { condition.unlock() }
@@ -144,13 +185,19 @@ public final class HTTPServer: @unchecked Sendable {
         listenerFD = fd
         boundPort = port
         do {
-            try spawnDetachedThread(stackSize: configuration.threadStackBytes) { [self] in acceptLoop() }
+            for index in 0..<max(1, configuration.eventLoops) {
+                let loop = try ConnectionLoop(server: self, name: "http-\(index)", listener: fd)
+                try loop.eventLoop.start(stackSize: configuration.threadStackBytes)
+                loops.append(loop)
+            }
         } catch {
+            for loop in loops { loop.eventLoop.execute { loop.closeAll(); loop.eventLoop.finish() } }
+            loops.removeAll()
             close(fd)
             listenerFD = -1
             throw TransportError.bind(address: configuration.endpoint.description, reason: "\(error)")
         }
-        acceptorRunning = true
+        for loop in loops { loop.eventLoop.execute { loop.listen() } }
         state = .running
         Log.shared.info("server_listening", ["address": "\(configuration.endpoint.host):\(port)",
                                              "max_connections": configuration.maximumConnections])
@@ -167,246 +214,481 @@ public final class HTTPServer: @unchecked Sendable {
     /// Graceful shutdown: stop accepting, let requests in progress finish (their responses
     /// carry `Connection: close`), close idle keep-alive connections at once, and wait until
     /// all connections are gone or `gracePeriod` has passed. Then any connection left is
-    /// shut down at the socket (a handler still running is not interrupted; its response is
-    /// lost). Blocks the caller; returns how many connections had to be forced.
+    /// closed (a handler still running is not interrupted; its response is dropped). Blocks
+    /// the caller; returns how many connections had to be forced.
     @discardableResult
     public func shutdown(gracePeriod: TimeInterval) -> ShutdownResult {
         condition.lock()
-        defer { condition.unlock() }
-        guard state == .running else { return ShutdownResult(forcedConnections: 0) }
+        guard state == .running else {
+            condition.unlock()
+            return ShutdownResult(forcedConnections: 0)
+        }
         state = .draining
-        Log.shared.info("server_draining", ["open_connections": connections.count])
-        shutdownSignal.raise()
+        Log.shared.info("server_draining", ["open_connections": openConnections])
+        let loops = self.loops
+        condition.unlock()
+        // Once no loop watches the listener, it is closed: new connections are refused.
+        let drained = DispatchGroup()
+        for loop in loops {
+            drained.enter()
+            loop.eventLoop.execute {
+                loop.drain()
+                drained.leave()
+            }
+        }
+        drained.wait()
+        condition.lock()
+        close(listenerFD)
+        listenerFD = -1
         let deadline = Date(timeIntervalSinceNow: gracePeriod)
-        while acceptorRunning || !connections.isEmpty {
-            if !condition.wait(until: deadline) { break }
+        while openConnections > 0 && condition.wait(until: deadline) {}
+        let forced = openConnections
+        condition.unlock()
+        for loop in loops {
+            loop.eventLoop.execute {
+                loop.closeAll()
+                loop.eventLoop.finish()
+            }
         }
-        let forced = connections.count
-        if forced > 0 {
-            for fd in connections.values { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
-            let afterForce = Date(timeIntervalSinceNow: 1)
-            while !connections.isEmpty && condition.wait(until: afterForce) {}
-        }
+        for loop in loops { loop.eventLoop.waitUntilFinished() }
+        condition.lock()
+        self.loops.removeAll()
         state = .stopped
-        threads.stop()
+        condition.unlock()
+        handlerThreads?.stop()
         Log.shared.info("server_stopped", ["forced_connections": forced])
         return ShutdownResult(forcedConnections: forced)
     }
 
-    // MARK: - Accepting
+    // MARK: - For the loops
 
-    private func acceptLoop() {
-        let listener = listenerFD
-        defer {
-            condition.lock()
-            close(listener)
-            listenerFD = -1
-            acceptorRunning = false
-            condition.broadcast()
-            condition.unlock()
-        }
-        while true {
-            switch Socket.wait(listener, for: Int16(POLLIN), deadline: .max, interrupt: shutdownSignal.readFD) {
-            case .interrupted, .timedOut: return
-            case .ready: break
-            }
-            while true {
-                var address = sockaddr_storage()
-                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let fd = withUnsafeMutablePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        accept(listener, $0, &length)
-                    }
-                }
-                if fd < 0 {
-                    switch errno {
-                    case EAGAIN, EWOULDBLOCK: break
-                    case EINTR, ECONNABORTED, EPROTO: continue
-                    default:
-                        // Out of descriptors or memory: back off instead of spinning.
-                        Log.shared.error("accept_failed", ["reason": String(cString: strerror(errno))])
-                        usleep(10_000)
-                    }
-                    break
-                }
-                // (accept4 is not visible to Swift on Glibc; two fcntl calls do the same.)
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                admit(fd, remote: Socket.describe(address))
-            }
-        }
-    }
-
-    /// Registers the connection and starts its thread, or refuses it over the limit.
-    private func admit(_ fd: Int32, remote: String) {
+    /// Registers a new connection within the limit; nil (and a log line) when over it.
+    func admit(remote: String) -> (id: UInt64, tls: TLSContext)? {
         condition.lock()
-        guard connections.count < configuration.maximumConnections else {
+        guard openConnections < configuration.maximumConnections else {
             condition.unlock()
-            close(fd)
             Log.shared.warning("connection_refused", ["remote": remote, "reason": "connection limit reached",
                                                       "limit": configuration.maximumConnections])
-            return
+            return nil
         }
+        openConnections += 1
         nextConnectionID += 1
-        let id = nextConnectionID
-        connections[id] = fd
-        let tls = self.tls
+        let admitted = (nextConnectionID, tls)
         condition.unlock()
-        Socket.setNoDelay(fd)
-        do {
-            try threads.run { [self] in serve(id: id, fd: fd, remote: remote, tls: tls) }
-        } catch {
-            close(fd)
-            finished(id)
-            Log.shared.error("connection_refused", ["remote": remote, "reason": "cannot start a thread: \(error)"])
-        }
+        return admitted
     }
 
-    private func finished(_ id: UInt64) {
+    func connectionClosed() {
         condition.lock()
-        connections[id] = nil
+        openConnections -= 1
         condition.broadcast()
         condition.unlock()
     }
+}
 
-    private var isDraining: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return state != .running
+/// One event loop of a server and the connections it serves.
+final class ConnectionLoop {
+    /// A connection and where its exchange stands.
+    private final class Connection {
+        enum Phase {
+            case handshaking
+            /// Reading (or between) requests.
+            case reading
+            /// A request is with the handler.
+            case handling(keepAlive: Bool, head: Bool)
+            case writing(bytes: [UInt8], offset: Int, then: AfterWrite)
+            /// After an error response: reading and discarding until the peer closes, so that
+            /// closing does not reset the connection before the peer has read the response.
+            case lingering
+        }
+
+        /// `read`: the next request; `resume`: the rest of this one (after 100 Continue).
+        enum AfterWrite { case read, resume, close, linger }
+
+        let token: UInt64
+        /// Unique in the server (tokens are per loop).
+        let id: UInt64
+        let remote: String
+        let tls: TLSConnection
+        var phase = Phase.handshaking
+        var peer: HTTPServer.PeerConnection?
+        var parser: HTTPRequestParser
+        /// When the current phase times out (monotonic ns).
+        var deadline: UInt64
+        var idleSince: UInt64 = 0
+        var requestStarted: UInt64 = 0
+        var bodyStarted: UInt64 = 0
+        /// What epoll watches now, to skip needless epoll_ctl calls.
+        var watched = false
+        var watchingReads = false
+        var watchingWrites = false
+
+        init(token: UInt64, id: UInt64, remote: String, tls: TLSConnection, limits: HTTPLimits, deadline: UInt64) {
+            self.token = token
+            self.id = id
+            self.remote = remote
+            self.tls = tls
+            self.parser = HTTPRequestParser(limits: limits)
+            self.deadline = deadline
+        }
+    }
+
+    let eventLoop: EventLoop
+    private unowned let server: HTTPServer
+    private let configuration: HTTPServer.Configuration
+    private let listener: Int32
+    private var connections: [UInt64: Connection] = [:]
+    private var draining = false
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 16)
+    /// Token 0 is the listening socket.
+    private static let listenerToken: UInt64 = 0
+    private var nextToken: UInt64 = 0
+    private var acceptPausedUntil: UInt64 = 0
+    /// No connection's deadline is earlier (it may be later than the true earliest).
+    private var earliestDeadline = UInt64.max
+
+    init(server: HTTPServer, name: String, listener: Int32) throws {
+        self.server = server
+        self.configuration = server.configuration
+        self.listener = listener
+        self.eventLoop = try EventLoop(name: name)
+        eventLoop.onEvents = { [unowned self] events in handle(events) }
+        eventLoop.onIteration = { [unowned self] now in expire(now) }
+    }
+
+    deinit {
+        buffer.deallocate()
+    }
+
+    func listen() {
+        guard !draining else { return }
+        try? eventLoop.watch(listener, token: Self.listenerToken, reading: true, writing: false)
+    }
+
+    /// Stops accepting and closes connections that wait for a request (or a handshake).
+    func drain() {
+        draining = true
+        eventLoop.forget(listener)
+        for connection in connections.values {
+            switch connection.phase {
+            case .handshaking: close(connection)
+            case .reading where !connection.parser.isInsideRequest: close(connection)
+            default: break
+            }
+        }
+    }
+
+    func closeAll() {
+        for connection in connections.values { close(connection) }
+    }
+
+    /// A handler's response for the connection `token` (dropped when it is gone).
+    func respond(_ token: UInt64, _ response: HTTPResponse) {
+        guard let connection = connections[token], case .handling(let keepAliveRequested, let head) = connection.phase else { return }
+        let keepAlive = keepAliveRequested && !draining
+        let bytes = response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: head, defaults: server.defaultHeaders)
+        startWriting(connection, bytes, then: keepAlive ? .read : .close)
+        progress(connection)
+    }
+
+    // MARK: - Events
+
+    private func handle(_ events: [Poller.Event]) {
+        for event in events {
+            if event.token == Self.listenerToken {
+                accept()
+                continue
+            }
+            guard let connection = connections[event.token] else { continue }
+            if case .handling = connection.phase {
+                // The peer sent more (or closed) while its request is with the handler: stop
+                // watching until the answer is written (level-triggered epoll would repeat it,
+                // and reports a hang-up even for no events).
+                eventLoop.forget(connection.tls.fd)
+                connection.watched = false
+                continue
+            }
+            progress(connection)
+        }
+    }
+
+    private func accept() {
+        guard !draining, monotonicNanoseconds() >= acceptPausedUntil else { return }
+        while true {
+            var address = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(listener, $0, &length) }
+            }
+            if fd < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK: return
+                case EINTR, ECONNABORTED, EPROTO: continue
+                default:
+                    // Out of descriptors or memory: pause accepting instead of spinning.
+                    Log.shared.error("accept_failed", ["reason": String(cString: strerror(errno))])
+                    eventLoop.forget(listener)
+                    acceptPausedUntil = monotonicNanoseconds() + 10_000_000
+                    eventLoop.schedule(at: acceptPausedUntil) { [self] in listen() }
+                    return
+                }
+            }
+            // (accept4 is not visible to Swift on Glibc; two fcntl calls do the same.)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            let remote = Socket.describe(address)
+            guard let (id, context) = server.admit(remote: remote) else {
+                Glibc.close(fd)
+                continue
+            }
+            Socket.setNoDelay(fd)
+            let tls: TLSConnection
+            do {
+                tls = try TLSConnection(context: context, fd: fd)
+            } catch {
+                server.connectionClosed()
+                continue
+            }
+            nextToken += 1
+            let connection = Connection(token: nextToken, id: id, remote: remote, tls: tls, limits: configuration.limits,
+                                        deadline: 0)
+            connections[nextToken] = connection
+            setDeadline(connection, monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout))
+            progress(connection)
+        }
     }
 
     // MARK: - One connection
 
-    private func serve(id: UInt64, fd: Int32, remote: String, tls: TLSContext) {
-        let connection: TLSConnection
-        do {
-            connection = try TLSConnection(context: tls, fd: fd)
-        } catch {
-            finished(id)
-            return
-        }
-        // Unregister before the socket is closed, so a forced shutdown never touches a
-        // descriptor number that was already reused.
-        defer {
-            finished(id)
-            connection.close()
-        }
-        do {
-            try connection.handshake(deadline: deadline(configuration.handshakeTimeout), interrupt: shutdownSignal.readFD)
-        } catch TransportError.shuttingDown {
-            return
-        } catch TransportError.connectionClosed {
-            // A port probe or health check: nothing to warn about.
-            Log.shared.debug("connection_closed_before_tls", ["remote": remote])
-            return
-        } catch {
-            let failure = HandshakeFailure(error)
-            onHandshakeFailure?(failure)
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": failure.rawValue, "reason": "\(error)"])
-            return
-        }
-        guard let certificate = connection.peerCertificate() else {
-            onHandshakeFailure?(.noClientCertificate)
-            Log.shared.warning("tls_handshake_failed", ["remote": remote, "cause": HandshakeFailure.noClientCertificate.rawValue,
-                                                        "reason": "no client certificate"])
-            return
-        }
-        let peer = PeerConnection(id: id, remoteAddress: remote, certificate: certificate,
-                                  tlsVersion: connection.protocolVersion, cipher: connection.cipher)
-        serveRequests(on: connection, peer: peer)
-    }
-
-    private func serveRequests(on connection: TLSConnection, peer: PeerConnection) {
-        var parser = HTTPRequestParser(limits: configuration.limits)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 16)
-        defer { buffer.deallocate() }
-        var idleSince = monotonicNanoseconds()
-        var requestStarted: UInt64 = 0
-        var bodyStarted: UInt64 = 0
-
-        func refuse(_ error: HTTPParseError) {
-            Log.shared.warning("http_request_refused", ["remote": peer.remoteAddress, "status": error.status, "code": error.code])
-            try? connection.write(bytes(of: error.response, keepAlive: false), deadline: deadline(configuration.writeTimeout))
-            connection.linger(until: deadline(2))
-        }
-
-        while true {
-            switch parser.next() {
-            case .request(let request):
-                let response = handler(request, peer)
-                let keepAlive = request.keepAlive && !isDraining
-                let bytes = bytes(of: response, keepAlive: keepAlive, headRequest: request.method == "HEAD")
-                do {
-                    try connection.write(bytes, deadline: deadline(configuration.writeTimeout))
-                } catch {
-                    Log.shared.warning("http_response_failed", ["remote": peer.remoteAddress, "reason": "\(error)"])
-                    return
-                }
-                guard keepAlive else { return }
-                idleSince = monotonicNanoseconds()
-                requestStarted = 0
-                bodyStarted = 0
-
-            case .continueExpected:
-                do {
-                    try connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), deadline: deadline(configuration.writeTimeout))
-                } catch {
-                    return
-                }
-
-            case .error(let error):
-                refuse(error)
+    /// Moves the connection on as far as its socket allows.
+    private func progress(_ connection: Connection) {
+        while connections[connection.token] != nil {
+            switch connection.phase {
+            case .handshaking:
+                guard handshake(connection) else { return }
+            case .reading:
+                guard read(connection) else { return }
+            case .handling:
                 return
-
-            case .needMoreData:
-                let waitDeadline: UInt64
-                var interrupt: Int32?
-                let phase: String
-                if !parser.isInsideRequest {
-                    // Between requests: idle keep-alive, closed at once when draining.
-                    if isDraining { return }
-                    waitDeadline = idleSince + nanoseconds(configuration.idleTimeout)
-                    interrupt = shutdownSignal.readFD
-                    phase = "idle"
-                } else if parser.isReadingBody {
-                    if bodyStarted == 0 { bodyStarted = monotonicNanoseconds() }
-                    waitDeadline = bodyStarted + nanoseconds(configuration.bodyTimeout)
-                    phase = "body"
-                } else {
-                    waitDeadline = requestStarted + nanoseconds(configuration.headerTimeout)
-                    phase = "header"
-                }
-                let count: Int
+            case .writing(let bytes, let offset, let then):
+                let step: TLSConnection.Step
                 do {
-                    count = try connection.read(into: buffer, deadline: waitDeadline, interrupt: interrupt, phase: phase)
-                } catch TransportError.timedOut {
-                    if phase != "idle" {
-                        Log.shared.warning("http_request_timeout", ["remote": peer.remoteAddress, "phase": phase])
-                        let timeout = HTTPResponse.error(status: 408, code: "request_timeout",
-                                                         message: "The request was not received completely within the \(phase) timeout.")
-                        try? connection.write(bytes(of: timeout, keepAlive: false), deadline: deadline(configuration.writeTimeout))
+                    step = try bytes.withUnsafeBytes { raw in
+                        try connection.tls.writeStep(UnsafeRawBufferPointer(rebasing: raw[offset...]), phase: "write")
                     }
-                    return
                 } catch {
-                    return
+                    Log.shared.warning("http_response_failed", ["remote": connection.remote, "reason": "\(error)"])
+                    return close(connection)
                 }
-                if count == 0 { return }
-                if !parser.isInsideRequest { requestStarted = monotonicNanoseconds() }
-                parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                switch step {
+                case .wantRead: return watch(connection, reading: true, writing: false)
+                case .wantWrite: return watch(connection, reading: false, writing: true)
+                case .done(let count) where offset + count < bytes.count:
+                    connection.phase = .writing(bytes: bytes, offset: offset + count, then: then)
+                case .done:
+                    switch then {
+                    case .read: startReading(connection)
+                    case .resume:
+                        connection.phase = .reading
+                        setRequestDeadline(connection, now: monotonicNanoseconds())
+                    case .close: return close(connection)
+                    case .linger:
+                        connection.tls.stopWriting()
+                        connection.phase = .lingering
+                        setDeadline(connection, monotonicNanoseconds() + 2_000_000_000)
+                    }
+                }
+            case .lingering:
+                while true {
+                    let count = recv(connection.tls.fd, buffer.baseAddress, buffer.count, 0)
+                    if count > 0 { continue }
+                    if count < 0 && errno == EINTR { continue }
+                    if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        return watch(connection, reading: true, writing: false)
+                    }
+                    return close(connection)
+                }
             }
         }
     }
 
-    private func bytes(of response: HTTPResponse, keepAlive: Bool, headRequest: Bool = false) -> [UInt8] {
-        response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: headRequest, defaults: defaultHeaders)
+    /// One handshake step; true when the connection may go on to reading.
+    private func handshake(_ connection: Connection) -> Bool {
+        let step: TLSConnection.Step
+        do {
+            step = try connection.tls.handshakeStep()
+        } catch TransportError.connectionClosed {
+            // A port probe or health check: nothing to warn about.
+            Log.shared.debug("connection_closed_before_tls", ["remote": connection.remote])
+            close(connection)
+            return false
+        } catch {
+            handshakeFailed(connection, HandshakeFailure(error), reason: "\(error)")
+            return false
+        }
+        switch step {
+        case .wantRead:
+            watch(connection, reading: true, writing: false)
+            return false
+        case .wantWrite:
+            watch(connection, reading: false, writing: true)
+            return false
+        case .done:
+            break
+        }
+        guard let certificate = connection.tls.peerCertificate() else {
+            handshakeFailed(connection, .noClientCertificate, reason: "no client certificate")
+            return false
+        }
+        connection.peer = HTTPServer.PeerConnection(id: connection.id, remoteAddress: connection.remote, certificate: certificate,
+                                                    tlsVersion: connection.tls.protocolVersion, cipher: connection.tls.cipher)
+        startReading(connection)
+        return true
     }
 
-    private func nanoseconds(_ interval: TimeInterval) -> UInt64 {
+    private func handshakeFailed(_ connection: Connection, _ failure: HandshakeFailure, reason: String) {
+        server.onHandshakeFailure?(failure)
+        Log.shared.warning("tls_handshake_failed", ["remote": connection.remote, "cause": failure.rawValue, "reason": reason])
+        close(connection)
+    }
+
+    /// Between requests: wait for the next one (closed at once when draining).
+    private func startReading(_ connection: Connection) {
+        connection.phase = .reading
+        connection.idleSince = monotonicNanoseconds()
+        connection.requestStarted = 0
+        connection.bodyStarted = 0
+        setDeadline(connection, connection.idleSince + Self.nanoseconds(configuration.idleTimeout))
+    }
+
+    /// Parses what is buffered and reads more; true when the phase changed and `progress`
+    /// should go on.
+    private func read(_ connection: Connection) -> Bool {
+        while true {
+            switch connection.parser.next() {
+            case .request(let request):
+                connection.phase = .handling(keepAlive: request.keepAlive, head: request.method == "HEAD")
+                connection.deadline = .max
+                server.handler(request, connection.peer!, HTTPServer.Responder(loop: self, token: connection.token))
+                return true
+            case .continueExpected:
+                startWriting(connection, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), then: .resume)
+                return true
+            case .error(let error):
+                Log.shared.warning("http_request_refused", ["remote": connection.remote, "status": error.status, "code": error.code])
+                let bytes = error.response.serialized(keepAlive: false, dateLine: HTTPDate.line(), headRequest: false,
+                                                      defaults: server.defaultHeaders)
+                startWriting(connection, bytes, then: .linger)
+                return true
+            case .needMoreData:
+                if !connection.parser.isInsideRequest && draining {
+                    close(connection)
+                    return false
+                }
+                let step: TLSConnection.Step
+                do {
+                    step = try connection.tls.readStep(into: buffer, phase: "request")
+                } catch {
+                    close(connection)
+                    return false
+                }
+                switch step {
+                case .wantRead:
+                    watch(connection, reading: true, writing: false)
+                    return false
+                case .wantWrite:
+                    watch(connection, reading: false, writing: true)
+                    return false
+                case .done(0):
+                    close(connection)
+                    return false
+                case .done(let count):
+                    let now = monotonicNanoseconds()
+                    if !connection.parser.isInsideRequest { connection.requestStarted = now }
+                    connection.parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                    setRequestDeadline(connection, now: now)
+                }
+            }
+        }
+    }
+
+    /// Inside a request: the header deadline runs from its first byte, the body deadline
+    /// from the end of its head.
+    private func setRequestDeadline(_ connection: Connection, now: UInt64) {
+        if connection.parser.isReadingBody {
+            if connection.bodyStarted == 0 { connection.bodyStarted = now }
+            setDeadline(connection, connection.bodyStarted + Self.nanoseconds(configuration.bodyTimeout))
+        } else if connection.parser.isInsideRequest {
+            setDeadline(connection, connection.requestStarted + Self.nanoseconds(configuration.headerTimeout))
+        }
+    }
+
+    private func startWriting(_ connection: Connection, _ bytes: [UInt8], then: Connection.AfterWrite) {
+        connection.phase = .writing(bytes: bytes, offset: 0, then: then)
+        setDeadline(connection, monotonicNanoseconds() + Self.nanoseconds(configuration.writeTimeout))
+    }
+
+    /// Every deadline is set here, so that `earliestDeadline` is never later than the
+    /// earliest one.
+    private func setDeadline(_ connection: Connection, _ deadline: UInt64) {
+        connection.deadline = deadline
+        earliestDeadline = min(earliestDeadline, deadline)
+    }
+
+    /// Closes connections whose phase timed out; returns the earliest deadline left. Looks at
+    /// the connections only once the earliest deadline has passed.
+    private func expire(_ now: UInt64) -> UInt64? {
+        guard earliestDeadline <= now else { return earliestDeadline == .max ? nil : earliestDeadline }
+        earliestDeadline = .max
+        for connection in connections.values {
+            guard connection.deadline <= now else {
+                earliestDeadline = min(earliestDeadline, connection.deadline)
+                continue
+            }
+            switch connection.phase {
+            case .handshaking:
+                handshakeFailed(connection, .timeout, reason: "\(TransportError.timedOut(phase: "TLS handshake"))")
+            case .reading where connection.parser.isInsideRequest:
+                let phase = connection.parser.isReadingBody ? "body" : "header"
+                Log.shared.warning("http_request_timeout", ["remote": connection.remote, "phase": phase])
+                let timeout = HTTPResponse.error(status: 408, code: "request_timeout",
+                                                 message: "The request was not received completely within the \(phase) timeout.")
+                let bytes = timeout.serialized(keepAlive: false, dateLine: HTTPDate.line(), headRequest: false, defaults: server.defaultHeaders)
+                // One attempt to tell the client, without waiting for the socket.
+                _ = try? bytes.withUnsafeBytes { try connection.tls.writeStep($0, phase: "write") }
+                close(connection)
+            case .writing:
+                Log.shared.warning("http_response_failed", ["remote": connection.remote, "reason": "\(TransportError.timedOut(phase: "write"))"])
+                close(connection)
+            default:
+                close(connection)
+            }
+        }
+        return earliestDeadline == .max ? nil : earliestDeadline
+    }
+
+    private func watch(_ connection: Connection, reading: Bool, writing: Bool) {
+        guard !connection.watched || reading != connection.watchingReads || writing != connection.watchingWrites else { return }
+        do {
+            try eventLoop.watch(connection.tls.fd, token: connection.token, reading: reading, writing: writing)
+            connection.watched = true
+            connection.watchingReads = reading
+            connection.watchingWrites = writing
+        } catch {
+            Log.shared.error("connection_failed", ["remote": connection.remote, "reason": "cannot watch the socket: \(error)"])
+            close(connection)
+        }
+    }
+
+    private func close(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.token) != nil else { return }
+        eventLoop.forget(connection.tls.fd)
+        connection.tls.close()
+        server.connectionClosed()
+    }
+
+    private static func nanoseconds(_ interval: TimeInterval) -> UInt64 {
         UInt64(max(0, interval) * 1_000_000_000)
-    }
-
-    private func deadline(_ interval: TimeInterval) -> UInt64 {
-        monotonicNanoseconds() + nanoseconds(interval)
     }
 }
 

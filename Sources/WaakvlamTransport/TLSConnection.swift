@@ -143,20 +143,12 @@ final class TLSConnection {
     }
 
     /// Before closing after an error response while the peer may still be sending: stop
-    /// writing, then read and discard for a short while, so that the close does not reset the
-    /// connection and destroy the response before the peer has read it.
-    func linger(until deadline: UInt64) {
+    /// writing (close_notify, then the socket's write side), so that the peer sees the end of
+    /// the response; the caller then reads and discards until the peer closes.
+    func stopWriting() {
         guard !closed else { return }
         sendCloseNotify()
         shutdown(fd, Int32(SHUT_WR))
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        loop: while Socket.wait(fd, for: Int16(POLLIN), deadline: deadline) == .ready {
-            switch recv(fd, &scratch, scratch.count, 0) {
-            case let n where n > 0: continue
-            case let n where n < 0 && (errno == EAGAIN || errno == EINTR): continue
-            default: break loop
-            }
-        }
     }
 
     /// What one non-blocking step of an SSL call achieved.

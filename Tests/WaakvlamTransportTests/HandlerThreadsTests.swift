@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 @testable import WaakvlamTransport
 
-final class ConnectionThreadsTests: XCTestCase {
+final class HandlerThreadsTests: XCTestCase {
     func testAThreadIsReusedForTheNextJob() throws {
-        let threads = ConnectionThreads(stackSize: 256 << 10, maximumParked: 4, parkingTime: 5)
+        let threads = HandlerThreads(stackSize: 256 << 10, maximumParked: 4, parkingTime: 5)
         defer { threads.stop() }
         let lock = NSLock()
         var seen = Set<UInt>()
@@ -23,7 +23,7 @@ final class ConnectionThreadsTests: XCTestCase {
     }
 
     func testConcurrentJobsEachGetAThread() throws {
-        let threads = ConnectionThreads(stackSize: 256 << 10)
+        let threads = HandlerThreads(stackSize: 256 << 10)
         defer { threads.stop() }
         let started = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)

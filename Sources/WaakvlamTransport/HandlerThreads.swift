@@ -1,11 +1,11 @@
 import Foundation
 import WaakvlamSystem
 
-/// The threads that serve connections. A thread whose connection ended parks for a while and
-/// serves the next one: waking a parked thread costs less than creating one, and on a busy
-/// machine the scheduler runs a woken thread sooner than a new one (Linux's CFS queues a new
-/// thread behind the running ones), so accepting stays fast under load.
-final class ConnectionThreads: @unchecked Sendable {
+/// The threads that run a server's blocking handlers, one request each. A thread whose request
+/// is answered parks for a while and takes the next one: waking a parked thread costs less
+/// than creating one, and on a busy machine the scheduler runs a woken thread sooner than a
+/// new one (Linux's CFS queues a new thread behind the running ones).
+final class HandlerThreads: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []
     private var parked = 0
