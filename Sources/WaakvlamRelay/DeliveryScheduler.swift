@@ -64,6 +64,9 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
     private var nextSweep = Date.distantPast
+    /// Expiries and purges of the last sweep, until they are durable: not pushed meanwhile,
+    /// and no new sweep before.
+    private var sweeping = Set<Key>()
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
@@ -156,28 +159,37 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func pass() {
         shared.lock()
         passRequested = false
+        let stopped = stopping
         shared.unlock()
-        guard running else { return }
+        guard running, !stopped else { return }
         let now = Date()
         let maximumInFlight = configuration.current.configuration.node.delivery.maximumInFlight
         let index = journal.deliveryState()
         for recipient in index.pushRecipients() {
-            let state = health[recipient] ?? RecipientHealth()
-            // A recipient that is down gets one probe when its back-off ends.
-            let limit = state.downSince == nil ? Self.perRecipientLimit : 1
-            let free = min(limit - (sendingPerRecipient[recipient] ?? 0), maximumInFlight - inFlight.count)
-            guard state.deferredUntil <= now, free > 0 else { continue }
+            guard let free = freeSlots(recipient, now: now, maximumInFlight: maximumInFlight) else { continue }
             // The earliest due are those already in flight (they leave the index's schedule
             // when their outcome is journaled): ask for enough to get past them.
             let due = index.duePushes(recipientID: recipient, at: now, limit: free + (heldPerRecipient[recipient] ?? 0))
             for delivery in due {
-                guard inFlight.count < maximumInFlight, (sendingPerRecipient[recipient] ?? 0) < limit,
-                      inFlight.insert(Key(signalID: delivery.signalID, recipientID: recipient)).inserted else { continue }
+                let key = Key(signalID: delivery.signalID, recipientID: recipient)
+                // Asked again per delivery: a push that failed at once may have put the
+                // recipient into back-off.
+                guard freeSlots(recipient, now: now, maximumInFlight: maximumInFlight) != nil, !sweeping.contains(key),
+                      inFlight.insert(key).inserted else { continue }
                 sendingPerRecipient[recipient, default: 0] += 1
                 heldPerRecipient[recipient, default: 0] += 1
                 push(delivery)
             }
         }
+    }
+
+    /// How many more pushes may start to `recipient` now; nil for none (in back-off, or no
+    /// slot). A recipient that is down gets one probe when its back-off ends.
+    private func freeSlots(_ recipient: String, now: Date, maximumInFlight: Int) -> Int? {
+        let state = health[recipient] ?? RecipientHealth()
+        let limit = state.downSince == nil ? Self.perRecipientLimit : 1
+        let free = min(limit - (sendingPerRecipient[recipient] ?? 0), maximumInFlight - inFlight.count)
+        return state.deferredUntil <= now && free > 0 ? free : nil
     }
 
     /// The request is over (answered, failed, or never sent): the recipient's slot is free.
@@ -236,9 +248,10 @@ final class DeliveryScheduler: @unchecked Sendable {
                 }
                 message = built
             } catch {
+                // Retried after the back-off, like a failed push, rather than at once.
                 Log.shared.error("journal_read_failed", ["signal": delivery.signalID, "error": "\(error)"])
                 finishSending(delivery.recipientID)
-                release(delivery)
+                fail(delivery, attempts: attempts, firstQueuedAt: firstQueuedAt, outcome: "journal read failed: \(error)", at: now)
                 return
             }
         }
@@ -351,38 +364,44 @@ final class DeliveryScheduler: @unchecked Sendable {
     // MARK: - Sweeps
 
     /// Expires deliveries (push and inbox) past their lifetime, and purges payloads whose
-    /// retention ended. Waits for the records' group commit (at most one per second, in
-    /// batches): nothing it appends may be picked again before it is durable.
+    /// retention ended, appending without waiting; until that is durable the deliveries are
+    /// not pushed and no new sweep starts.
     private func sweep(_ now: Date) {
+        guard sweeping.isEmpty else { return }
         let settings = configuration.current.configuration.node.delivery
         let index = journal.deliveryState()
         let cutoff = now.addingTimeInterval(-TimeInterval(settings.maximumLifetimeSeconds))
         let expiring = index.pendingQueued(before: cutoff, limit: Self.sweepBatch).filter { delivery in
             !inFlight.contains(Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
         }
-        if !expiring.isEmpty {
-            let records = expiring.map { JournalRecord.expired(Expired(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
-            do {
-                _ = try journal.append(records)
+        let purgeable = index.payloadsDue(at: now, limit: Self.sweepBatch)
+        var records = expiring.map { JournalRecord.expired(Expired(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
+        records += purgeable.map { JournalRecord.payloadPurged(PayloadPurged(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
+        guard !records.isEmpty else { return }
+        let keys = (expiring + purgeable).map { Key(signalID: $0.signalID, recipientID: $0.recipientID) }
+        sweeping.formUnion(keys)
+        let metrics = self.metrics
+        let completion: Journal.AppendCompletion = { [self] result in
+            switch result {
+            case .success:
                 for delivery in expiring {
                     metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
                     Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID,
                                                             "last_outcome": "lifetime ended"])
                 }
-            } catch {
-                Log.shared.error("journal_append_failed", ["event": "expire", "error": "\(error)"])
+                if !purgeable.isEmpty {
+                    metrics.increment("waakvlam_payloads_purged_total", by: Double(purgeable.count))
+                    Log.shared.info("payloads_purged", ["count": purgeable.count])
+                }
+            case .failure(let error):
+                Log.shared.error("journal_append_failed", ["event": "sweep", "error": "\(error)"])
             }
+            loop.execute { [self] in sweeping.removeAll() }
         }
-        let purgeable = index.payloadsDue(at: now, limit: Self.sweepBatch)
-        if !purgeable.isEmpty {
-            let records = purgeable.map { JournalRecord.payloadPurged(PayloadPurged(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
-            do {
-                _ = try journal.append(records)
-                metrics.increment("waakvlam_payloads_purged_total", by: Double(records.count))
-                Log.shared.info("payloads_purged", ["count": records.count])
-            } catch {
-                Log.shared.error("journal_append_failed", ["event": "purge", "error": "\(error)"])
-            }
+        do {
+            try journal.append(records, completion: completion)
+        } catch {
+            completion(.failure(error as? JournalError ?? .closed))
         }
     }
 }

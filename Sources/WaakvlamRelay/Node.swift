@@ -80,8 +80,8 @@ public final class Node: @unchecked Sendable {
         self.routes = routes
         let node = configuration.node
         server = try HTTPServer(configuration: Self.serverSettings(node, address: node.listen.peer),
-                                tls: try Self.serverContext(node.tls)) { request, peer in
-            routes.respond(to: request, from: peer)
+                                tls: try Self.serverContext(node.tls)) { request, peer, responder in
+            routes.respond(to: request, from: peer, responder: responder)
         }
         server.onHandshakeFailure = { [metrics] cause in
             metrics.increment("waakvlam_tls_handshake_failures_total", ["cause": cause.rawValue])
@@ -323,7 +323,10 @@ final class PeerRoutes: @unchecked Sendable {
         self.metrics = metrics
     }
 
-    func respond(to request: HTTPRequest, from peer: HTTPServer.PeerConnection) -> HTTPResponse {
+    /// On the connection's event loop. A submission is decided there and answered from the
+    /// journal's completion; the other routes, which may wait for the journal, run on a
+    /// handler thread.
+    func respond(to request: HTTPRequest, from peer: HTTPServer.PeerConnection, responder: HTTPServer.Responder) {
         // One snapshot per request: the sender is identified and its signal decided under it.
         let snapshot = configuration.current
         let organisation: Organisation
@@ -333,26 +336,28 @@ final class PeerRoutes: @unchecked Sendable {
             Log.shared.warning("identity_refused", ["remote": peer.remoteAddress, "code": refusal.code,
                                                     "oin": peer.certificate.subjectSerialNumber ?? "",
                                                     "pin": peer.certificate.publicKeyPin])
-            return refusal.response
+            return responder.respond(refusal.response)
         case .success(let found):
             organisation = found
         }
         guard let route = PeerRoute(path: request.path) else {
-            return .error(status: 404, code: "not_found", message: "There is no \(request.method) \(request.path) on this node; see docs/API.md.")
+            return responder.respond(.error(status: 404, code: "not_found",
+                                            message: "There is no \(request.method) \(request.path) on this node; see docs/API.md."))
         }
         guard route.methods.contains(request.method) else {
             var response = HTTPResponse.error(status: 405, code: "method_not_allowed",
                                               message: "\(request.method) is not allowed on \(request.path); it answers \(route.methods.joined(separator: ", ")).")
             response.headers.add("Allow", route.methods.joined(separator: ", "))
-            return response
+            return responder.respond(response)
         }
+        let signals = self.signals
         switch route {
-        case .whoami: return Whoami.response(organisation: organisation, certificate: peer.certificate)
-        case .signals: return signals.submit(request, sender: organisation, snapshot: snapshot)
-        case .signal(let id): return signals.status(id, caller: organisation)
-        case .feedback(let id): return signals.feedback(id, request, caller: organisation)
-        case .inbox: return signals.inbox(request, caller: organisation)
-        case .acknowledge(let id): return signals.acknowledge(id, caller: organisation)
+        case .whoami: responder.respond(Whoami.response(organisation: organisation, certificate: peer.certificate))
+        case .signals: signals.submit(request, sender: organisation, snapshot: snapshot) { responder.respond($0) }
+        case .signal(let id): responder.respond(blocking: { signals.status(id, caller: organisation) })
+        case .feedback(let id): responder.respond(blocking: { signals.feedback(id, request, caller: organisation) })
+        case .inbox: responder.respond(blocking: { signals.inbox(request, caller: organisation) })
+        case .acknowledge(let id): responder.respond(blocking: { signals.acknowledge(id, caller: organisation) })
         }
     }
 }

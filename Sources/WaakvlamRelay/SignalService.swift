@@ -15,10 +15,11 @@ final class SignalService: @unchecked Sendable {
     /// Told about push deliveries: their messages before they are journaled, then that they are.
     private let onQueued: @Sendable (Outbound.Notice) -> Void
 
-    /// Submissions being decided and journaled, by signal id: a second submission with the
-    /// same id waits for the first and then gets its answer (or a 409).
+    /// Submissions being decided and journaled, by signal id, with the submissions of the
+    /// same id that came meanwhile: those run again once the first is answered (and then get
+    /// its answer from the journal, or a 409).
     private let inFlightLock = NSLock()
-    private var inFlight: [String: DispatchGroup] = [:]
+    private var inFlight: [String: [() -> Void]] = [:]
 
     /// Largest inbox page a recipient can ask for.
     static let maximumInboxPage = 500
@@ -34,64 +35,65 @@ final class SignalService: @unchecked Sendable {
 
     // MARK: - POST /v1/signals
 
+    /// Decides and journals a submission without waiting: `reply` is called once, from the
+    /// journal's completion thread once the signal is on disk, or at once for a refusal.
     /// - Parameter snapshot: the configuration the sender was identified under; the signal is
     ///   decided under the same one.
-    func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot) -> HTTPResponse {
+    func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot,
+                reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let submission: SignalSubmission
         switch SignalSubmission.parse(bytes: request.body, makeID: { UUID().uuidString.lowercased() }) {
         case .failure(let invalid):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_envelope"])
-            return Self.invalid(invalid)
+            return reply(Self.invalid(invalid))
         case .success(let parsed):
             submission = parsed
         }
         var trace = TraceContext.random()
         if let text = submission.traceparent ?? request.headers["traceparent"] {
             guard let parent = TraceContext(traceparent: text) else {
-                return .error(status: 400, code: "invalid_traceparent",
-                              message: "traceparent must be a W3C Trace Context value like 00-<32 hex>-<16 hex>-01; leave it out to have one made.")
+                return reply(.error(status: 400, code: "invalid_traceparent",
+                                    message: "traceparent must be a W3C Trace Context value like 00-<32 hex>-<16 hex>-01; leave it out to have one made."))
             }
             trace = parent.child()
         }
         let canonicalPayload = Payload.canonicalBytes(submission.payload)
         let requestHash = Self.requestHash(submission, canonicalPayload: canonicalPayload)
 
-        // One submission per id at a time; a duplicate waits for the first, then replays.
-        while true {
-            inFlightLock.lock()
-            if let running = inFlight[submission.id] {
-                inFlightLock.unlock()
-                running.wait()
-                continue
-            }
-            if journal.deliveryState().contains(signalID: submission.id) {
-                inFlightLock.unlock()
-                return replay(submission.id, sender: sender, requestHash: requestHash)
-            }
-            let group = DispatchGroup()
-            group.enter()
-            inFlight[submission.id] = group
+        // One submission per id at a time; a duplicate runs again after the first, and replays.
+        let id = submission.id
+        inFlightLock.lock()
+        if inFlight[id] != nil {
+            inFlight[id]!.append { [self] in submit(request, sender: sender, snapshot: snapshot, reply: reply) }
             inFlightLock.unlock()
-            defer {
-                inFlightLock.lock()
-                inFlight[submission.id] = nil
-                inFlightLock.unlock()
-                group.leave()
-            }
-            return decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
-                                    requestHash: requestHash, trace: trace)
+            return
+        }
+        if journal.deliveryState().contains(signalID: id) {
+            inFlightLock.unlock()
+            return reply(replay(id, sender: sender, requestHash: requestHash))
+        }
+        inFlight[id] = []
+        inFlightLock.unlock()
+        decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
+                         requestHash: requestHash, trace: trace) { [self] response in
+            reply(response)
+            inFlightLock.lock()
+            let waiting = inFlight.removeValue(forKey: id) ?? []
+            inFlightLock.unlock()
+            for resubmission in waiting { resubmission() }
         }
     }
 
     private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
-                                  canonicalPayload: [UInt8], requestHash: String, trace: TraceContext) -> HTTPResponse {
+                                  canonicalPayload: [UInt8], requestHash: String, trace: TraceContext,
+                                  reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let now = Date()
         let current = snapshot.configuration  // taken once for the whole submission
         let decisions: [RecipientDecision]
         switch PolicyEngine.decide(submission, sender: sender, configuration: current, at: now) {
         case .invalid(let issues):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
-            return Self.invalid(InvalidPayload(issues))
+            return reply(Self.invalid(InvalidPayload(issues)))
         case .decided(let decided):
             decisions = decided
         }
@@ -123,35 +125,65 @@ final class SignalService: @unchecked Sendable {
             decisionRecords.append(record)
         }
         if !prepared.isEmpty { onQueued(.prepared(prepared)) }
-        do {
-            _ = try journal.append(records)
-        } catch {
-            metrics.increment("waakvlam_journal_failures_total")
-            Log.shared.error("journal_append_failed", ["signal": submission.id, "error": "\(error)"])
-            return .error(status: 503, code: "journal_unavailable",
-                          message: "The node cannot write its journal right now, so the signal was not accepted; send it again later with the same id.")
+        let accepted = Accepted(submission: submission, sender: sender, configVersion: snapshot.version, trace: trace,
+                                decisions: decisions, received: received, decisionRecords: decisionRecords)
+        let signalID = submission.id
+        let completion: Journal.AppendCompletion = { [self] result in
+            switch result {
+            case .success: reply(journaled(accepted))
+            case .failure(let error): reply(journalFailed(signalID, error))
+            }
         }
+        do {
+            try journal.append(records, completion: completion)
+        } catch {
+            completion(.failure(error as? JournalError ?? .closed))
+        }
+    }
+
+    /// A submission decided and on its way to the journal: what its answer and logs need.
+    private struct Accepted: @unchecked Sendable {
+        let submission: SignalSubmission
+        let sender: Organisation
+        let configVersion: String
+        let trace: TraceContext
+        let decisions: [RecipientDecision]
+        let received: Received
+        let decisionRecords: [Decision]
+    }
+
+    /// The signal is on disk: count and log its decisions, let the pushes go, and answer.
+    private func journaled(_ accepted: Accepted) -> HTTPResponse {
+        let submission = accepted.submission
+        let sender = accepted.sender
         var queuedPush = false
-        for decision in decisions {
+        for decision in accepted.decisions {
             if let allowed = decision.allowed {
                 metrics.increment("waakvlam_signals_allowed_total", ["type": submission.type])
                 if case .push = decision.recipient?.delivery { queuedPush = true }
                 Log.shared.info("decision_allowed", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
                                                      "rule": allowed.ruleID, "convenant": allowed.convenantID,
-                                                     "convenant_version": allowed.convenantVersion, "config_version": snapshot.version])
+                                                     "convenant_version": allowed.convenantVersion, "config_version": accepted.configVersion])
             } else if let denial = decision.denial {
                 metrics.increment("waakvlam_signals_denied_total", ["reason": denial.code.rawValue])
                 Log.shared.info("decision_denied", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
-                                                    "code": denial.code.rawValue, "config_version": snapshot.version])
+                                                    "code": denial.code.rawValue, "config_version": accepted.configVersion])
             }
         }
         metrics.increment("waakvlam_signals_accepted_total", ["type": submission.type])
         Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
-                                            "recipients": decisions.count, "trace_id": trace.traceID])
+                                            "recipients": accepted.decisions.count, "trace_id": accepted.trace.traceID])
         if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
-        return Self.answer(received: received, decisions: decisionRecords)
+        return Self.answer(received: accepted.received, decisions: accepted.decisionRecords)
+    }
+
+    private func journalFailed(_ signalID: String, _ error: Error) -> HTTPResponse {
+        metrics.increment("waakvlam_journal_failures_total")
+        Log.shared.error("journal_append_failed", ["signal": signalID, "error": "\(error)"])
+        return .error(status: 503, code: "journal_unavailable",
+                      message: "The node cannot write its journal right now, so the signal was not accepted; send it again later with the same id.")
     }
 
     /// The answer to a submission, built from the journal, so that a resubmission of the same

@@ -101,7 +101,13 @@ public final class EventLoop: @unchecked Sendable {
         lock.lock()
         thread = pthread_self()
         lock.unlock()
+        var timeout: Int32 = 0
         while true {
+            // Ready descriptors first, then deadlines: after a long iteration, an answer that
+            // is already in a socket is read rather than timed out.
+            let events = poller.wait(timeoutMilliseconds: timeout)
+            runTasks()
+            if !events.isEmpty { onEvents(events) }
             let now = monotonicNanoseconds()
             runDueTimers(now)
             var earliest = onIteration(now) ?? now + 1_000_000_000
@@ -111,10 +117,7 @@ public final class EventLoop: @unchecked Sendable {
             lock.unlock()
             if finishing { break }
             for timer in timers { earliest = min(earliest, timer.deadline) }
-            let timeout = pending || earliest <= now ? 0 : Int32(min((earliest - now + 999_999) / 1_000_000, 1_000))
-            let events = poller.wait(timeoutMilliseconds: timeout)
-            runTasks()
-            if !events.isEmpty { onEvents(events) }
+            timeout = pending || earliest <= now ? 0 : Int32(min((earliest - now + 999_999) / 1_000_000, 1_000))
         }
         timers.removeAll()
         lock.lock()

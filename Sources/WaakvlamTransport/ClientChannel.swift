@@ -50,8 +50,9 @@ final class ClientChannel {
     private var requestKeepAlive = true
     private let buffer: UnsafeMutableRawBufferPointer
 
-    /// Resolves `endpoint` and starts connecting (without waiting).
-    init(to endpoint: Endpoint, tls: TLSContext, configuration: HTTPClientConfiguration) throws {
+    /// Starts connecting to `addresses` (from `Socket.resolve`), without waiting.
+    init(to endpoint: Endpoint, addresses: [(family: Int32, address: [UInt8])], tls: TLSContext,
+         configuration: HTTPClientConfiguration) throws {
         precondition(tls.role == .client, "a client connection needs a client TLS context")
         Socket.ignoreSIGPIPE
         self.endpoint = endpoint
@@ -60,14 +61,11 @@ final class ClientChannel {
         self.parser = HTTPResponseParser(limits: configuration.responseLimits)
         self.deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.connectTimeout)
         self.state = .closed
+        // Allocated first: once every property is set, `deinit` frees it, also when the
+        // connect below throws.
         self.buffer = .allocate(byteCount: 16 << 10, alignment: 16)
-        do {
-            state = .connecting(addresses: try startConnecting(ArraySlice(Socket.resolve(endpoint, passive: false)),
-                                                               lastError: .connect(address: endpoint.description, reason: "no address")))
-        } catch {
-            buffer.deallocate()
-            throw error
-        }
+        state = .connecting(addresses: try startConnecting(ArraySlice(addresses),
+                                                           lastError: .connect(address: endpoint.description, reason: "no address")))
     }
 
     deinit {
@@ -85,12 +83,10 @@ final class ClientChannel {
         }
     }
 
-    /// While connecting, the socket may be replaced by one to the next address (which can
-    /// get the same descriptor number): an event loop must register it again.
-    var isConnecting: Bool {
-        if case .connecting = state { return true }
-        return false
-    }
+    /// Counts the sockets this channel opened: while connecting, a failed address's socket is
+    /// replaced by one to the next address, which can get the same descriptor number, so an
+    /// event loop must register it again.
+    private(set) var socketGeneration = 0
 
     var isIdle: Bool {
         if case .idle = state { return true }
@@ -251,6 +247,7 @@ final class ClientChannel {
             }
             if started == 0 || errno == EINPROGRESS || errno == EINTR {
                 fd = socketFD
+                socketGeneration += 1
                 return remaining
             }
             error = .connect(address: endpoint.description, reason: String(cString: strerror(errno)))

@@ -51,7 +51,8 @@ public final class HTTPClientConnection {
     /// bundle of `tls` and against `endpoint`'s host name or IP address.
     public init(to endpoint: Endpoint, tls: TLSContext, configuration: HTTPClientConfiguration = HTTPClientConfiguration()) throws {
         precondition(tls.role == .client, "HTTPClientConnection needs a client TLS context")
-        let channel = try ClientChannel(to: endpoint, tls: tls, configuration: configuration)
+        let channel = try ClientChannel(to: endpoint, addresses: try Socket.resolve(endpoint, passive: false), tls: tls,
+                                        configuration: configuration)
         guard case .established = try Self.run(channel) else { preconditionFailure("a new channel answered before a request") }
         self.channel = channel
         self.serverCertificate = channel.serverCertificate!

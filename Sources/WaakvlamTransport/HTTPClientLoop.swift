@@ -10,8 +10,9 @@ import WaakvlamSystem
 /// Compared with a thread per request (`HTTPClient`), a response costs no thread wake-up and
 /// no handoff: the relay's deliveries went from ~4 context switches per push to a fraction
 /// of one, as the loop handles every connection that became ready in one wake-up.
-/// Not for server pinning: the relay's pushes verify the server against the CA bundle and the
-/// endpoint's name only.
+/// Host names are resolved on a separate thread (and the addresses kept for a minute), so a
+/// slow resolver holds up only the requests to that name. Not for server pinning: the relay's
+/// pushes verify the server against the CA bundle and the endpoint's name only.
 public final class HTTPClientLoop: @unchecked Sendable {
     public typealias Completion = (Result<HTTPResponse, TransportError>) -> Void
 
@@ -24,6 +25,8 @@ public final class HTTPClientLoop: @unchecked Sendable {
         /// Whether it went out on a pooled connection (then a connection loss before any
         /// response byte allows one more try on a fresh one).
         var reused = false
+        /// A retry: on a new connection, never a pooled one.
+        var freshOnly = false
 
         init(request: HTTPRequest, endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
             self.request = request
@@ -37,8 +40,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
     private final class Entry {
         let channel: ClientChannel
         var exchange: Exchange?
-        /// What epoll watches now (descriptor and interest), to skip needless epoll_ctl calls.
-        var watchedFD: Int32 = -1
+        /// What epoll watches now (the channel's socket generation and the interest), to skip
+        /// needless epoll_ctl calls.
+        var watchedGeneration = 0
         var watchingReads = false
         var watchingWrites = false
 
@@ -55,6 +59,11 @@ public final class HTTPClientLoop: @unchecked Sendable {
     private var entries: [UInt64: Entry] = [:]
     private var idle: [Endpoint: [UInt64]] = [:]
     private var nextToken: UInt64 = 0
+    /// Addresses of host names, with when they were resolved (monotonic ns).
+    private var resolved: [Endpoint: (addresses: [(family: Int32, address: [UInt8])], at: UInt64)] = [:]
+    /// Exchanges waiting for a host name being resolved.
+    private var resolving: [Endpoint: [Exchange]] = [:]
+    private static let resolvedLifetime: UInt64 = 60_000_000_000
     /// Set by `stop`: until when requests in flight may finish.
     private var stopDeadline: UInt64?
     /// Requests started and not yet completed.
@@ -150,6 +159,8 @@ public final class HTTPClientLoop: @unchecked Sendable {
             if let exchange = entry.exchange { finish(exchange, .failure(.shuttingDown)) }
             entry.channel.close()
         }
+        for exchange in resolving.values.joined() { finish(exchange, .failure(.shuttingDown)) }
+        resolving.removeAll()
         idle.removeAll()
         loop.finish()
     }
@@ -158,7 +169,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func start(_ exchange: Exchange) {
         let now = monotonicNanoseconds()
-        while let token = idle[exchange.endpoint]?.popLast() {
+        while !exchange.freshOnly, let token = idle[exchange.endpoint]?.popLast() {
             guard let entry = entries[token] else { continue }
             if entry.channel.isFreshForReuse(now: now) {
                 exchange.reused = true
@@ -170,9 +181,33 @@ public final class HTTPClientLoop: @unchecked Sendable {
             close(token)
         }
         exchange.reused = false
+        let endpoint = exchange.endpoint
+        if endpoint.hostIsIPAddress {
+            // A literal: no DNS query, resolved in place.
+            connect(exchange, Result { try Socket.resolve(endpoint, passive: false) })
+        } else if let known = resolved[endpoint], now - known.at < Self.resolvedLifetime {
+            connect(exchange, .success(known.addresses))
+        } else if resolving[endpoint] != nil {
+            resolving[endpoint]!.append(exchange)
+        } else {
+            resolving[endpoint] = [exchange]
+            DispatchQueue.global().async { [self] in
+                let result = Result { try Socket.resolve(endpoint, passive: false) }
+                loop.execute { [self] in resolvedName(endpoint, result) }
+            }
+        }
+    }
+
+    private func resolvedName(_ endpoint: Endpoint, _ result: Result<[(family: Int32, address: [UInt8])], Error>) {
+        if case .success(let addresses) = result { resolved[endpoint] = (addresses, monotonicNanoseconds()) }
+        for exchange in resolving.removeValue(forKey: endpoint) ?? [] { connect(exchange, result) }
+    }
+
+    /// Opens a new channel for `exchange` to the resolved addresses.
+    private func connect(_ exchange: Exchange, _ addresses: Result<[(family: Int32, address: [UInt8])], Error>) {
         let channel: ClientChannel
         do {
-            channel = try ClientChannel(to: exchange.endpoint, tls: tls, configuration: configuration)
+            channel = try ClientChannel(to: exchange.endpoint, addresses: try addresses.get(), tls: tls, configuration: configuration)
         } catch {
             finish(exchange, .failure(error as? TransportError ?? .io("\(error)")))
             return
@@ -196,7 +231,10 @@ public final class HTTPClientLoop: @unchecked Sendable {
                 && !entry.channel.receivedResponseBytes
             close(token)
             if retry {
-                start(Exchange(request: exchange.request, endpoint: exchange.endpoint, idempotent: false, completion: exchange.completion))
+                let again = Exchange(request: exchange.request, endpoint: exchange.endpoint, idempotent: false,
+                                     completion: exchange.completion)
+                again.freshOnly = true
+                start(again)
             } else {
                 finish(exchange, .failure(transportError))
             }
@@ -229,11 +267,10 @@ public final class HTTPClientLoop: @unchecked Sendable {
     }
 
     private func watch(_ token: UInt64, _ entry: Entry, reading: Bool, writing: Bool) {
-        let fd = entry.channel.fd
-        guard entry.channel.isConnecting || fd != entry.watchedFD || reading != entry.watchingReads
-                || writing != entry.watchingWrites else { return }
+        let generation = entry.channel.socketGeneration
+        guard generation != entry.watchedGeneration || reading != entry.watchingReads || writing != entry.watchingWrites else { return }
         do {
-            try loop.watch(fd, token: token, reading: reading, writing: writing)
+            try loop.watch(entry.channel.fd, token: token, reading: reading, writing: writing)
         } catch {
             // Cannot happen for a valid socket; fail the exchange rather than hang it.
             guard let exchange = entry.exchange else { return close(token) }
@@ -241,7 +278,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
             finish(exchange, .failure(.io("cannot watch the socket: \(error)")))
             return
         }
-        entry.watchedFD = fd
+        entry.watchedGeneration = generation
         entry.watchingReads = reading
         entry.watchingWrites = writing
     }
@@ -255,7 +292,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func close(_ token: UInt64) {
         guard let entry = entries.removeValue(forKey: token) else { return }
-        if entry.watchedFD >= 0 && entry.watchedFD == entry.channel.fd { loop.forget(entry.watchedFD) }
+        if entry.watchedGeneration == entry.channel.socketGeneration && entry.channel.fd >= 0 { loop.forget(entry.channel.fd) }
         entry.channel.close()
     }
 }

@@ -28,6 +28,17 @@ public final class HTTPServer: @unchecked Sendable {
     public struct Responder: @unchecked Sendable {
         fileprivate let loop: ConnectionLoop
         fileprivate let token: UInt64
+        fileprivate let threads: HandlerThreads
+
+        /// Runs `work`, which may block, on a handler thread and answers with its result.
+        public func respond(blocking work: @escaping @Sendable () -> HTTPResponse) {
+            do {
+                try threads.run { respond(work()) }
+            } catch {
+                Log.shared.error("handler_thread_failed", ["reason": "\(error)"])
+                respond(.error(status: 503, code: "server_busy", message: "The server cannot take this request right now; send it again later."))
+            }
+        }
 
         /// Any thread; once. The response is dropped if the connection is gone meanwhile.
         public func respond(_ response: HTTPResponse) {
@@ -116,7 +127,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     public let configuration: Configuration
     let handler: AsyncHandler
-    private let handlerThreads: HandlerThreads?
+    /// Where blocking work runs (`Responder.respond(blocking:)`).
+    let handlerThreads: HandlerThreads
     let defaultHeaders: PreparedHeaders
     /// Told the cause of every failed TLS handshake (see `HandshakeFailure`), for metrics.
     /// Set before `start`.
@@ -131,31 +143,20 @@ public final class HTTPServer: @unchecked Sendable {
     private var boundPort: UInt16 = 0
 
     /// A server whose handler answers on the loop, through the responder.
-    public convenience init(configuration: Configuration, tls: TLSContext, asyncHandler: @escaping AsyncHandler) throws {
-        self.init(configuration: configuration, tls: tls, handler: asyncHandler, handlerThreads: nil)
-    }
-
-    /// A server whose handler may block: each request runs on a thread of its own.
-    public convenience init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
-        let threads = HandlerThreads(stackSize: configuration.threadStackBytes)
-        self.init(configuration: configuration, tls: tls, handler: { request, peer, responder in
-            do {
-                try threads.run { responder.respond(handler(request, peer)) }
-            } catch {
-                Log.shared.error("handler_thread_failed", ["reason": "\(error)"])
-                responder.respond(.error(status: 503, code: "server_busy",
-                                         message: "The server cannot take this request right now; send it again later."))
-            }
-        }, handlerThreads: threads)
-    }
-
-    private init(configuration: Configuration, tls: TLSContext, handler: @escaping AsyncHandler, handlerThreads: HandlerThreads?) {
+    public init(configuration: Configuration, tls: TLSContext, asyncHandler: @escaping AsyncHandler) throws {
         precondition(tls.role == .server, "HTTPServer needs a server TLS context")
         self.configuration = configuration
         self.defaultHeaders = PreparedHeaders(configuration.defaultResponseHeaders)
         self.tls = tls
-        self.handler = handler
-        self.handlerThreads = handlerThreads
+        self.handler = asyncHandler
+        self.handlerThreads = HandlerThreads(stackSize: configuration.threadStackBytes)
+    }
+
+    /// A server whose handler may block: each request runs on a handler thread.
+    public convenience init(configuration: Configuration, tls: TLSContext, handler: @escaping Handler) throws {
+        try self.init(configuration: configuration, tls: tls) { request, peer, responder in
+            responder.respond(blocking: { handler(request, peer) })
+        }
     }
 
     deinit {
@@ -255,7 +256,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.loops.removeAll()
         state = .stopped
         condition.unlock()
-        handlerThreads?.stop()
+        handlerThreads.stop()
         Log.shared.info("server_stopped", ["forced_connections": forced])
         return ShutdownResult(forcedConnections: forced)
     }
@@ -569,7 +570,7 @@ final class ConnectionLoop {
             case .request(let request):
                 connection.phase = .handling(keepAlive: request.keepAlive, head: request.method == "HEAD")
                 connection.deadline = .max
-                server.handler(request, connection.peer!, HTTPServer.Responder(loop: self, token: connection.token))
+                server.handler(request, connection.peer!, HTTPServer.Responder(loop: self, token: connection.token, threads: server.handlerThreads))
                 return true
             case .continueExpected:
                 startWriting(connection, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), then: .resume)

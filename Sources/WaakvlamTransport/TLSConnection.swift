@@ -228,10 +228,6 @@ final class TLSConnection {
         try attempt(phase) { SSL_write($0, bytes.baseAddress, Int32(min(bytes.count, 1 << 30))) }
     }
 
-    /// True when OpenSSL holds decrypted bytes not yet read (an event loop must not wait for
-    /// the socket then).
-    var hasPendingBytes: Bool { SSL_has_pending(ssl) == 1 }
-
     /// Why certificate verification failed, when it did ("certificate has expired", ...).
     private func verificationFailure() -> String? {
         let result = SSL_get_verify_result(ssl)
