@@ -100,12 +100,13 @@ func runRecipientStandIn(_ arguments: [String]) -> Int32 {
         let tls = try TLSContext(role: .server, certificateChain: certificate, privateKey: key, trustedCAs: ca)
         let server = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: port),
                                                                              maximumConnections: 4096, defaultResponseHeaders: HTTPHeaders()),
-                                    tls: tls) { request, _ in
+                                    tls: tls) { request, _, responder in
+            // Answered on the event loop: counting takes a lock, nothing blocks.
             if request.method == "GET", request.path == "/stats" {
-                return HTTPResponse(status: 200, body: Array(stats.summary.utf8))
+                return responder.respond(HTTPResponse(status: 200, body: Array(stats.summary.utf8)))
             }
             stats.record(request.headers["waakvlam-signal-id"] ?? "")
-            return ok
+            responder.respond(ok)
         }
         try server.start()
     } catch {

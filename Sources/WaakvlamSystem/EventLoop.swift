@@ -14,7 +14,8 @@ public final class EventLoop: @unchecked Sendable {
     public let name: String
     private let poller: Poller
 
-    /// Called with the ready descriptors of each wait. Set before `start`.
+    /// Called with the ready descriptors of each wait. Set before `start`; released when the
+    /// loop ends (so it may hold its owner: a running loop keeps its owner alive).
     public var onEvents: ([Poller.Event]) -> Void = { _ in }
     /// Called at the start of each iteration with the monotonic time; returns the earliest
     /// monotonic deadline the owner needs to be woken for (nil: none). Set before `start`.
@@ -92,7 +93,11 @@ public final class EventLoop: @unchecked Sendable {
     public func waitUntilFinished() {
         lock.lock()
         defer { lock.unlock() }
-        if state == .created { state = .finished }
+        if state == .created {
+            state = .finished
+            onEvents = { _ in }
+            onIteration = { _ in nil }
+        }
         while state != .finished { lock.wait() }
     }
 
@@ -119,7 +124,10 @@ public final class EventLoop: @unchecked Sendable {
             for timer in timers { earliest = min(earliest, timer.deadline) }
             timeout = pending || earliest <= now ? 0 : Int32(min((earliest - now + 999_999) / 1_000_000, 1_000))
         }
+        // The owner's handlers usually hold the owner, which holds this loop: let go.
         timers.removeAll()
+        onEvents = { _ in }
+        onIteration = { _ in nil }
         lock.lock()
         state = .finished
         tasks.removeAll()

@@ -77,8 +77,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
         self.tls = tls
         self.configuration = configuration
         self.loop = try EventLoop(name: threadName)
-        loop.onIteration = { [unowned self] now in expire(now) }
-        loop.onEvents = { [unowned self] events in handle(events) }
+        // Held until the loop ends: a started client lives until it is stopped.
+        loop.onIteration = { [self] now in expire(now) }
+        loop.onEvents = { [self] events in handle(events) }
     }
 
     /// Starts the loop's thread.

@@ -335,7 +335,8 @@ final class ConnectionLoop {
     }
 
     let eventLoop: EventLoop
-    private unowned let server: HTTPServer
+    /// Held while running: a started server lives until it is shut down, like its threads.
+    private let server: HTTPServer
     private let configuration: HTTPServer.Configuration
     private let listener: Int32
     private var connections: [UInt64: Connection] = [:]
@@ -353,8 +354,8 @@ final class ConnectionLoop {
         self.configuration = server.configuration
         self.listener = listener
         self.eventLoop = try EventLoop(name: name)
-        eventLoop.onEvents = { [unowned self] events in handle(events) }
-        eventLoop.onIteration = { [unowned self] now in expire(now) }
+        eventLoop.onEvents = { [self] events in handle(events) }
+        eventLoop.onIteration = { [self] now in expire(now) }
     }
 
     deinit {
