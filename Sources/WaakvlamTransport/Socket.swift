@@ -124,36 +124,6 @@ enum Socket {
         throw TransportError.bind(address: endpoint.description, reason: lastError)
     }
 
-    /// Connects to `endpoint` within the deadline; the socket is non-blocking with TCP_NODELAY.
-    static func connect(to endpoint: Endpoint, deadline: UInt64) throws -> Int32 {
-        var lastError = TransportError.connect(address: endpoint.description, reason: "no address")
-        for (family, address) in try resolve(endpoint, passive: false) {
-            let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { continue }
-            let started = address.withUnsafeBytes {
-                Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
-            }
-            var failure: Int32 = started == 0 ? 0 : errno
-            if failure == EINPROGRESS || failure == EINTR {
-                switch wait(fd, for: Int16(POLLOUT), deadline: deadline) {
-                case .timedOut, .interrupted:
-                    close(fd)
-                    throw TransportError.timedOut(phase: "connect")
-                case .ready:
-                    var length = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
-                }
-            }
-            if failure == 0 {
-                setNoDelay(fd)
-                return fd
-            }
-            lastError = .connect(address: endpoint.description, reason: String(cString: strerror(failure)))
-            close(fd)
-        }
-        throw lastError
-    }
-
     static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

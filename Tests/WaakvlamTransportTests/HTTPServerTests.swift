@@ -106,7 +106,7 @@ final class HTTPServerTests: XCTestCase {
         var sockets: [Int32] = []
         var idle: [TLSConnection] = []
         defer { for fd in sockets { close(fd) } }
-        for _ in 0..<100 { sockets.append(try Socket.connect(to: server.endpoint, deadline: deadline(5))) }
+        for _ in 0..<100 { sockets.append(try connectSocket(to: server.endpoint, deadline: deadline(5))) }
         for _ in 0..<100 { idle.append(try rawConnection(to: server.endpoint, client: try pki.clientContext())) }
         let end = Date(timeIntervalSinceNow: 5)
         while server.server.openConnectionCount < 200 && Date() < end { usleep(10_000) }
@@ -134,7 +134,7 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertEqual(response.status, 408)
         XCTAssertEqual(response.errorBody?.code, "request_timeout")
         // A socket that never starts TLS is closed after the handshake timeout.
-        let fd = try Socket.connect(to: server.endpoint, deadline: deadline(5))
+        let fd = try connectSocket(to: server.endpoint, deadline: deadline(5))
         defer { close(fd) }
         XCTAssertEqual(Socket.wait(fd, for: Int16(POLLIN), deadline: deadline(3)), .ready)
         var byte: UInt8 = 0

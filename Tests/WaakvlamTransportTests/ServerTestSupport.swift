@@ -58,9 +58,40 @@ final class TestServer {
 
 func deadline(_ seconds: Double) -> UInt64 { monotonicNanoseconds() + UInt64(seconds * 1e9) }
 
+/// A blocking connect within the deadline, for tests that speak raw bytes; the socket is
+/// non-blocking with TCP_NODELAY.
+func connectSocket(to endpoint: Endpoint, deadline: UInt64) throws -> Int32 {
+    var lastError = TransportError.connect(address: endpoint.description, reason: "no address")
+    for (family, address) in try Socket.resolve(endpoint, passive: false) {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { continue }
+        let started = address.withUnsafeBytes {
+            Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+        }
+        var failure: Int32 = started == 0 ? 0 : errno
+        if failure == EINPROGRESS || failure == EINTR {
+            switch Socket.wait(fd, for: Int16(POLLOUT), deadline: deadline) {
+            case .timedOut, .interrupted:
+                close(fd)
+                throw TransportError.timedOut(phase: "connect")
+            case .ready:
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+            }
+        }
+        if failure == 0 {
+            Socket.setNoDelay(fd)
+            return fd
+        }
+        lastError = .connect(address: endpoint.description, reason: String(cString: strerror(failure)))
+        close(fd)
+    }
+    throw lastError
+}
+
 /// A TLS connection on which the test writes raw bytes.
 func rawConnection(to endpoint: Endpoint, client: TLSContext) throws -> TLSConnection {
-    let fd = try Socket.connect(to: endpoint, deadline: deadline(5))
+    let fd = try connectSocket(to: endpoint, deadline: deadline(5))
     let connection = try TLSConnection(context: client, fd: fd)
     try connection.expectServer(endpoint)
     try connection.handshake(deadline: deadline(5))
