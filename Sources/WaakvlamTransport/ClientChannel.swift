@@ -185,8 +185,13 @@ final class ClientChannel {
                 switch step {
                 case .wantRead: return .wantRead
                 case .wantWrite: return .wantWrite
-                case .done(let count):
-                    state = offset + count == bytes.count ? .receiving : .sending(bytes: bytes, offset: offset + count)
+                case .done(let count) where offset + count < bytes.count:
+                    state = .sending(bytes: bytes, offset: offset + count)
+                case .done:
+                    state = .receiving
+                    // The answer cannot be there yet unless OpenSSL already holds bytes: wait for
+                    // the socket instead of a read that would only say EAGAIN.
+                    if !connection!.hasPendingBytes && !parser.hasUnconsumedBytes { return .wantRead }
                 }
 
             case .receiving:

@@ -489,7 +489,13 @@ final class ConnectionLoop {
                     connection.phase = .writing(bytes: bytes, offset: offset + count, then: then)
                 case .done:
                     switch then {
-                    case .read: startReading(connection)
+                    case .read:
+                        startReading(connection)
+                        // Nothing of a next request buffered: wait for the socket instead of a
+                        // read that would only say EAGAIN (the usual case with keep-alive).
+                        if !connection.parser.isInsideRequest && !connection.tls.hasPendingBytes {
+                            return watch(connection, reading: true, writing: false)
+                        }
                     case .resume:
                         connection.phase = .reading
                         setRequestDeadline(connection, now: monotonicNanoseconds())

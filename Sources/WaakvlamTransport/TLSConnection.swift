@@ -123,7 +123,7 @@ final class TLSConnection {
     /// pooled client connection in that state cannot be reused.
     var isReadableWhileIdle: Bool {
         var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return SSL_has_pending(ssl) == 1 || poll(&descriptor, 1, 0) != 0
+        return hasPendingBytes || poll(&descriptor, 1, 0) != 0
     }
 
     /// Sends close_notify (without waiting for the peer's) and closes the socket.
@@ -227,6 +227,10 @@ final class TLSConnection {
     func writeStep(_ bytes: UnsafeRawBufferPointer, phase: String) throws -> Step {
         try attempt(phase) { SSL_write($0, bytes.baseAddress, Int32(min(bytes.count, 1 << 30))) }
     }
+
+    /// True when OpenSSL holds decrypted bytes not yet read: then a read must not wait for
+    /// the socket first.
+    var hasPendingBytes: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Why certificate verification failed, when it did ("certificate has expired", ...).
     private func verificationFailure() -> String? {
