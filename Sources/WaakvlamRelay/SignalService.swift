@@ -19,7 +19,7 @@ final class SignalService: @unchecked Sendable {
     /// same id that came meanwhile: those run again once the first is answered (and then get
     /// its answer from the journal, or a 409).
     private let inFlightLock = NSLock()
-    private var inFlight: [String: [() -> Void]] = [:]
+    private var inFlight: [String: [@Sendable () -> Void]] = [:]
 
     /// Largest inbox page a recipient can ask for.
     static let maximumInboxPage = 500
@@ -36,7 +36,8 @@ final class SignalService: @unchecked Sendable {
     // MARK: - POST /v1/signals
 
     /// Decides and journals a submission without waiting: `reply` is called once, from the
-    /// journal's completion thread once the signal is on disk, or at once for a refusal.
+    /// journal's completion thread once the signal is on disk, at once for a refusal, or from
+    /// another thread with the first answer for an id already journaled.
     /// - Parameter snapshot: the configuration the sender was identified under; the signal is
     ///   decided under the same one.
     func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot,
@@ -70,7 +71,9 @@ final class SignalService: @unchecked Sendable {
         }
         if journal.deliveryState().contains(signalID: id) {
             inFlightLock.unlock()
-            return reply(replay(id, sender: sender, requestHash: requestHash))
+            // The replay reads the journal: not on the caller's event loop.
+            DispatchQueue.global().async { [self] in reply(replay(id, sender: sender, requestHash: requestHash)) }
+            return
         }
         inFlight[id] = []
         inFlightLock.unlock()
@@ -80,7 +83,8 @@ final class SignalService: @unchecked Sendable {
             inFlightLock.lock()
             let waiting = inFlight.removeValue(forKey: id) ?? []
             inFlightLock.unlock()
-            for resubmission in waiting { resubmission() }
+            // Not on the journal's completion thread: a re-run may read the journal or append.
+            for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
         }
     }
 

@@ -130,6 +130,7 @@ public final class EventLoop: @unchecked Sendable {
         onIteration = { _ in nil }
         lock.lock()
         state = .finished
+        thread = nil // glibc reuses the identity of an ended thread
         tasks.removeAll()
         lock.broadcast()
         lock.unlock()

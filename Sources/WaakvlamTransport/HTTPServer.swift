@@ -28,6 +28,9 @@ public final class HTTPServer: @unchecked Sendable {
     public struct Responder: @unchecked Sendable {
         fileprivate let loop: ConnectionLoop
         fileprivate let token: UInt64
+        /// Which request of the connection this answers (a late or second answer must never
+        /// answer the next one).
+        fileprivate let request: UInt64
         fileprivate let threads: HandlerThreads
 
         /// Runs `work`, which may block, on a handler thread and answers with its result.
@@ -43,9 +46,9 @@ public final class HTTPServer: @unchecked Sendable {
         /// Any thread; once. The response is dropped if the connection is gone meanwhile.
         public func respond(_ response: HTTPResponse) {
             if loop.eventLoop.isCurrent {
-                loop.respond(token, response)
+                loop.respond(token, request, response)
             } else {
-                loop.eventLoop.execute { [loop, token] in loop.respond(token, response) }
+                loop.eventLoop.execute { [loop, token, request] in loop.respond(token, request, response) }
             }
         }
     }
@@ -188,7 +191,12 @@ public final class HTTPServer: @unchecked Sendable {
         do {
             for index in 0..<max(1, configuration.eventLoops) {
                 let loop = try ConnectionLoop(server: self, name: "http-\(index)", listener: fd)
-                try loop.eventLoop.start(stackSize: configuration.threadStackBytes)
+                do {
+                    try loop.eventLoop.start(stackSize: configuration.threadStackBytes)
+                } catch {
+                    loop.eventLoop.waitUntilFinished() // releases the handlers of a loop that never ran
+                    throw error
+                }
                 loops.append(loop)
             }
         } catch {
@@ -217,9 +225,11 @@ public final class HTTPServer: @unchecked Sendable {
     /// all connections are gone or `gracePeriod` has passed. Then any connection left is
     /// closed (a handler still running is not interrupted; its response is dropped). Blocks
     /// the caller; returns how many connections had to be forced.
+    /// Not from a handler on one of the server's loops (it would wait for itself).
     @discardableResult
     public func shutdown(gracePeriod: TimeInterval) -> ShutdownResult {
         condition.lock()
+        precondition(!loops.contains { $0.eventLoop.isCurrent }, "shutdown called from the server's own event loop")
         guard state == .running else {
             condition.unlock()
             return ShutdownResult(forcedConnections: 0)
@@ -323,6 +333,8 @@ final class ConnectionLoop {
         var watched = false
         var watchingReads = false
         var watchingWrites = false
+        /// Requests handed to the handler so far.
+        var requests: UInt64 = 0
 
         init(token: UInt64, id: UInt64, remote: String, tls: TLSConnection, limits: HTTPLimits, deadline: UInt64) {
             self.token = token
@@ -348,6 +360,10 @@ final class ConnectionLoop {
     private var acceptPausedUntil: UInt64 = 0
     /// No connection's deadline is earlier (it may be later than the true earliest).
     private var earliestDeadline = UInt64.max
+    /// The connection whose handler is being called on this loop right now.
+    private var handlingInline: UInt64?
+    /// Requests one connection may have answered in one go before the others get their turn.
+    private static let requestsPerTurn = 16
 
     init(server: HTTPServer, name: String, listener: Int32) throws {
         self.server = server
@@ -384,13 +400,17 @@ final class ConnectionLoop {
         for connection in connections.values { close(connection) }
     }
 
-    /// A handler's response for the connection `token` (dropped when it is gone).
-    func respond(_ token: UInt64, _ response: HTTPResponse) {
-        guard let connection = connections[token], case .handling(let keepAliveRequested, let head) = connection.phase else { return }
+    /// A handler's response for request number `request` of the connection `token` (dropped
+    /// when the connection is gone or the request was answered already).
+    func respond(_ token: UInt64, _ request: UInt64, _ response: HTTPResponse) {
+        guard let connection = connections[token], connection.requests == request,
+              case .handling(let keepAliveRequested, let head) = connection.phase else { return }
         let keepAlive = keepAliveRequested && !draining
         let bytes = response.serialized(keepAlive: keepAlive, dateLine: HTTPDate.line(), headRequest: head, defaults: server.defaultHeaders)
         startWriting(connection, bytes, then: keepAlive ? .read : .close)
-        progress(connection)
+        // Answered inside the handler call: the `progress` that called it writes the answer
+        // when the handler returns (calling it here would nest one level per pipelined request).
+        if handlingInline != token { progress(connection) }
     }
 
     // MARK: - Events
@@ -462,9 +482,16 @@ final class ConnectionLoop {
 
     // MARK: - One connection
 
-    /// Moves the connection on as far as its socket allows.
+    /// Moves the connection on as far as its socket allows, for at most `requestsPerTurn`
+    /// requests; then it queues the rest behind the loop's other work (a pipelining client
+    /// cannot hold the loop).
     private func progress(_ connection: Connection) {
+        let firstRequest = connection.requests
         while connections[connection.token] != nil {
+            if connection.requests - firstRequest >= Self.requestsPerTurn, case .reading = connection.phase {
+                eventLoop.execute { [self] in progress(connection) }
+                return
+            }
             switch connection.phase {
             case .handshaking:
                 guard handshake(connection) else { return }
@@ -491,9 +518,11 @@ final class ConnectionLoop {
                     switch then {
                     case .read:
                         startReading(connection)
-                        // Nothing of a next request buffered: wait for the socket instead of a
-                        // read that would only say EAGAIN (the usual case with keep-alive).
+                        // Nothing of a next request buffered: close when draining, else wait for
+                        // the socket instead of a read that would only say EAGAIN (the usual
+                        // case with keep-alive).
                         if !connection.parser.isInsideRequest && !connection.tls.hasPendingBytes {
+                            if draining { return close(connection) }
                             return watch(connection, reading: true, writing: false)
                         }
                     case .resume:
@@ -560,13 +589,20 @@ final class ConnectionLoop {
         close(connection)
     }
 
-    /// Between requests: wait for the next one (closed at once when draining).
+    /// Between requests: wait for the next one (closed at once when draining). Part of it may
+    /// be buffered already (pipelined): then its header deadline runs from now.
     private func startReading(_ connection: Connection) {
+        let now = monotonicNanoseconds()
         connection.phase = .reading
-        connection.idleSince = monotonicNanoseconds()
-        connection.requestStarted = 0
+        connection.idleSince = now
         connection.bodyStarted = 0
-        setDeadline(connection, connection.idleSince + Self.nanoseconds(configuration.idleTimeout))
+        if connection.parser.isInsideRequest {
+            connection.requestStarted = now
+            setRequestDeadline(connection, now: now)
+        } else {
+            connection.requestStarted = 0
+            setDeadline(connection, now + Self.nanoseconds(configuration.idleTimeout))
+        }
     }
 
     /// Parses what is buffered and reads more; true when the phase changed and `progress`
@@ -577,7 +613,11 @@ final class ConnectionLoop {
             case .request(let request):
                 connection.phase = .handling(keepAlive: request.keepAlive, head: request.method == "HEAD")
                 connection.deadline = .max
-                server.handler(request, connection.peer!, HTTPServer.Responder(loop: self, token: connection.token, threads: server.handlerThreads))
+                connection.requests += 1
+                handlingInline = connection.token
+                server.handler(request, connection.peer!, HTTPServer.Responder(loop: self, token: connection.token, request: connection.requests,
+                                                                              threads: server.handlerThreads))
+                handlingInline = nil
                 return true
             case .continueExpected:
                 startWriting(connection, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), then: .resume)

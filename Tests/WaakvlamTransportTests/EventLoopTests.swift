@@ -143,6 +143,25 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(responses.map { String(decoding: $0.body, as: UTF8.self) }, ["/0", "/1", "/2"])
     }
 
+    func testHundredsOfPipelinedRequestsAnsweredOnTheSpotDoNotNest() throws {
+        // One loop, small stacks: an answer given inside the handler used to nest one call
+        // level per pipelined request and overflowed the loop's stack after about a hundred.
+        var configuration = HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0))
+        configuration.eventLoops = 1
+        configuration.threadStackBytes = 256 << 10
+        let server = try HTTPServer(configuration: configuration, tls: try pki.serverContext()) { request, _, responder in
+            responder.respond(HTTPResponse(status: 404, body: Array(request.path.utf8)))
+        }
+        try server.start()
+        defer { server.shutdown(gracePeriod: 1) }
+        let connection = try rawConnection(to: Endpoint(host: "127.0.0.1", port: server.port), client: try pki.clientContext())
+        let count = 600
+        try connection.send((0..<count).map { "GET /\($0) HTTP/1.1\r\nHost: a\r\n\r\n" }.joined())
+        let responses = try connection.readResponses(count)
+        XCTAssertEqual(responses.count, count)
+        XCTAssertEqual(responses.map { String(decoding: $0.body, as: UTF8.self) }, (0..<count).map { "/\($0)" })
+    }
+
     func testAClientThatLeavesBeforeItsAnswerFreesItsConnectionWhenTheAnswerComes() throws {
         let handled = Outcome()
         let parked = ParkedResponder()
