@@ -509,12 +509,10 @@ final class ConnectionLoop {
                     Log.shared.warning("http_response_failed", ["remote": connection.remote, "reason": "\(error)"])
                     return close(connection)
                 }
-                switch step {
-                case .wantRead: return watch(connection, reading: true, writing: false)
-                case .wantWrite: return watch(connection, reading: false, writing: true)
-                case .done(let count) where offset + count < bytes.count:
+                guard let count = progressMade(connection, step) else { return }
+                if offset + count < bytes.count {
                     connection.phase = .writing(bytes: bytes, offset: offset + count, then: then)
-                case .done:
+                } else {
                     switch then {
                     case .read:
                         startReading(connection)
@@ -563,16 +561,7 @@ final class ConnectionLoop {
             handshakeFailed(connection, HandshakeFailure(error), reason: "\(error)")
             return false
         }
-        switch step {
-        case .wantRead:
-            watch(connection, reading: true, writing: false)
-            return false
-        case .wantWrite:
-            watch(connection, reading: false, writing: true)
-            return false
-        case .done:
-            break
-        }
+        guard progressMade(connection, step) != nil else { return false }
         guard let certificate = connection.tls.peerCertificate() else {
             handshakeFailed(connection, .noClientCertificate, reason: "no client certificate")
             return false
@@ -640,22 +629,15 @@ final class ConnectionLoop {
                     close(connection)
                     return false
                 }
-                switch step {
-                case .wantRead:
-                    watch(connection, reading: true, writing: false)
-                    return false
-                case .wantWrite:
-                    watch(connection, reading: false, writing: true)
-                    return false
-                case .done(0):
+                guard let count = progressMade(connection, step) else { return false }
+                guard count > 0 else {
                     close(connection)
                     return false
-                case .done(let count):
-                    let now = monotonicNanoseconds()
-                    if !connection.parser.isInsideRequest { connection.requestStarted = now }
-                    connection.parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                    setRequestDeadline(connection, now: now)
                 }
+                let now = monotonicNanoseconds()
+                if !connection.parser.isInsideRequest { connection.requestStarted = now }
+                connection.parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                setRequestDeadline(connection, now: now)
             }
         }
     }
@@ -713,6 +695,17 @@ final class ConnectionLoop {
             }
         }
         return earliestDeadline == .max ? nil : earliestDeadline
+    }
+
+    /// The bytes a TLS step moved; nil for a step that must wait, after watching the socket
+    /// for what it waits for.
+    private func progressMade(_ connection: Connection, _ step: TLSConnection.Step) -> Int? {
+        switch step {
+        case .wantRead: watch(connection, reading: true, writing: false)
+        case .wantWrite: watch(connection, reading: false, writing: true)
+        case .done(let count): return count
+        }
+        return nil
     }
 
     private func watch(_ connection: Connection, reading: Bool, writing: Bool) {

@@ -6,18 +6,7 @@ import WaakvlamSystem
 /// The event-loop client (`HTTPClientLoop`) against real TLS servers on loopback, and the
 /// server's asynchronous handlers: answers from other threads, in order, and what happens when
 /// a connection fails at once, times out, goes stale in the pool, or the loop is stopped.
-final class EventLoopTests: XCTestCase {
-    private static var sharedPKI: TestPKI?
-    private var pki: TestPKI { Self.sharedPKI! }
-
-    override class func setUp() {
-        sharedPKI = try! TestPKI()
-    }
-
-    override class func tearDown() {
-        sharedPKI = nil
-    }
-
+final class EventLoopTests: PKITestCase {
     /// Sends on the loop and waits for the completion.
     private func send(_ loop: HTTPClientLoop, _ request: HTTPRequest, to endpoint: Endpoint,
                       timeout: Double = 10) -> Result<HTTPResponse, TransportError>? {

@@ -2,18 +2,7 @@ import Foundation
 import XCTest
 @testable import WaakvlamTransport
 
-final class HTTPClientTests: XCTestCase {
-    private static var sharedPKI: TestPKI?
-    private var pki: TestPKI { Self.sharedPKI! }
-
-    override class func setUp() {
-        sharedPKI = try! TestPKI()
-    }
-
-    override class func tearDown() {
-        sharedPKI = nil
-    }
-
+final class HTTPClientTests: PKITestCase {
     func testKeepAliveReusesOneConnection() throws {
         let server = try TestServer(pki)
         let client = HTTPClient(tls: try pki.clientContext())

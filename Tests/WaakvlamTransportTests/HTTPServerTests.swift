@@ -4,18 +4,7 @@ import WaakvlamSystem
 @testable import WaakvlamTransport
 
 /// HTTP behaviour over real TLS connections, concurrency and shutdown.
-final class HTTPServerTests: XCTestCase {
-    private static var sharedPKI: TestPKI?
-    private var pki: TestPKI { Self.sharedPKI! }
-
-    override class func setUp() {
-        sharedPKI = try! TestPKI()
-    }
-
-    override class func tearDown() {
-        sharedPKI = nil
-    }
-
+final class HTTPServerTests: PKITestCase {
     private func smallLimits(_ configuration: inout HTTPServer.Configuration) {
         configuration.limits = HTTPLimits(maximumHeaderBytes: 4096, maximumHeaderCount: 20, maximumBodyBytes: 1024)
     }

@@ -4,18 +4,7 @@ import XCTest
 
 /// Who gets through the handshake: only certificates of the configured CA that are valid
 /// and not revoked, over TLS 1.2 or 1.3 with forward-secret AEAD suites.
-final class TLSVerificationTests: XCTestCase {
-    private static var sharedPKI: TestPKI?
-    private var pki: TestPKI { Self.sharedPKI! }
-
-    override class func setUp() {
-        sharedPKI = try! TestPKI()
-    }
-
-    override class func tearDown() {
-        sharedPKI = nil
-    }
-
+final class TLSVerificationTests: PKITestCase {
     func testCurlAndOwnClientWithValidCertificateGet200() throws {
         let server = try TestServer(pki)
         let result = try curlWithCertificate(pki, "valid", server.url + "/v1/whoami")

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 import WaakvlamTransport
 
 /// A PKI in a temporary folder: a CA with a CRL, a second unrelated CA, a server certificate
@@ -82,4 +83,19 @@ func runProcess(_ executable: String, _ arguments: [String], timeout: TimeInterv
     process.waitUntilExit()
     timer.cancel()
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// A test class whose tests share one `TestPKI`, made once per class (making one costs
+/// several key generations).
+class PKITestCase: XCTestCase {
+    private static var sharedPKI: TestPKI?
+    var pki: TestPKI { Self.sharedPKI! }
+
+    override class func setUp() {
+        sharedPKI = try! TestPKI()
+    }
+
+    override class func tearDown() {
+        sharedPKI = nil
+    }
 }
