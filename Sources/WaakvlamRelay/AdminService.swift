@@ -13,8 +13,11 @@ import WaakvlamTransport
 ///   atomically, archived, journaled). Administrators only.
 /// An administrator is an organisation with `administrator: true` in organisations.json.
 enum AdminService {
+    /// One event loop is plenty for health checks, metrics scrapes and configuration changes.
     static func makeServer(node: Node, settings: HTTPServer.Configuration) throws -> HTTPServer {
-        try HTTPServer(configuration: settings, tls: try Node.serverContext(node.configuration.node.tls)) { [weak node] request, peer in
+        var settings = settings
+        settings.eventLoops = 1
+        return try HTTPServer(configuration: settings, tls: try Node.serverContext(node.configuration.node.tls)) { [weak node] request, peer in
             guard let node else { return .error(status: 503, code: "stopping", message: "The node is stopping.") }
             return respond(to: request, from: peer, node: node)
         }

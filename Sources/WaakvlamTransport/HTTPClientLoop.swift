@@ -67,7 +67,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// Set by `stop`: until when requests in flight may finish.
     private var stopDeadline: UInt64?
     /// Requests started and not yet completed.
-    public private(set) var requestsInFlight = 0
+    private var requestsInFlight = 0
 
     /// `tls` must be a client context: this node's certificate and key, and the CAs server
     /// certificates must chain to.
