@@ -684,9 +684,9 @@ final class ConnectionLoop {
                 let timeout = HTTPResponse.error(status: 408, code: "request_timeout",
                                                  message: "The request was not received completely within the \(phase) timeout.")
                 let bytes = timeout.serialized(keepAlive: false, dateLine: HTTPDate.line(), headRequest: false, defaults: server.defaultHeaders)
-                // One attempt to tell the client, without waiting for the socket.
-                _ = try? bytes.withUnsafeBytes { try connection.tls.writeStep($0, phase: "write") }
-                close(connection)
+                // Written like any response (within the write timeout), then closed.
+                startWriting(connection, bytes, then: .close)
+                progress(connection)
             case .writing:
                 Log.shared.warning("http_response_failed", ["remote": connection.remote, "reason": "\(TransportError.timedOut(phase: "write"))"])
                 close(connection)
