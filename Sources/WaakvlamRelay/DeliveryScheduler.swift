@@ -123,7 +123,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         prepared.removeAll()
         shared.unlock()
         loop.execute { [self] in running = false }
-        loop.stop(deadline: monotonicNanoseconds() + UInt64(max(0, deadline.timeIntervalSinceNow) * 1_000_000_000))
+        loop.stop(deadline: monotonicNanoseconds() + nanoseconds(deadline.timeIntervalSinceNow))
     }
 
     // MARK: - Scheduling (on the loop)

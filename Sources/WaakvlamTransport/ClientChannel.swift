@@ -59,7 +59,7 @@ final class ClientChannel {
         self.tls = tls
         self.configuration = configuration
         self.parser = HTTPResponseParser(limits: configuration.responseLimits)
-        self.deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.connectTimeout)
+        self.deadline = monotonicNanoseconds() + nanoseconds(configuration.connectTimeout)
         self.state = .closed
         // Allocated first: once every property is set, `deinit` frees it, also when the
         // connect below throws.
@@ -100,7 +100,7 @@ final class ClientChannel {
         receivedResponseBytes = false
         requestKeepAlive = request.keepAlive
         parser.requestMethod = request.method
-        deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.responseTimeout)
+        deadline = monotonicNanoseconds() + nanoseconds(configuration.responseTimeout)
         state = .sending(bytes: Self.serialize(request, endpoint: endpoint), offset: 0)
     }
 
@@ -155,7 +155,7 @@ final class ClientChannel {
                 let connection = try TLSConnection(context: tls, fd: fd)
                 self.connection = connection
                 try connection.expectServer(endpoint)
-                deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout)
+                deadline = monotonicNanoseconds() + nanoseconds(configuration.handshakeTimeout)
                 state = .handshaking
 
             case .handshaking:
@@ -231,7 +231,7 @@ final class ClientChannel {
 
     private func becomeIdle() {
         state = .idle
-        deadline = monotonicNanoseconds() + Self.nanoseconds(configuration.idleTimeout)
+        deadline = monotonicNanoseconds() + nanoseconds(configuration.idleTimeout)
     }
 
     /// Opens a non-blocking socket to the first address that accepts the start of a connect;
@@ -300,9 +300,5 @@ final class ClientChannel {
         out.append(contentsOf: [CR, LF])
         out.append(contentsOf: request.body)
         return out
-    }
-
-    static func nanoseconds(_ interval: TimeInterval) -> UInt64 {
-        UInt64(max(0, interval) * 1_000_000_000)
     }
 }

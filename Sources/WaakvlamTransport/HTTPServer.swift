@@ -475,7 +475,7 @@ final class ConnectionLoop {
             let connection = Connection(token: nextToken, id: id, remote: remote, tls: tls, limits: configuration.limits,
                                         deadline: 0)
             connections[nextToken] = connection
-            setDeadline(connection, monotonicNanoseconds() + Self.nanoseconds(configuration.handshakeTimeout))
+            setDeadline(connection, monotonicNanoseconds() + nanoseconds(configuration.handshakeTimeout))
             progress(connection)
         }
     }
@@ -590,7 +590,7 @@ final class ConnectionLoop {
             setRequestDeadline(connection, now: now)
         } else {
             connection.requestStarted = 0
-            setDeadline(connection, now + Self.nanoseconds(configuration.idleTimeout))
+            setDeadline(connection, now + nanoseconds(configuration.idleTimeout))
         }
     }
 
@@ -647,15 +647,15 @@ final class ConnectionLoop {
     private func setRequestDeadline(_ connection: Connection, now: UInt64) {
         if connection.parser.isReadingBody {
             if connection.bodyStarted == 0 { connection.bodyStarted = now }
-            setDeadline(connection, connection.bodyStarted + Self.nanoseconds(configuration.bodyTimeout))
+            setDeadline(connection, connection.bodyStarted + nanoseconds(configuration.bodyTimeout))
         } else if connection.parser.isInsideRequest {
-            setDeadline(connection, connection.requestStarted + Self.nanoseconds(configuration.headerTimeout))
+            setDeadline(connection, connection.requestStarted + nanoseconds(configuration.headerTimeout))
         }
     }
 
     private func startWriting(_ connection: Connection, _ bytes: [UInt8], then: Connection.AfterWrite) {
         connection.phase = .writing(bytes: bytes, offset: 0, then: then)
-        setDeadline(connection, monotonicNanoseconds() + Self.nanoseconds(configuration.writeTimeout))
+        setDeadline(connection, monotonicNanoseconds() + nanoseconds(configuration.writeTimeout))
     }
 
     /// Every deadline is set here, so that `earliestDeadline` is never later than the
@@ -726,10 +726,6 @@ final class ConnectionLoop {
         eventLoop.forget(connection.tls.fd)
         connection.tls.close()
         server.connectionClosed()
-    }
-
-    private static func nanoseconds(_ interval: TimeInterval) -> UInt64 {
-        UInt64(max(0, interval) * 1_000_000_000)
     }
 }
 
