@@ -25,6 +25,9 @@ public final class EventLoop: @unchecked Sendable {
     private let lock = NSCondition()
     private var state = State.created
     private var tasks: [() -> Void] = []
+    /// The batch being run (loop thread only): swapped with `tasks`, so neither array is
+    /// reallocated per batch.
+    private var running: [() -> Void] = []
     private var wakePending = false
     private var thread: pthread_t?
 
@@ -138,11 +141,11 @@ public final class EventLoop: @unchecked Sendable {
 
     private func runTasks() {
         lock.lock()
-        let ready = tasks
-        tasks.removeAll(keepingCapacity: true)
+        swap(&tasks, &running)
         wakePending = false
         lock.unlock()
-        for task in ready { task() }
+        for task in running { task() }
+        running.removeAll(keepingCapacity: true)
     }
 
     private func runDueTimers(_ now: UInt64) {

@@ -19,6 +19,8 @@ public final class Poller {
     private let epollFD: Int32
     private let wakeFD: Int32
     private var buffer: [epoll_event]
+    /// What `wait` returns, kept for its capacity (the caller lets go of it before waiting again).
+    private var events: [Event] = []
     /// The token reserved for the wake-up descriptor.
     private static let wakeToken = UInt64.max
 
@@ -71,9 +73,8 @@ public final class Poller {
         let count = buffer.withUnsafeMutableBufferPointer {
             epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeoutMilliseconds)
         }
-        guard count > 0 else { return [] } // a timeout, or EINTR: the caller loops anyway
-        var events: [Event] = []
-        events.reserveCapacity(Int(count))
+        events.removeAll(keepingCapacity: true)
+        guard count > 0 else { return events } // a timeout, or EINTR: the caller loops anyway
         for index in 0..<Int(count) {
             let event = buffer[index]
             if event.data.u64 == Self.wakeToken {

@@ -8,6 +8,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     public init() {}
 
+    /// Empty, with room for `capacity` fields.
+    init(capacity: Int) {
+        fields.reserveCapacity(capacity)
+    }
+
     public init(_ fields: [(String, String)]) {
         for (name, value) in fields { add(name, value) }
     }

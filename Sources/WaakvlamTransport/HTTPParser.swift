@@ -72,11 +72,13 @@ public struct HTTPRequestParser {
                 return .needMoreData
             case .error(let error):
                 return fail(error)
-            case .head(let startLine, let fieldLines, let consumed):
+            case .head(let consumed):
                 let head: RequestHead
                 let framing: BodyFraming
                 do {
-                    (head, framing) = try interpretRequestHead(startLine: startLine, fieldLines: fieldLines)
+                    (head, framing) = try buffer.withHead { startLine, fieldLines in
+                        try interpretRequestHead(startLine: startLine, fieldLines: fieldLines)
+                    }
                 } catch {
                     return fail(error as! HTTPParseError)
                 }
@@ -119,7 +121,7 @@ public struct HTTPRequestParser {
                                  startLineError: .requestLineTooLong(limit: limits.maximumRequestLineBytes))
     }
 
-    private func interpretRequestHead(startLine: ArraySlice<UInt8>, fieldLines: [ArraySlice<UInt8>]) throws -> (RequestHead, BodyFraming) {
+    private func interpretRequestHead(startLine: HeadBytes, fieldLines: HeadLines) throws -> (RequestHead, BodyFraming) {
         // METHOD SP target SP version: exactly two spaces.
         guard let firstSpace = startLine.firstIndex(of: SP), let lastSpace = startLine.lastIndex(of: SP),
               firstSpace < lastSpace else { throw HTTPParseError.malformedStartLine }
@@ -206,10 +208,11 @@ public struct HTTPResponseParser {
                 return .needMoreData
             case .error(let error):
                 return fail(error)
-            case .head(let startLine, let fieldLines, let consumed):
+            case .head(let consumed):
                 do {
-                    let status = try parseStatusLine(startLine)
-                    let headers = try parseFieldLines(fieldLines, limits: limits)
+                    let (status, headers) = try buffer.withHead { startLine, fieldLines in
+                        (try parseStatusLine(startLine), try parseFieldLines(fieldLines, limits: limits))
+                    }
                     buffer.consume(consumed)
                     if status < 200 {
                         guard status != 101 else { throw HTTPParseError.malformedStartLine }
@@ -219,7 +222,7 @@ public struct HTTPResponseParser {
                     let framing: BodyFraming
                     if requestMethod == "HEAD" || status == 204 || status == 304 {
                         framing = .length(0)
-                    } else if fields.transferEncodings.isEmpty && fields.contentLengths.isEmpty {
+                    } else if fields.transferEncodings.isEmpty && fields.contentLengthCount == 0 {
                         framing = .untilClose
                     } else {
                         framing = try bodyFraming(fields, version: .http11, limits: limits)
@@ -268,7 +271,7 @@ public struct HTTPResponseParser {
         return .error(error)
     }
 
-    private func parseStatusLine(_ line: ArraySlice<UInt8>) throws -> Int {
+    private func parseStatusLine(_ line: HeadBytes) throws -> Int {
         // HTTP-version SP 3DIGIT SP [reason-phrase]; a missing final space is tolerated.
         guard line.count >= 12 else { throw HTTPParseError.malformedStartLine }
         let start = line.startIndex
@@ -299,9 +302,11 @@ func isTokenByte(_ byte: UInt8) -> Bool {
     }
 }
 
-private func parseVersion(_ bytes: ArraySlice<UInt8>) throws -> HTTPVersion {
-    guard bytes.count == 8, bytes.starts(with: Array("HTTP/".utf8)) else { throw HTTPParseError.malformedStartLine }
-    let major = bytes[bytes.startIndex + 5], dot = bytes[bytes.startIndex + 6], minor = bytes[bytes.startIndex + 7]
+private func parseVersion(_ bytes: HeadBytes) throws -> HTTPVersion {
+    let s = bytes.startIndex
+    guard bytes.count == 8, bytes[s] == UInt8(ascii: "H"), bytes[s + 1] == UInt8(ascii: "T"), bytes[s + 2] == UInt8(ascii: "T"),
+          bytes[s + 3] == UInt8(ascii: "P"), bytes[s + 4] == UInt8(ascii: "/") else { throw HTTPParseError.malformedStartLine }
+    let major = bytes[s + 5], dot = bytes[s + 6], minor = bytes[s + 7]
     guard major >= 0x30, major <= 0x39, dot == UInt8(ascii: "."), minor >= 0x30, minor <= 0x39 else {
         throw HTTPParseError.malformedStartLine
     }
@@ -313,8 +318,8 @@ private func parseVersion(_ bytes: ArraySlice<UInt8>) throws -> HTTPVersion {
 }
 
 /// Parses field lines (without their CRLF); `locateHead` has already bounded their count.
-private func parseFieldLines(_ lines: [ArraySlice<UInt8>], limits: HTTPLimits) throws -> HTTPHeaders {
-    var headers = HTTPHeaders()
+private func parseFieldLines(_ lines: HeadLines, limits: HTTPLimits) throws -> HTTPHeaders {
+    var headers = HTTPHeaders(capacity: lines.count)
     for line in lines {
         let (name, value) = try parseFieldLine(line)
         headers.addLowercased(name, value)
@@ -322,7 +327,7 @@ private func parseFieldLines(_ lines: [ArraySlice<UInt8>], limits: HTTPLimits) t
     return headers
 }
 
-private func parseFieldLine(_ line: ArraySlice<UInt8>) throws -> (String, String) {
+private func parseFieldLine(_ line: HeadBytes) throws -> (String, String) {
     guard let first = line.first else { throw HTTPParseError.malformedHeader }
     if first == SP || first == HTAB { throw HTTPParseError.obsoleteLineFolding }
     guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw HTTPParseError.malformedHeader }
@@ -351,7 +356,9 @@ enum BodyFraming: Equatable {
 /// The fields that decide framing and connection handling, gathered in one pass.
 private struct FramingFields {
     var hostCount = 0
-    var contentLengths: [String] = []
+    var contentLengthCount = 0
+    /// The first Content-Length value.
+    var contentLength: String?
     var transferEncodings: [String] = []
     var connection: [String] = []
     var expect: String?
@@ -360,7 +367,9 @@ private struct FramingFields {
         for field in headers.fields {
             switch field.name {
             case "host": hostCount += 1
-            case "content-length": contentLengths.append(field.value)
+            case "content-length":
+                contentLengthCount += 1
+                if contentLength == nil { contentLength = field.value }
             case "transfer-encoding": transferEncodings.append(field.value)
             case "connection": connection.append(field.value)
             case "expect": expect = field.value
@@ -381,9 +390,8 @@ private func tokens(_ values: [String]) -> [String] {
 /// smuggling: Content-Length with Transfer-Encoding, repeated or malformed Content-Length,
 /// Transfer-Encoding that does not end in chunked.
 private func bodyFraming(_ fields: FramingFields, version: HTTPVersion, limits: HTTPLimits) throws -> BodyFraming {
-    let lengths = fields.contentLengths
     if !fields.transferEncodings.isEmpty {
-        guard lengths.isEmpty else { throw HTTPParseError.contentLengthWithTransferEncoding }
+        guard fields.contentLengthCount == 0 else { throw HTTPParseError.contentLengthWithTransferEncoding }
         guard version == .http11 else { throw HTTPParseError.invalidTransferEncoding }
         let codings = tokens(fields.transferEncodings)
         guard codings.last == "chunked", codings.filter({ $0 == "chunked" }).count == 1 else {
@@ -392,9 +400,9 @@ private func bodyFraming(_ fields: FramingFields, version: HTTPVersion, limits: 
         guard codings.count == 1 else { throw HTTPParseError.unsupportedTransferEncoding }
         return .chunked
     }
-    guard let text = lengths.first else { return .length(0) }
-    guard lengths.count == 1 else { throw HTTPParseError.duplicateContentLength }
-    let digits = Array(text.utf8)
+    guard let text = fields.contentLength else { return .length(0) }
+    guard fields.contentLengthCount == 1 else { throw HTTPParseError.duplicateContentLength }
+    let digits = text.utf8
     guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
         throw HTTPParseError.invalidContentLength
     }
@@ -406,8 +414,22 @@ private func bodyFraming(_ fields: FramingFields, version: HTTPVersion, limits: 
 enum HeadLocation {
     case needMoreData
     case error(HTTPParseError)
-    /// The start line, the field lines (without CRLF) and the byte count of the whole head.
-    case head(ArraySlice<UInt8>, [ArraySlice<UInt8>], consumed: Int)
+    /// A complete head of `consumed` bytes: read it with `HTTPInputBuffer.withHead`.
+    case head(consumed: Int)
+}
+
+/// Bytes of a head being parsed. They point into the input buffer, which holds no other
+/// reference meanwhile: consuming afterwards never copies it.
+typealias HeadBytes = Slice<UnsafeBufferPointer<UInt8>>
+
+/// The field lines of a head, as `HeadBytes`.
+struct HeadLines: RandomAccessCollection {
+    fileprivate let bytes: UnsafeBufferPointer<UInt8>
+    fileprivate let ranges: ArraySlice<Range<Int>>
+
+    var startIndex: Int { ranges.startIndex }
+    var endIndex: Int { ranges.endIndex }
+    subscript(position: Int) -> HeadBytes { bytes[ranges[position]] }
 }
 
 /// Received bytes not consumed yet. Consumed bytes are dropped lazily so that a pipelined
@@ -417,6 +439,9 @@ struct HTTPInputBuffer {
     private var start = 0
     /// Where the search for the end of the head resumes (relative to `start`).
     private var scanned = 0
+    /// The lines of the head `locateHead` found, relative to `start`, without their CRLF
+    /// (kept between requests for its capacity).
+    private var headLines: [Range<Int>] = []
 
     var count: Int { storage.count - start }
 
@@ -450,8 +475,14 @@ struct HTTPInputBuffer {
         return k
     }
 
-    func slice(_ range: Range<Int>) -> ArraySlice<UInt8> {
-        storage[(start + range.lowerBound)..<(start + range.upperBound)]
+    /// Calls `body` with the unconsumed bytes.
+    func withBytes<T>(_ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+        try storage.withUnsafeBufferPointer { all in try body(UnsafeBufferPointer(rebasing: all[start...])) }
+    }
+
+    /// Calls `body` with the start line and the field lines of the head `locateHead` found.
+    func withHead<T>(_ body: (HeadBytes, HeadLines) throws -> T) rethrows -> T {
+        try withBytes { bytes in try body(bytes[headLines[0]], HeadLines(bytes: bytes, ranges: headLines[1...])) }
     }
 
     /// The offset of the first CRLF at or after `from`, searching at most up to `limit`.
@@ -501,20 +532,18 @@ struct HTTPInputBuffer {
         if lineEnd == terminator && lineEnd == 0 { return .error(.malformedStartLine) }
         let consumed = terminator + 4
         guard consumed <= limits.maximumHeaderBytes else { return .error(.headersTooLarge(limit: limits.maximumHeaderBytes)) }
-        var lines: [ArraySlice<UInt8>] = []
+        headLines.removeAll(keepingCapacity: true)
         var lineStart = 0
         while lineStart < terminator + 2 {
             guard let crlf = firstCRLF(from: lineStart, limit: terminator + 2) else { break }
-            let line = slice(lineStart..<crlf)
-            if line.contains(CR) || line.contains(LF) {
-                return .error(lines.isEmpty ? .malformedStartLine : .malformedHeader)
-            }
-            lines.append(line)
+            let bare = withBytes { bytes in bytes[lineStart..<crlf].contains { $0 == CR || $0 == LF } }
+            if bare { return .error(headLines.isEmpty ? .malformedStartLine : .malformedHeader) }
+            headLines.append(lineStart..<crlf)
             lineStart = crlf + 2
         }
-        guard let startLine = lines.first else { return .error(.malformedStartLine) }
-        if lines.count - 1 > limits.maximumHeaderCount { return .error(.tooManyHeaders(limit: limits.maximumHeaderCount)) }
-        return .head(startLine, Array(lines.dropFirst()), consumed: consumed)
+        if headLines.isEmpty { return .error(.malformedStartLine) }
+        if headLines.count - 1 > limits.maximumHeaderCount { return .error(.tooManyHeaders(limit: limits.maximumHeaderCount)) }
+        return .head(consumed: consumed)
     }
 }
 
@@ -573,7 +602,7 @@ struct HTTPBodyDecoder {
                 guard let end = buffer.firstCRLF(from: 0, limit: Self.maximumChunkLine) else {
                     return buffer.count >= Self.maximumChunkLine ? .error(.malformedChunk) : .needMoreData
                 }
-                guard let size = Self.chunkSize(buffer.slice(0..<end)) else { return .error(.malformedChunk) }
+                guard let size = buffer.withBytes({ Self.chunkSize($0[0..<end]) }) else { return .error(.malformedChunk) }
                 buffer.consume(end + 2)
                 if size == 0 {
                     phase = .trailers(bytes: 0, count: 0)
@@ -605,10 +634,11 @@ struct HTTPBodyDecoder {
                     return .complete(take())
                 }
                 // Trailer fields are checked for syntax and then dropped: nothing here uses them.
-                let line = buffer.slice(0..<end)
-                guard !line.contains(CR), !line.contains(LF), (try? parseFieldLine(line)) != nil else {
-                    return .error(.malformedHeader)
+                let valid = buffer.withBytes { bytes in
+                    let line = bytes[0..<end]
+                    return !line.contains(CR) && !line.contains(LF) && (try? parseFieldLine(line)) != nil
                 }
+                guard valid else { return .error(.malformedHeader) }
                 guard count + 1 <= limits.maximumHeaderCount else {
                     return .error(.tooManyHeaders(limit: limits.maximumHeaderCount))
                 }
@@ -630,7 +660,7 @@ struct HTTPBodyDecoder {
     }
 
     /// chunk-size [ BWS ";" chunk-ext ]; nil when malformed or absurdly large.
-    private static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
+    private static func chunkSize(_ line: HeadBytes) -> Int? {
         var size = 0
         var digits = 0
         var index = line.startIndex
