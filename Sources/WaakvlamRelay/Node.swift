@@ -344,7 +344,7 @@ final class PeerRoutes: @unchecked Sendable {
             return responder.respond(.error(status: 404, code: "not_found",
                                             message: "There is no \(request.method) \(request.path) on this node; see docs/API.md."))
         }
-        guard route.methods.contains(request.method) else {
+        guard route.allows(request.method) else {
             var response = HTTPResponse.error(status: 405, code: "method_not_allowed",
                                               message: "\(request.method) is not allowed on \(request.path); it answers \(route.methods.joined(separator: ", ")).")
             response.headers.add("Allow", route.methods.joined(separator: ", "))
@@ -390,6 +390,15 @@ enum PeerRoute: Equatable {
         case .whoami: ["GET", "HEAD"]
         case .signal, .inbox: ["GET"]
         case .signals, .feedback, .acknowledge: ["POST"]
+        }
+    }
+
+    /// `methods.contains(method)` without building the array (asked on every request).
+    func allows(_ method: String) -> Bool {
+        switch self {
+        case .whoami: method == "GET" || method == "HEAD"
+        case .signal, .inbox: method == "GET"
+        case .signals, .feedback, .acknowledge: method == "POST"
         }
     }
 }

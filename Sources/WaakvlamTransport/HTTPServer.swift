@@ -54,8 +54,9 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     /// The client on the other end of a connection, after the TLS handshake verified its
-    /// certificate chain (and the CRL, when configured).
-    public struct PeerConnection: Sendable {
+    /// certificate chain (and the CRL, when configured). A class: every request of the
+    /// connection hands it on, and a copy of the struct would retain each of its strings.
+    public final class PeerConnection: Sendable {
         public let id: UInt64
         /// "ip:port"
         public let remoteAddress: String
@@ -63,6 +64,14 @@ public final class HTTPServer: @unchecked Sendable {
         /// For example "TLSv1.3".
         public let tlsVersion: String
         public let cipher: String
+
+        init(id: UInt64, remoteAddress: String, certificate: PeerCertificate, tlsVersion: String, cipher: String) {
+            self.id = id
+            self.remoteAddress = remoteAddress
+            self.certificate = certificate
+            self.tlsVersion = tlsVersion
+            self.cipher = cipher
+        }
     }
 
     public struct Configuration: Sendable {
