@@ -29,26 +29,30 @@ final class ConfigApplyTests: XCTestCase {
         let node = try XCTUnwrap(site.node)
         defer { node.shutdown(gracePeriod: 2) }
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
-        let lock = NSLock()
-        var answers: [(status: Int, version: String)] = []
-        var stop = false
+        /// What the sender threads share.
+        final class Flow: @unchecked Sendable {
+            let lock = NSLock()
+            var answers: [(status: Int, version: String)] = []
+            var stop = false
+        }
+        let flow = Flow()
         let senders = DispatchGroup()
         for _ in 0..<6 {
             senders.enter()
             Thread {
                 defer { senders.leave() }
                 while true {
-                    lock.lock()
-                    let done = stop
-                    lock.unlock()
+                    flow.lock.lock()
+                    let done = flow.stop
+                    flow.lock.unlock()
                     if done { return }
                     let request = HTTPRequest(method: "POST", target: "/v1/signals", headers: HTTPHeaders([("Content-Type", "application/json")]),
                                               body: self.signal)
                     let response = try? client.send(request, to: site.endpoint)
                     let object = response.map(self.body) ?? [:]
-                    lock.lock()
-                    answers.append((response?.status ?? 0, object["configVersion"] as? String ?? ""))
-                    lock.unlock()
+                    flow.lock.lock()
+                    flow.answers.append((response?.status ?? 0, object["configVersion"] as? String ?? ""))
+                    flow.lock.unlock()
                 }
             }.start()
         }
@@ -67,10 +71,11 @@ final class ConfigApplyTests: XCTestCase {
             applied.append(version)
         }
         usleep(150_000)
-        lock.lock()
-        stop = true
-        lock.unlock()
+        flow.lock.lock()
+        flow.stop = true
+        flow.lock.unlock()
         senders.wait()
+        let answers = flow.answers
 
         XCTAssertEqual(applied, [2, 3, 4, 5, 6], "each apply is a new version")
         XCTAssertGreaterThan(answers.count, 20, "signals flowed during the applies")
