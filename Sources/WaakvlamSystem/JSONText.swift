@@ -201,9 +201,9 @@ public enum JSONText {
     public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
         out.append(UInt8(ascii: "\""))
         // Most text needs no escape at all: then it is copied as a whole, scanned and copied
-        // from the string's own buffer (far cheaper than the UTF-8 view's iterator).
-        var text = text
-        let copied = text.withUTF8 { bytes -> Bool in
+        // from the string's own buffer (far cheaper than the UTF-8 view's iterator, and
+        // unlike `withUTF8` it needs no mutable copy of the string).
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
             for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
                 || (byte == UInt8(ascii: "/") && escapingSlashes) {
                 return false
@@ -211,7 +211,7 @@ public enum JSONText {
             out.append(contentsOf: bytes)
             return true
         }
-        if copied {
+        if copied == true {
             out.append(UInt8(ascii: "\""))
             return
         }
