@@ -3,7 +3,7 @@
 # release build in the current folder: the node's mallocs, Swift object allocations, retains and
 # releases (uprobes; one PolicyEngine.decide per submission). Unlike timings, these counts do not
 # depend on how busy the host is. Needs perf and root.
-set -euo pipefail
+set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/round.sh"
 binary=$(pwd)/.build/release/waakvlamd
@@ -12,11 +12,11 @@ symbol=$(nm "$binary" | awk '$2 == "T" && /PolicyEngineO6decide_6sender13configu
 swiftcore=$(dirname "$(readlink -f "$(command -v swift)")")/../lib/swift/linux/libswiftCore.so
 libc=$(ldd "$binary" | awk '/libc.so.6/ {print $3}')
 perf probe -q -d "probe_waakvlamd:$event" 2>/dev/null || true
-perf probe -q -x "$binary" -a "$event=$symbol"
+perf probe -q -x "$binary" -a "$event=$symbol" || { echo "cannot put a uprobe on $symbol in $binary (perf probe, as root)" >&2; exit 1; }
 perf probe -q -x "$libc" malloc 2>/dev/null || true
 for f in swift_allocObject swift_retain swift_release; do perf probe -q -x "$swiftcore" $f 2>/dev/null || true; done
 log=$(mktemp)
-start_round 10 "$log"
+start_round 10 "$log" || exit 1
 perf stat -x, -e "probe_waakvlamd:$event" -e probe_libc:malloc -e probe_libswiftCore:swift_allocObject \
     -e probe_libswiftCore:swift_retain -e probe_libswiftCore:swift_release -p "$NODE" -- sleep 3 2>&1 \
     | awk -F, 'NR == 1 {n = $1} {printf "%-40s %10d  per submission %7.1f\n", $3, $1, $1 / n}'

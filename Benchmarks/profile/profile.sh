@@ -4,7 +4,7 @@
 #   without a second argument: CPU time, 5 s, frame-pointer call graphs (cheap);
 #   malloc or retain: where the node calls malloc or swift_retain, 1 s, DWARF call graphs.
 # Then read it with Benchmarks/profile/stacks.py summary|tree|attribute /tmp/profile-NAME.txt.
-set -euo pipefail
+set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/round.sh"
 name=$1
@@ -19,7 +19,7 @@ case "${2:-cpu}" in
     *) echo "usage: $0 NAME [malloc|retain]" >&2; exit 2 ;;
 esac
 log=$(mktemp)
-start_round 10 "$log"
+start_round 10 "$log" || exit 1
 perf record "${record[@]}" -p "$NODE" -o "/tmp/profile-$name.data" -- sleep $seconds > /dev/null 2>&1
 wait $BENCH
 grep "run 1" "$log"
