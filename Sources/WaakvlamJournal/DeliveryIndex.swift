@@ -342,11 +342,15 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    /// Applies appends (records with their positions) in order.
-    func apply(_ appends: [([JournalRecord], [RecordPosition])]) {
+    /// Applies appends in order, under one lock: `body` hands each to `apply` with its
+    /// records, their positions and `firstSlot`. Decisions the journal sealed on append still
+    /// carry their plaintext: their payloads took the key slots from `firstSlot` on, in record
+    /// order. Decisions read back carry their slot in `sealed`.
+    func apply(_ body: (_ apply: (_ records: [JournalRecord], _ positions: [RecordPosition], _ firstSlot: UInt32) -> Void) -> Void) {
         locked {
-            for (records, positions) in appends {
-                for i in records.indices { apply(records[i], positions[i]) }
+            body { records, positions, firstSlot in
+                var slot = firstSlot
+                for i in records.indices { apply(records[i], positions[i], nextSealedSlot: &slot) }
                 appliedSinceRelease += records.count
             }
             if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
@@ -363,7 +367,7 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    private func apply(_ record: JournalRecord, _ position: RecordPosition) {
+    private func apply(_ record: JournalRecord, _ position: RecordPosition, nextSealedSlot: inout UInt32) {
         switch record {
         case .received(let r):
             let s = signalIndex(r.signalID)
@@ -374,7 +378,12 @@ public final class DeliveryIndex: @unchecked Sendable {
                 signals[Int(s)].received = PackedPosition(position)
             }
         case .decision(let r):
-            decide(r, position)
+            var keySlot = r.sealed?.keySlot
+            if keySlot == nil, r.payload != nil {
+                keySlot = nextSealedSlot
+                nextSealedSlot += 1
+            }
+            decide(r, keySlot: keySlot, position)
         case .attempt(let r):
             guard let d = find(r.signalID, r.recipientID), deliveries[Int(d)].state == .pending else { return }
             deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
@@ -395,14 +404,14 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    private func decide(_ r: Decision, _ position: RecordPosition) {
+    private func decide(_ r: Decision, keySlot: UInt32?, _ position: RecordPosition) {
         let s = signalIndex(r.signalID)
         let recipient = names.intern(r.recipientID)
         var entry = DeliveryEntry(signal: s, recipient: recipient)
         entry.state = r.allowed ? .pending : .denied
         entry.mode = r.deliveryMode == .inbox ? .inbox : .push
         entry.reason = r.reasonCode.map { names.intern($0) } ?? .max
-        entry.keySlot = r.sealed?.keySlot ?? .max
+        entry.keySlot = keySlot ?? .max
         entry.firstQueuedAt = JournalTime.microseconds(r.at)
         entry.time = r.allowed && entry.mode == .push ? entry.firstQueuedAt : .max
         entry.retentionUntil = r.retentionUntil.map(JournalTime.microseconds) ?? .max

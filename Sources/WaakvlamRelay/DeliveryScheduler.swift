@@ -209,11 +209,6 @@ final class DeliveryScheduler: @unchecked Sendable {
         requestPass()
     }
 
-    /// Releases the delivery on the loop once its record is durable (from a journal completion).
-    private func releaseLater(_ delivery: DeliveryState) {
-        loop.execute { [self] in release(delivery) }
-    }
-
     // MARK: - One delivery
 
     /// Builds the message and sends it; the outcome is handled in `answered`. What prevents
@@ -280,13 +275,15 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery) { [self] durable in
-            guard durable else { return }
-            metrics.increment("waakvlam_deliveries_total", ["via": "push"])
+        append([receipt], for: delivery) { [self] in
+            metrics.increment("waakvlam_deliveries_total", Self.viaPush)
             Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-            loop.execute { [self] in recipientAnswered(delivery.recipientID) }
+            return { [self] in recipientAnswered(delivery.recipientID) }
         }
     }
+
+    /// The labels of a delivery by push (made once).
+    private static let viaPush = ["via": "push"]
 
     /// A receipt is durable: the recipient counts as up.
     private func recipientAnswered(_ recipientID: String) {
@@ -299,15 +296,22 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// Appends `records` without waiting; once they are durable (or failed), `then` runs on
-    /// the journal's completion thread and the delivery is released on the loop.
-    private func append(_ records: [JournalRecord], for delivery: DeliveryState, then: @escaping @Sendable (Bool) -> Void = { _ in }) {
-        let completion: @Sendable (Result<[RecordPosition], JournalError>) -> Void = { [self] result in
-            if case .failure(let error) = result {
-                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
+    /// Appends `records` without waiting. Once they are durable, `durable` runs on the
+    /// journal's completion thread and what it returns runs on the loop; then (durable or
+    /// not) the delivery is released on the loop.
+    private func append(_ records: [JournalRecord], for delivery: DeliveryState,
+                        durable: @escaping @Sendable () -> (() -> Void)? = { nil }) {
+        let completion: Journal.AppendCompletion = { [self] result in
+            var onLoop: (() -> Void)?
+            switch result {
+            case .success: onLoop = durable()
+            case .failure(let error): Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
             }
-            if case .success = result { then(true) } else { then(false) }
-            releaseLater(delivery)
+            // One task on the loop for both.
+            loop.execute { [self] in
+                onLoop?()
+                release(delivery)
+            }
         }
         do {
             try journal.append(records, completion: completion)
@@ -354,10 +358,10 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func expire(_ delivery: DeliveryState, reason: String, at now: Date) {
-        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] durable in
-            guard durable else { return }
+        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] in
             metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
             Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
+            return nil
         }
     }
 

@@ -22,10 +22,21 @@ public final class Metrics: @unchecked Sendable {
     }
 
     private struct Histogram {
-        var buckets: [Double]
+        let buckets: [Double]
         var counts: [UInt64]
         var sum: Double = 0
         var count: UInt64 = 0
+
+        init(buckets: [Double]) {
+            self.buckets = buckets
+            counts = Array(repeating: 0, count: buckets.count)
+        }
+
+        mutating func add(_ value: Double) {
+            for (index, bound) in buckets.enumerated() where value <= bound { counts[index] += 1 }
+            sum += value
+            count += 1
+        }
     }
 
     private let lock = NSLock()
@@ -56,14 +67,8 @@ public final class Metrics: @unchecked Sendable {
     /// Records one observation; `buckets` are upper bounds, used the first time a series is seen.
     public func observe(_ name: String, _ value: Double, buckets: [Double], _ labels: [String: String] = [:]) {
         lock.lock(); defer { lock.unlock() }
-        let key = Key(name: name, labels: labels)
-        var histogram = histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
-        for (index, bound) in histogram.buckets.enumerated() where value <= bound {
-            histogram.counts[index] += 1
-        }
-        histogram.sum += value
-        histogram.count += 1
-        histograms[key] = histogram
+        // Updated in place: a copy taken out of the dictionary would copy its arrays.
+        histograms[Key(name: name, labels: labels), default: Histogram(buckets: buckets)].add(value)
     }
 
     public func addCollector(_ collector: @escaping () -> [(name: String, labels: [String: String], value: Double)]) {

@@ -73,6 +73,8 @@ public final class Log: @unchecked Sendable {
     /// Held while writing, so that batches reach standard error in order.
     private let writing = NSLock()
     private var buffered: [UInt8] = []
+    /// What `flush` writes, under `writing` (the other buffer).
+    private var writingBuffer: [UInt8] = []
     private var flusherStarted = false
     public var minimumLevel: Level = .info
     /// Where lines go instead of standard error, one call per line, unbuffered: tests capture
@@ -83,8 +85,26 @@ public final class Log: @unchecked Sendable {
 
     public func log(_ level: Level, _ event: String, _ fields: Fields = [:]) {
         guard level >= minimumLevel else { return }
-        var line: [UInt8] = []
-        line.reserveCapacity(256)
+        condition.lock()
+        // Written straight into the buffer (a line takes about a microsecond): no buffer of
+        // its own per line.
+        let wasEmpty = buffered.isEmpty
+        let start = buffered.count
+        Self.appendLine(level, event, fields, to: &buffered)
+        if let sink {
+            defer { condition.unlock() }
+            let line = String(decoding: buffered[start..<buffered.count - 1], as: UTF8.self)
+            buffered.removeSubrange(start...)
+            sink(line)
+            return
+        }
+        let backedUp = buffered.count > Self.maximumBuffered
+        if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
+        condition.unlock()
+        if level >= .warning || backedUp { flush() }
+    }
+
+    private static func appendLine(_ level: Level, _ event: String, _ fields: Fields, to line: inout [UInt8]) {
         line.append(contentsOf: #"{"ts":"#.utf8)
         JSONText.appendTimestamp(Date(), to: &line)
         line.append(contentsOf: #","level":""#.utf8)
@@ -98,19 +118,6 @@ public final class Log: @unchecked Sendable {
             value.appendJSON(to: &line)
         }
         line.append(contentsOf: "}\n".utf8)
-
-        condition.lock()
-        if let sink {
-            defer { condition.unlock() }
-            sink(String(decoding: line.dropLast(), as: UTF8.self))
-            return
-        }
-        let wasEmpty = buffered.isEmpty
-        buffered.append(contentsOf: line)
-        let backedUp = buffered.count > Self.maximumBuffered
-        if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
-        condition.unlock()
-        if level >= .warning || backedUp { flush() }
     }
 
     public func info(_ event: String, _ fields: Fields = [:]) { log(.info, event, fields) }
@@ -123,11 +130,14 @@ public final class Log: @unchecked Sendable {
         writing.lock()
         defer { writing.unlock() }
         condition.lock()
-        var lines: [UInt8] = []
-        swap(&lines, &buffered)
+        // The buffers take turns, keeping their capacity: lines go on into the other while
+        // this one is written.
+        swap(&writingBuffer, &buffered)
         condition.unlock()
         // A log line that cannot be written is dropped: there is nowhere left to report it.
-        if !lines.isEmpty { lines.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
+        if !writingBuffer.isEmpty { writingBuffer.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
+        // A burst's buffer is not kept.
+        if writingBuffer.capacity > Self.maximumBuffered { writingBuffer = [] } else { writingBuffer.removeAll(keepingCapacity: true) }
     }
 
     /// RFC 3339 UTC with milliseconds.
