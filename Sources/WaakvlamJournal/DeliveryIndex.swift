@@ -150,12 +150,17 @@ public final class DeliveryIndex: @unchecked Sendable {
 
     /// Pending push deliveries to one recipient whose next attempt is due at `date`, earliest
     /// first. Entries stay until a record changes them (attempt, delivered, expired): the
-    /// caller tracks what it has in flight.
-    public func duePushes(recipientID: String, at date: Date, limit: Int) -> [DeliveryState] {
+    /// caller tracks what it has in flight, and can have those passed over with `skipping`
+    /// (given each delivery's decision position, called with the index locked), which costs
+    /// far less than building their states.
+    public func duePushes(recipientID: String, at date: Date, limit: Int,
+                          skipping: (RecordPosition) -> Bool = { _ in false }) -> [DeliveryState] {
         locked {
             guard let recipient = names.lookup(recipientID), schedules[recipient] != nil else { return [] }
             dropStale(&schedules[recipient]!, isCurrent: isScheduled)
-            return schedules[recipient]!.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isScheduled).map(state)
+            return schedules[recipient]!.smallest(upTo: JournalTime.microseconds(date), limit: limit) { key, d in
+                isScheduled(key, d) && !skipping(deliveries[Int(d)].decision.position!)
+            }.map(state)
         }
     }
 
@@ -321,8 +326,8 @@ public final class DeliveryIndex: @unchecked Sendable {
             let e = deliveries[i]
             if e.state == .pending {
                 queued.push(e.firstQueuedAt, UInt32(i))
-                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap(space)].push(e.time, UInt32(i)) }
-                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue(space)].append(UInt32(i)) }
+                if e.mode == .push, e.time != .max { schedule(UInt32(i), at: e.time, to: e.recipient) }
+                if e.mode == .inbox { enqueue(UInt32(i), to: e.recipient) }
             }
             if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
         }
@@ -389,7 +394,7 @@ public final class DeliveryIndex: @unchecked Sendable {
             deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
             deliveries[Int(d)].time = r.nextAttemptAt.map(JournalTime.microseconds) ?? .max
             if deliveries[Int(d)].mode == .push, let next = r.nextAttemptAt {
-                schedules[deliveries[Int(d)].recipient, default: MinHeap(space)].push(JournalTime.microseconds(next), d)
+                schedule(d, at: JournalTime.microseconds(next), to: deliveries[Int(d)].recipient)
             }
         case .delivered(let r):
             finish(r.signalID, r.recipientID, .delivered, r.at)
@@ -438,14 +443,29 @@ public final class DeliveryIndex: @unchecked Sendable {
             countPending(recipient, 1)
             queued.push(entry.firstQueuedAt, d)
             if entry.mode == .push {
-                schedules[recipient, default: MinHeap(space)].push(entry.time, d)
+                schedule(d, at: entry.time, to: recipient)
             } else {
-                inboxes[recipient, default: InboxQueue(space)].append(d)
+                enqueue(d, to: recipient)
             }
         }
         if entry.keySlot != .max, entry.retentionUntil != .max {
             retention.push(entry.retentionUntil, d)
         }
+    }
+
+    // Not `schedules[recipient, default: MinHeap(space)]`: that default value costs a closure
+    // context on the heap per call.
+
+    /// Adds a push delivery to its recipient's schedule.
+    private func schedule(_ d: UInt32, at time: Int64, to recipient: UInt32) {
+        if schedules[recipient] == nil { schedules[recipient] = MinHeap(space) }
+        schedules[recipient]!.push(time, d)
+    }
+
+    /// Adds an inbox delivery to its recipient's queue.
+    private func enqueue(_ d: UInt32, to recipient: UInt32) {
+        if inboxes[recipient] == nil { inboxes[recipient] = InboxQueue(space) }
+        inboxes[recipient]!.append(d)
     }
 
     private func finish(_ signalID: String, _ recipientID: String, _ state: DeliveryEntry.State, _ at: Date) {
@@ -807,7 +827,8 @@ struct MinHeap {
             let entry = storage[i]
             if entry.key > limitKey { break }
             if isCurrent(entry.key, entry.value), seen.insert(entry.value).inserted { out.append(entry.value) }
-            for child in [2 * i + 1, 2 * i + 2] where child < storage.count { visit(child) }
+            if 2 * i + 1 < storage.count { visit(2 * i + 1) }
+            if 2 * i + 2 < storage.count { visit(2 * i + 2) }
         }
         return out
     }

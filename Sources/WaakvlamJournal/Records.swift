@@ -18,7 +18,7 @@ public enum DeliveryVia: String, Sendable, Equatable, CaseIterable {
 /// on its way (the append, the delivery index, the first push, the answer) with one reference
 /// count instead of one per string.
 public struct Received: Equatable, Sendable {
-    private struct Fields: Equatable {
+    private struct Fields: Equatable, Sendable {
         var signalID, senderID, senderOIN, signalType: String
         var requestedRecipients: [String]
         var payloadHash, requestHash: String
@@ -27,16 +27,19 @@ public struct Received: Equatable, Sendable {
         var at: Date
     }
 
-    private final class Box: @unchecked Sendable {
-        var fields: Fields
+    /// Immutable, so that reading a field borrows it instead of retaining it.
+    private final class Box: Sendable {
+        let fields: Fields
         init(_ fields: Fields) { self.fields = fields }
     }
 
     private var box: Box
 
+    /// Changing a field (rare: records are built whole) makes a new box.
     private mutating func edit<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) {
-        if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
-        box.fields[keyPath: field] = value
+        var fields = box.fields
+        fields[keyPath: field] = value
+        box = Box(fields)
     }
 
     public var signalID: String { get { box.fields.signalID } set { edit(\.signalID, newValue) } }
@@ -83,7 +86,7 @@ public struct SealedPayload: Equatable, Sendable {
 /// Its fields live in one shared, copy-on-write object: a copy of a decision (and of a
 /// record holding one) costs one reference count instead of one per string and array.
 public struct Decision: Equatable, Sendable {
-    private struct Fields: Equatable {
+    private struct Fields: Equatable, Sendable {
         var signalID, recipientID: String
         var allowed: Bool
         var reasonCode, reasonMessage, ruleID, convenantID, convenantVersion, processingActivity: String?
@@ -96,16 +99,19 @@ public struct Decision: Equatable, Sendable {
         var at: Date
     }
 
-    private final class Box: @unchecked Sendable {
-        var fields: Fields
+    /// Immutable, so that reading a field borrows it instead of retaining it.
+    private final class Box: Sendable {
+        let fields: Fields
         init(_ fields: Fields) { self.fields = fields }
     }
 
     private var box: Box
 
+    /// Changing a field (rare: records are built whole) makes a new box.
     private mutating func edit<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) {
-        if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
-        box.fields[keyPath: field] = value
+        var fields = box.fields
+        fields[keyPath: field] = value
+        box = Box(fields)
     }
 
     public var signalID: String { get { box.fields.signalID } set { edit(\.signalID, newValue) } }
@@ -138,11 +144,23 @@ public struct Decision: Equatable, Sendable {
                 convenantVersion: String? = nil, processingActivity: String? = nil, configVersion: String,
                 fieldsDelivered: [String] = [], fieldsDropped: [String] = [], retentionUntil: Date? = nil,
                 deliveryMode: DeliveryMode? = nil, payload: [UInt8]? = nil, at: Date) {
+        self.init(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
+                  reasonMessage: reasonMessage, ruleID: ruleID, convenantID: convenantID,
+                  convenantVersion: convenantVersion, processingActivity: processingActivity,
+                  configVersion: configVersion, fieldsDelivered: fieldsDelivered, fieldsDropped: fieldsDropped,
+                  retentionUntil: retentionUntil, deliveryMode: deliveryMode, payload: payload, sealed: nil, at: at)
+    }
+
+    /// Every field, `sealed` too: for records read back.
+    init(signalID: String, recipientID: String, allowed: Bool, reasonCode: String?, reasonMessage: String?, ruleID: String?,
+         convenantID: String?, convenantVersion: String?, processingActivity: String?, configVersion: String,
+         fieldsDelivered: [String], fieldsDropped: [String], retentionUntil: Date?, deliveryMode: DeliveryMode?,
+         payload: [UInt8]?, sealed: SealedPayload?, at: Date) {
         box = Box(Fields(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
                          reasonMessage: reasonMessage, ruleID: ruleID, convenantID: convenantID,
                          convenantVersion: convenantVersion, processingActivity: processingActivity,
                          configVersion: configVersion, fieldsDelivered: fieldsDelivered, fieldsDropped: fieldsDropped,
-                         retentionUntil: retentionUntil, deliveryMode: deliveryMode, payload: payload, sealed: nil, at: at))
+                         retentionUntil: retentionUntil, deliveryMode: deliveryMode, payload: payload, sealed: sealed, at: at))
     }
 
     public static func == (a: Decision, b: Decision) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
@@ -472,18 +490,18 @@ extension JournalRecord {
                 try r.skipString() // configuration version
                 try r.skipStrings() // fields delivered
                 try r.skipStrings() // fields dropped
-                var d = Decision(
-                    signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, configVersion: "",
-                    retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { try $0.deliveryMode() },
-                    at: Date(timeIntervalSince1970: 0))
-                d.sealed = try r.optional { reader -> SealedPayload in
+                let retentionUntil = try r.optional { try $0.time() }
+                let deliveryMode = try r.optional { try $0.deliveryMode() }
+                let sealed = try r.optional { reader -> SealedPayload in
                     let slot = try reader.keySlot()
                     try reader.skipString() // ciphertext
                     return SealedPayload(keySlot: slot, ciphertext: [])
                 }
-                d.at = try r.time()
-                record = .decision(d)
+                record = .decision(Decision(
+                    signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, reasonMessage: nil,
+                    ruleID: nil, convenantID: nil, convenantVersion: nil, processingActivity: nil, configVersion: "",
+                    fieldsDelivered: [], fieldsDropped: [], retentionUntil: retentionUntil, deliveryMode: deliveryMode,
+                    payload: nil, sealed: sealed, at: try r.time()))
             case (.received, .full):
                 record = .received(Received(
                     signalID: try r.string(), senderID: try r.string(), senderOIN: try r.string(),
@@ -492,7 +510,7 @@ extension JournalRecord {
                     subjectPseudonyms: try r.strings(), traceID: try r.string(), spanID: try r.string(),
                     configVersion: try r.string(), at: try r.time()))
             case (.decision, .full):
-                var d = Decision(
+                record = .decision(Decision(
                     signalID: try r.string(), recipientID: try r.string(), allowed: try r.bool(),
                     reasonCode: try r.optional { try $0.string() },
                     reasonMessage: try r.optional { try $0.string() },
@@ -502,11 +520,9 @@ extension JournalRecord {
                     processingActivity: try r.optional { try $0.string() },
                     configVersion: try r.string(), fieldsDelivered: try r.strings(), fieldsDropped: try r.strings(),
                     retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { try $0.deliveryMode() },
-                    at: Date(timeIntervalSince1970: 0))
-                d.sealed = try r.optional { SealedPayload(keySlot: try $0.keySlot(), ciphertext: try $0.data()) }
-                d.at = try r.time()
-                record = .decision(d)
+                    deliveryMode: try r.optional { try $0.deliveryMode() }, payload: nil,
+                    sealed: try r.optional { SealedPayload(keySlot: try $0.keySlot(), ciphertext: try $0.data()) },
+                    at: try r.time()))
             case (.attempt, _):
                 let signalID = try r.string(), recipientID = try r.string()
                 let number = try r.varint()

@@ -19,6 +19,15 @@ public final class Metrics: @unchecked Sendable {
                 hasher.combine(labels)
             }
         }
+
+        /// Likewise compared as a pair, without looking each key up in the other dictionary.
+        static func == (a: Key, b: Key) -> Bool {
+            guard a.name == b.name, a.labels.count == b.labels.count else { return false }
+            if a.labels.count == 1, let (label, value) = a.labels.first, let (otherLabel, otherValue) = b.labels.first {
+                return label == otherLabel && value == otherValue
+            }
+            return a.labels == b.labels
+        }
     }
 
     private struct Histogram {
@@ -67,8 +76,16 @@ public final class Metrics: @unchecked Sendable {
     /// Records one observation; `buckets` are upper bounds, used the first time a series is seen.
     public func observe(_ name: String, _ value: Double, buckets: [Double], _ labels: [String: String] = [:]) {
         lock.lock(); defer { lock.unlock() }
-        // Updated in place: a copy taken out of the dictionary would copy its arrays.
-        histograms[Key(name: name, labels: labels), default: Histogram(buckets: buckets)].add(value)
+        // Updated in place: a copy taken out of the dictionary would copy its arrays (and a
+        // `default:` value capturing `buckets` would cost a closure context per call).
+        let key = Key(name: name, labels: labels)
+        if let index = histograms.index(forKey: key) {
+            histograms.values[index].add(value)
+        } else {
+            var histogram = Histogram(buckets: buckets)
+            histogram.add(value)
+            histograms[key] = histogram
+        }
     }
 
     public func addCollector(_ collector: @escaping () -> [(name: String, labels: [String: String], value: Double)]) {
