@@ -136,15 +136,22 @@ public final class DeliveryIndex: @unchecked Sendable {
     public func pushRecipients() -> [String] {
         locked {
             var out: [String] = []
-            for recipient in Array(schedules.keys) {
-                dropStale(&schedules[recipient]!, isCurrent: isScheduled)
-                if schedules[recipient]!.count == 0 {
-                    schedules[recipient] = nil
+            out.reserveCapacity(schedules.count)
+            var emptied: [UInt32] = []
+            // A heap's copy shares its storage (a class): dropping from it drops from the
+            // schedule, without copying the keys first to change the dictionary meanwhile.
+            for (recipient, schedule) in schedules {
+                var heap = schedule
+                dropStale(&heap, isCurrent: isScheduled)
+                if heap.count == 0 {
+                    emptied.append(recipient)
                 } else {
                     out.append(names.name(recipient))
                 }
             }
-            return out.sorted()
+            for recipient in emptied { schedules[recipient] = nil }
+            out.sort()
+            return out
         }
     }
 
@@ -810,15 +817,20 @@ struct MinHeap {
     /// The values of current entries with key <= `limitKey`, smallest first, without
     /// changing the heap: a best-first walk that visits O(k log k) entries.
     func smallest(upTo limitKey: Int64, limit: Int, isCurrent: (Int64, UInt32) -> Bool) -> [UInt32] {
+        guard let top, top.key <= limitKey, limit > 0 else { return [] }
+        // Room reserved up front: growing these step by step costs a malloc per doubling.
+        let expected = min(limit, storage.count)
         var out: [UInt32] = []
-        var seen = Set<UInt32>()
+        out.reserveCapacity(expected)
+        var seen = Set<UInt32>(minimumCapacity: expected)
         // Positions in the heap still to visit, as a heap of (key, position) in ordinary memory.
         var frontier: [Entry] = []
+        frontier.reserveCapacity(min(2 * expected + 2, storage.count))
         func visit(_ position: Int) {
             frontier.append(Entry(key: storage[position].key, value: UInt32(position)))
             frontier.withUnsafeMutableBufferPointer { Self.siftUp($0.baseAddress!, $0.count - 1) }
         }
-        if !storage.isEmpty { visit(0) }
+        visit(0)
         while out.count < limit, let next = frontier.first {
             frontier.swapAt(0, frontier.count - 1)
             frontier.removeLast()

@@ -12,11 +12,24 @@ public enum DeliveryVia: String, Sendable, Equatable, CaseIterable {
     case inboxAck = "inbox-ack"
 }
 
+/// The fields of a record in one immutable, shared object: a copy of the record (into the
+/// append, the delivery index, the first push, the answer) costs one reference count instead
+/// of one per string and array, and reading a field borrows it.
+final class SharedFields<Fields: Sendable>: Sendable {
+    let fields: Fields
+
+    init(_ fields: Fields) { self.fields = fields }
+
+    /// A new object with one field changed (rare: records are built whole).
+    func with<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) -> SharedFields {
+        var changed = fields
+        changed[keyPath: field] = value
+        return SharedFields(changed)
+    }
+}
+
 /// A signal accepted for relaying (written before the sender hears 202).
-///
-/// Its fields live in one shared, copy-on-write object (see `Decision`): the record is copied
-/// on its way (the append, the delivery index, the first push, the answer) with one reference
-/// count instead of one per string.
+/// Its fields are `SharedFields`.
 public struct Received: Equatable, Sendable {
     private struct Fields: Equatable, Sendable {
         var signalID, senderID, senderOIN, signalType: String
@@ -27,44 +40,31 @@ public struct Received: Equatable, Sendable {
         var at: Date
     }
 
-    /// Immutable, so that reading a field borrows it instead of retaining it.
-    private final class Box: Sendable {
-        let fields: Fields
-        init(_ fields: Fields) { self.fields = fields }
-    }
+    private var box: SharedFields<Fields>
 
-    private var box: Box
-
-    /// Changing a field (rare: records are built whole) makes a new box.
-    private mutating func edit<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) {
-        var fields = box.fields
-        fields[keyPath: field] = value
-        box = Box(fields)
-    }
-
-    public var signalID: String { get { box.fields.signalID } set { edit(\.signalID, newValue) } }
+    public var signalID: String { get { box.fields.signalID } set { box = box.with(\.signalID, newValue) } }
     /// Organisation id of the sender.
-    public var senderID: String { get { box.fields.senderID } set { edit(\.senderID, newValue) } }
-    public var senderOIN: String { get { box.fields.senderOIN } set { edit(\.senderOIN, newValue) } }
-    public var signalType: String { get { box.fields.signalType } set { edit(\.signalType, newValue) } }
+    public var senderID: String { get { box.fields.senderID } set { box = box.with(\.senderID, newValue) } }
+    public var senderOIN: String { get { box.fields.senderOIN } set { box = box.with(\.senderOIN, newValue) } }
+    public var signalType: String { get { box.fields.signalType } set { box = box.with(\.signalType, newValue) } }
     /// The recipients as the sender named them (organisation ids or sectors).
-    public var requestedRecipients: [String] { get { box.fields.requestedRecipients } set { edit(\.requestedRecipients, newValue) } }
+    public var requestedRecipients: [String] { get { box.fields.requestedRecipients } set { box = box.with(\.requestedRecipients, newValue) } }
     /// Hex SHA-256 of the submitted payload.
-    public var payloadHash: String { get { box.fields.payloadHash } set { edit(\.payloadHash, newValue) } }
+    public var payloadHash: String { get { box.fields.payloadHash } set { box = box.with(\.payloadHash, newValue) } }
     /// Hex SHA-256 of the canonical request: same id and same hash is an idempotent retry.
-    public var requestHash: String { get { box.fields.requestHash } set { edit(\.requestHash, newValue) } }
+    public var requestHash: String { get { box.fields.requestHash } set { box = box.with(\.requestHash, newValue) } }
     /// Pseudonyms (see `Pseudonymizer`) of the persons and addresses the signal is about.
-    public var subjectPseudonyms: [String] { get { box.fields.subjectPseudonyms } set { edit(\.subjectPseudonyms, newValue) } }
+    public var subjectPseudonyms: [String] { get { box.fields.subjectPseudonyms } set { box = box.with(\.subjectPseudonyms, newValue) } }
     /// W3C Trace Context ids of the submission.
-    public var traceID: String { get { box.fields.traceID } set { edit(\.traceID, newValue) } }
-    public var spanID: String { get { box.fields.spanID } set { edit(\.spanID, newValue) } }
-    public var configVersion: String { get { box.fields.configVersion } set { edit(\.configVersion, newValue) } }
-    public var at: Date { get { box.fields.at } set { edit(\.at, newValue) } }
+    public var traceID: String { get { box.fields.traceID } set { box = box.with(\.traceID, newValue) } }
+    public var spanID: String { get { box.fields.spanID } set { box = box.with(\.spanID, newValue) } }
+    public var configVersion: String { get { box.fields.configVersion } set { box = box.with(\.configVersion, newValue) } }
+    public var at: Date { get { box.fields.at } set { box = box.with(\.at, newValue) } }
 
     public init(signalID: String, senderID: String, senderOIN: String, signalType: String,
                 requestedRecipients: [String], payloadHash: String, requestHash: String,
                 subjectPseudonyms: [String], traceID: String, spanID: String, configVersion: String, at: Date) {
-        box = Box(Fields(signalID: signalID, senderID: senderID, senderOIN: senderOIN, signalType: signalType,
+        box = SharedFields(Fields(signalID: signalID, senderID: senderID, senderOIN: senderOIN, signalType: signalType,
                          requestedRecipients: requestedRecipients, payloadHash: payloadHash, requestHash: requestHash,
                          subjectPseudonyms: subjectPseudonyms, traceID: traceID, spanID: spanID,
                          configVersion: configVersion, at: at))
@@ -81,10 +81,7 @@ public struct SealedPayload: Equatable, Sendable {
     public let ciphertext: [UInt8]
 }
 
-/// The policy decision for one recipient of a signal.
-///
-/// Its fields live in one shared, copy-on-write object: a copy of a decision (and of a
-/// record holding one) costs one reference count instead of one per string and array.
+/// The policy decision for one recipient of a signal. Its fields are `SharedFields`.
 public struct Decision: Equatable, Sendable {
     private struct Fields: Equatable, Sendable {
         var signalID, recipientID: String
@@ -99,45 +96,32 @@ public struct Decision: Equatable, Sendable {
         var at: Date
     }
 
-    /// Immutable, so that reading a field borrows it instead of retaining it.
-    private final class Box: Sendable {
-        let fields: Fields
-        init(_ fields: Fields) { self.fields = fields }
-    }
+    private var box: SharedFields<Fields>
 
-    private var box: Box
-
-    /// Changing a field (rare: records are built whole) makes a new box.
-    private mutating func edit<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) {
-        var fields = box.fields
-        fields[keyPath: field] = value
-        box = Box(fields)
-    }
-
-    public var signalID: String { get { box.fields.signalID } set { edit(\.signalID, newValue) } }
+    public var signalID: String { get { box.fields.signalID } set { box = box.with(\.signalID, newValue) } }
     /// Organisation id, or the requested string when it names no known organisation.
-    public var recipientID: String { get { box.fields.recipientID } set { edit(\.recipientID, newValue) } }
-    public var allowed: Bool { get { box.fields.allowed } set { edit(\.allowed, newValue) } }
-    public var reasonCode: String? { get { box.fields.reasonCode } set { edit(\.reasonCode, newValue) } }
-    public var reasonMessage: String? { get { box.fields.reasonMessage } set { edit(\.reasonMessage, newValue) } }
-    public var ruleID: String? { get { box.fields.ruleID } set { edit(\.ruleID, newValue) } }
-    public var convenantID: String? { get { box.fields.convenantID } set { edit(\.convenantID, newValue) } }
-    public var convenantVersion: String? { get { box.fields.convenantVersion } set { edit(\.convenantVersion, newValue) } }
+    public var recipientID: String { get { box.fields.recipientID } set { box = box.with(\.recipientID, newValue) } }
+    public var allowed: Bool { get { box.fields.allowed } set { box = box.with(\.allowed, newValue) } }
+    public var reasonCode: String? { get { box.fields.reasonCode } set { box = box.with(\.reasonCode, newValue) } }
+    public var reasonMessage: String? { get { box.fields.reasonMessage } set { box = box.with(\.reasonMessage, newValue) } }
+    public var ruleID: String? { get { box.fields.ruleID } set { box = box.with(\.ruleID, newValue) } }
+    public var convenantID: String? { get { box.fields.convenantID } set { box = box.with(\.convenantID, newValue) } }
+    public var convenantVersion: String? { get { box.fields.convenantVersion } set { box = box.with(\.convenantVersion, newValue) } }
     /// URI of the processing activity (Logboek Dataverwerkingen `dpl.core.processing_activity_id`).
-    public var processingActivity: String? { get { box.fields.processingActivity } set { edit(\.processingActivity, newValue) } }
-    public var configVersion: String { get { box.fields.configVersion } set { edit(\.configVersion, newValue) } }
-    public var fieldsDelivered: [String] { get { box.fields.fieldsDelivered } set { edit(\.fieldsDelivered, newValue) } }
-    public var fieldsDropped: [String] { get { box.fields.fieldsDropped } set { edit(\.fieldsDropped, newValue) } }
+    public var processingActivity: String? { get { box.fields.processingActivity } set { box = box.with(\.processingActivity, newValue) } }
+    public var configVersion: String { get { box.fields.configVersion } set { box = box.with(\.configVersion, newValue) } }
+    public var fieldsDelivered: [String] { get { box.fields.fieldsDelivered } set { box = box.with(\.fieldsDelivered, newValue) } }
+    public var fieldsDropped: [String] { get { box.fields.fieldsDropped } set { box = box.with(\.fieldsDropped, newValue) } }
     /// When the payload must be destroyed at the latest.
-    public var retentionUntil: Date? { get { box.fields.retentionUntil } set { edit(\.retentionUntil, newValue) } }
-    public var deliveryMode: DeliveryMode? { get { box.fields.deliveryMode } set { edit(\.deliveryMode, newValue) } }
+    public var retentionUntil: Date? { get { box.fields.retentionUntil } set { box = box.with(\.retentionUntil, newValue) } }
+    public var deliveryMode: DeliveryMode? { get { box.fields.deliveryMode } set { box = box.with(\.deliveryMode, newValue) } }
     /// The minimised payload to deliver (plaintext). On append the journal seals it under a
     /// fresh key; records read back always have `payload == nil` and carry `sealed` instead.
     /// Read the plaintext with `Journal.payload(signalID:recipientID:)`.
-    public var payload: [UInt8]? { get { box.fields.payload } set { edit(\.payload, newValue) } }
+    public var payload: [UInt8]? { get { box.fields.payload } set { box = box.with(\.payload, newValue) } }
     /// Set on records read back when the decision carried a payload.
-    public internal(set) var sealed: SealedPayload? { get { box.fields.sealed } set { edit(\.sealed, newValue) } }
-    public var at: Date { get { box.fields.at } set { edit(\.at, newValue) } }
+    public internal(set) var sealed: SealedPayload? { get { box.fields.sealed } set { box = box.with(\.sealed, newValue) } }
+    public var at: Date { get { box.fields.at } set { box = box.with(\.at, newValue) } }
 
     public init(signalID: String, recipientID: String, allowed: Bool, reasonCode: String? = nil,
                 reasonMessage: String? = nil, ruleID: String? = nil, convenantID: String? = nil,
@@ -156,7 +140,7 @@ public struct Decision: Equatable, Sendable {
          convenantID: String?, convenantVersion: String?, processingActivity: String?, configVersion: String,
          fieldsDelivered: [String], fieldsDropped: [String], retentionUntil: Date?, deliveryMode: DeliveryMode?,
          payload: [UInt8]?, sealed: SealedPayload?, at: Date) {
-        box = Box(Fields(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
+        box = SharedFields(Fields(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
                          reasonMessage: reasonMessage, ruleID: ruleID, convenantID: convenantID,
                          convenantVersion: convenantVersion, processingActivity: processingActivity,
                          configVersion: configVersion, fieldsDelivered: fieldsDelivered, fieldsDropped: fieldsDropped,
