@@ -163,28 +163,36 @@ public enum Payload {
 /// Checks a payload against field definitions (a signal type, or the feedback a rule
 /// allows). Messages name the field and what is expected, never the value sent.
 enum PayloadValidator {
-    /// - Parameter lookup: finds a definition of `fields` by name.
-    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], lookup: (String) -> FieldDefinition?,
-                         owner: String, prefix: String = "payload") -> [PayloadIssue] {
+    /// - Parameter position: finds where a definition of `fields` is, by name (the
+    ///   definitions are read in place, not copied out).
+    /// - Parameter owner: what the fields belong to, for messages; only made when there is an issue.
+    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
+                         owner: @autoclosure () -> String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
         for (name, value) in payload {
             var field: String { "\(prefix).\(name)" }
-            guard let definition = lookup(name) else {
+            guard let index = position(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
-                issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
+                issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner())\(hint); leave it out or correct the name"))
                 continue
             }
-            if let problem = check(value, definition) {
+            if let problem = check(value, fields[index]) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
         issues.sort { $0.field < $1.field }
-        for definition in fields where definition.required {
-            let value = payload[definition.name]
-            if value == nil || value == .string("") {
-                issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,
-                                           message: "'\(definition.name)' is required for \(owner); fill it in (\(expectation(definition.format)))"))
+        for index in fields.indices where fields[index].required {
+            let name = fields[index].name
+            let missing: Bool
+            switch payload[name] {
+            case nil: missing = true
+            case .string(let text): missing = text.isEmpty
+            default: missing = false
+            }
+            if missing {
+                issues.append(PayloadIssue(field: "\(prefix).\(name)", code: .missingField,
+                                           message: "'\(name)' is required for \(owner()); fill it in (\(expectation(fields[index].format)))"))
             }
         }
         return issues

@@ -26,6 +26,14 @@ public enum SHA256 {
     public static func hash(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
         ThreadContexts.current.digest.hash(data, into: out)
     }
+
+    /// The digest of `data` in lower-case hex (the digest itself stays on the stack).
+    public static func hexDigest<D: ContiguousBytes>(_ data: D) -> String {
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 8) { digest in
+            data.withUnsafeBytes { hash($0, into: digest.baseAddress!) }
+            return Hex.encode(UnsafeRawBufferPointer(digest))
+        }
+    }
 }
 
 /// HMAC-SHA256 under one key, used for pseudonyms (keyed hashes of a data subject).
