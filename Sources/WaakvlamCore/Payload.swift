@@ -135,13 +135,12 @@ public enum Payload {
     private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         // Scanned and copied from the string's own buffer when nothing needs escaping.
-        var text = text
-        let copied = text.withUTF8 { bytes -> Bool in
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
             for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
             output.append(contentsOf: bytes)
             return true
         }
-        if copied {
+        if copied == true {
             output.append(UInt8(ascii: "\""))
             return
         }
@@ -177,7 +176,7 @@ enum PayloadValidator {
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner())\(hint); leave it out or correct the name"))
                 continue
             }
-            if let problem = check(value, fields[index]) {
+            if let problem = check(value, format: fields[index].format, maxLength: fields[index].maxLength) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
@@ -214,10 +213,12 @@ enum PayloadValidator {
         }
     }
 
-    private static func check(_ value: PayloadValue, _ definition: FieldDefinition) -> (PayloadIssueCode, String)? {
-        var expected: String { expectation(definition.format) }
+    /// Checks a value against its field's format and length (passed apart, so that the
+    /// definition is not copied for every field of every payload).
+    private static func check(_ value: PayloadValue, format: FieldFormat, maxLength: Int?) -> (PayloadIssueCode, String)? {
+        var expected: String { expectation(format) }
         func wrongType() -> (PayloadIssueCode, String) { (.wrongType, "must be \(expected), found \(value.kindName)") }
-        switch definition.format {
+        switch format {
         case .boolean:
             guard case .boolean = value else { return wrongType() }
         case .integer:
@@ -235,10 +236,10 @@ enum PayloadValidator {
         case .text, .postcode, .date, .bsn, .phone, .email, .enumeration:
             guard case .string(let text) = value else { return wrongType() }
             // Characters never outnumber UTF-8 bytes: count them only when the bytes do not settle it.
-            if let maxLength = definition.maxLength, text.utf8.count > maxLength, text.count > maxLength {
+            if let maxLength, text.utf8.count > maxLength, text.count > maxLength {
                 return (.tooLong, "is longer than \(maxLength) characters; shorten it")
             }
-            return checkText(text, definition.format, expected)
+            return checkText(text, format, expected)
         }
         return nil
     }

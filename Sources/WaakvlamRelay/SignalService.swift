@@ -153,24 +153,26 @@ final class SignalService: @unchecked Sendable {
     }
 
     /// The signal is on disk: count and log its decisions, let the pushes go, and answer.
+    /// (The fields are read from the records one by one where they are used: a decision
+    /// copied out whole would be retained field by field across the logging.)
     private func journaled(_ accepted: Accepted) -> HTTPResponse {
         var queuedPush = false
-        for index in accepted.decisions.indices {
-            let decision = accepted.decisions[index]
-            switch decision.outcome {
-            case .allowed(let allowed):
+        let records = accepted.decisionRecords
+        for index in records.indices {
+            if records[index].allowed {
                 metrics.increment("waakvlam_signals_allowed_total", ["type": accepted.received.signalType])
-                if case .push = decision.recipient?.delivery { queuedPush = true }
+                if records[index].deliveryMode == .push { queuedPush = true }
                 Log.shared.info("decision_allowed", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
-                                                     "recipient": decision.recipient?.id ?? decision.requested,
-                                                     "rule": allowed.ruleID, "convenant": allowed.convenantID,
-                                                     "convenant_version": allowed.convenantVersion,
+                                                     "recipient": records[index].recipientID,
+                                                     "rule": records[index].ruleID ?? "", "convenant": records[index].convenantID ?? "",
+                                                     "convenant_version": accepted.decisions[index].allowed?.convenantVersion ?? 0,
                                                      "config_version": accepted.received.configVersion])
-            case .denied(let denial):
-                metrics.increment("waakvlam_signals_denied_total", ["reason": denial.code.rawValue])
+            } else {
+                let code = records[index].reasonCode ?? ""
+                metrics.increment("waakvlam_signals_denied_total", ["reason": code])
                 Log.shared.info("decision_denied", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
-                                                    "recipient": decision.recipient?.id ?? decision.requested,
-                                                    "code": denial.code.rawValue, "config_version": accepted.received.configVersion])
+                                                    "recipient": records[index].recipientID,
+                                                    "code": code, "config_version": accepted.received.configVersion])
             }
         }
         metrics.increment("waakvlam_signals_accepted_total", ["type": accepted.received.signalType])
