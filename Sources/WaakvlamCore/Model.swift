@@ -209,40 +209,93 @@ public enum DeliveryMode: Sendable, Equatable {
     case inbox
 }
 
+/// An organisation of the configuration. Its fields live in one shared, immutable object:
+/// the relay copies an organisation several times per signal (the sender, each recipient,
+/// each push), and a copy then costs one retain instead of one per string and array. A
+/// change makes a new object (copy on write), so it stays a value.
 public struct Organisation: Sendable, Equatable {
+    private struct Fields: Sendable, Equatable {
+        var id: String
+        var oin: String
+        var name: String
+        var sector: Sector
+        var pins: [String]
+        var delivery: DeliveryMode
+        var postcodeAreas: [PostcodeArea]
+        var suspended: Bool
+        var administrator: Bool
+    }
+
+    private final class Storage: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
     /// Short name used throughout the configuration ("intermaris", "gemeente-hoorn").
-    public var id: String
+    public var id: String {
+        get { storage.fields.id }
+        set { change { $0.id = newValue } }
+    }
     /// Organisatie-identificatienummer: 20 digits, in the certificate's subject serialNumber.
-    public var oin: String
+    public var oin: String {
+        get { storage.fields.oin }
+        set { change { $0.oin = newValue } }
+    }
     /// Matches the certificate's subject O.
-    public var name: String
-    public var sector: Sector
+    public var name: String {
+        get { storage.fields.name }
+        set { change { $0.name = newValue } }
+    }
+    public var sector: Sector {
+        get { storage.fields.sector }
+        set { change { $0.sector = newValue } }
+    }
     /// `sha256//<base64 of SHA-256 over the DER SubjectPublicKeyInfo>`, as curl --pinnedpubkey.
-    public var pins: [String]
-    public var delivery: DeliveryMode
+    public var pins: [String] {
+        get { storage.fields.pins }
+        set { change { $0.pins = newValue } }
+    }
+    public var delivery: DeliveryMode {
+        get { storage.fields.delivery }
+        set { change { $0.delivery = newValue } }
+    }
     /// Only for gemeenten: the postcodes whose addresses this gemeente serves.
-    public var postcodeAreas: [PostcodeArea]
+    public var postcodeAreas: [PostcodeArea] {
+        get { storage.fields.postcodeAreas }
+        set { change { $0.postcodeAreas = newValue } }
+    }
     /// A suspended organisation neither sends nor receives.
-    public var suspended: Bool
+    public var suspended: Bool {
+        get { storage.fields.suspended }
+        set { change { $0.suspended = newValue } }
+    }
     /// May apply configuration over the admin listener.
-    public var administrator: Bool
+    public var administrator: Bool {
+        get { storage.fields.administrator }
+        set { change { $0.administrator = newValue } }
+    }
 
     public init(id: String, oin: String, name: String, sector: Sector, pins: [String] = [], delivery: DeliveryMode = .inbox,
                 postcodeAreas: [PostcodeArea] = [], suspended: Bool = false, administrator: Bool = false) {
-        self.id = id
-        self.oin = oin
-        self.name = name
-        self.sector = sector
-        self.pins = pins
-        self.delivery = delivery
-        self.postcodeAreas = postcodeAreas
-        self.suspended = suspended
-        self.administrator = administrator
+        storage = Storage(Fields(id: id, oin: oin, name: name, sector: sector, pins: pins, delivery: delivery,
+                                 postcodeAreas: postcodeAreas, suspended: suspended, administrator: administrator))
+    }
+
+    private mutating func change(_ body: (inout Fields) -> Void) {
+        var fields = storage.fields
+        body(&fields)
+        storage = Storage(fields)
     }
 
     /// Whether the organisation serves the address with this postcode.
     public func serves(_ postcode: Postcode) -> Bool {
-        postcodeAreas.contains { $0.contains(postcode) }
+        storage.fields.postcodeAreas.contains { $0.contains(postcode) }
+    }
+
+    public static func == (lhs: Organisation, rhs: Organisation) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 }
 
