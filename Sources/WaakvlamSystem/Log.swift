@@ -37,6 +37,15 @@ extension LogValue where Self: BinaryInteger {
     public func appendJSON(to out: inout [UInt8]) { out.append(contentsOf: String(self).utf8) }
 }
 
+/// The fields of a log line, in the order written: `["signal": id, "attempt": 2]`. Not
+/// `KeyValuePairs`: reading its elements copies each value out of its box (a retain per
+/// string), these are read where they are.
+public struct LogFields: ExpressibleByDictionaryLiteral {
+    fileprivate let elements: [(String, any LogValue)]
+
+    public init(dictionaryLiteral elements: (String, any LogValue)...) { self.elements = elements }
+}
+
 /// One structured line per event, as JSON: `ts`, `level`, `event`, then the fields in the
 /// order given. Lines go to standard error through a buffer: a warning or an error is
 /// written at once (with everything before it); info and debug lines within about 20 ms,
@@ -58,7 +67,7 @@ public final class Log: @unchecked Sendable {
         public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rank < rhs.rank }
     }
 
-    public typealias Fields = KeyValuePairs<String, any LogValue>
+    public typealias Fields = LogFields
 
     public static let shared = Log()
 
@@ -111,11 +120,13 @@ public final class Log: @unchecked Sendable {
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: #"","event":"#.utf8)
         JSONText.appendString(event, to: &line)
-        for (key, value) in fields {
-            line.append(UInt8(ascii: ","))
-            JSONText.appendString(key, to: &line)
-            line.append(UInt8(ascii: ":"))
-            value.appendJSON(to: &line)
+        fields.elements.withUnsafeBufferPointer { list in
+            for field in list.indices {
+                line.append(UInt8(ascii: ","))
+                JSONText.appendString(list[field].0, to: &line)
+                line.append(UInt8(ascii: ":"))
+                list[field].1.appendJSON(to: &line)
+            }
         }
         line.append(contentsOf: "}\n".utf8)
     }
