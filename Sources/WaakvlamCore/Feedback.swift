@@ -28,7 +28,7 @@ public enum FeedbackPolicy {
             copy.required = false
             return copy
         }
-        let issues = PayloadValidator.validate(kept, against: optional, lookup: { name in optional.first { $0.name == name } },
+        let issues = PayloadValidator.validate(kept, against: optional, position: { name in optional.firstIndex { $0.name == name } },
                                                owner: "this feedback", prefix: "fields")
         guard issues.isEmpty else { return .invalid(issues) }
         return .allowed(status: status, fields: kept, dropped: fields.keys.filter { !allowedNames.contains($0) }.sorted())

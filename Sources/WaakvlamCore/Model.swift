@@ -39,6 +39,12 @@ public struct Configuration: Sendable, Equatable {
         organisation(id: identifier) ?? organisation(oin: identifier)
     }
     public func signalType(id: String) -> SignalType? { typesByID[id].map { signalTypes[$0] } }
+    /// Runs `body` on the signal type of this id where it lies in the configuration, instead of
+    /// returning a copy (which retains each of its strings and arrays); nil when there is none.
+    public func withSignalType<Result>(id: String, _ body: (SignalType) throws -> Result) rethrows -> Result? {
+        guard let index = typesByID[id] else { return nil }
+        return try body(signalTypes[index])
+    }
 
     /// A rule by its full name, as recorded with a delivery (used to judge feedback later).
     public func rule(convenantID: String, version: Int, ruleID: String) -> (Convenant, Rule)? {
@@ -203,40 +209,93 @@ public enum DeliveryMode: Sendable, Equatable {
     case inbox
 }
 
+/// An organisation of the configuration. Its fields live in one shared, immutable object:
+/// the relay copies an organisation several times per signal (the sender, each recipient,
+/// each push), and a copy then costs one retain instead of one per string and array. A
+/// change makes a new object (copy on write), so it stays a value.
 public struct Organisation: Sendable, Equatable {
+    private struct Fields: Sendable, Equatable {
+        var id: String
+        var oin: String
+        var name: String
+        var sector: Sector
+        var pins: [String]
+        var delivery: DeliveryMode
+        var postcodeAreas: [PostcodeArea]
+        var suspended: Bool
+        var administrator: Bool
+    }
+
+    private final class Storage: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
     /// Short name used throughout the configuration ("intermaris", "gemeente-hoorn").
-    public var id: String
+    public var id: String {
+        get { storage.fields.id }
+        set { change { $0.id = newValue } }
+    }
     /// Organisatie-identificatienummer: 20 digits, in the certificate's subject serialNumber.
-    public var oin: String
+    public var oin: String {
+        get { storage.fields.oin }
+        set { change { $0.oin = newValue } }
+    }
     /// Matches the certificate's subject O.
-    public var name: String
-    public var sector: Sector
+    public var name: String {
+        get { storage.fields.name }
+        set { change { $0.name = newValue } }
+    }
+    public var sector: Sector {
+        get { storage.fields.sector }
+        set { change { $0.sector = newValue } }
+    }
     /// `sha256//<base64 of SHA-256 over the DER SubjectPublicKeyInfo>`, as curl --pinnedpubkey.
-    public var pins: [String]
-    public var delivery: DeliveryMode
+    public var pins: [String] {
+        get { storage.fields.pins }
+        set { change { $0.pins = newValue } }
+    }
+    public var delivery: DeliveryMode {
+        get { storage.fields.delivery }
+        set { change { $0.delivery = newValue } }
+    }
     /// Only for gemeenten: the postcodes whose addresses this gemeente serves.
-    public var postcodeAreas: [PostcodeArea]
+    public var postcodeAreas: [PostcodeArea] {
+        get { storage.fields.postcodeAreas }
+        set { change { $0.postcodeAreas = newValue } }
+    }
     /// A suspended organisation neither sends nor receives.
-    public var suspended: Bool
+    public var suspended: Bool {
+        get { storage.fields.suspended }
+        set { change { $0.suspended = newValue } }
+    }
     /// May apply configuration over the admin listener.
-    public var administrator: Bool
+    public var administrator: Bool {
+        get { storage.fields.administrator }
+        set { change { $0.administrator = newValue } }
+    }
 
     public init(id: String, oin: String, name: String, sector: Sector, pins: [String] = [], delivery: DeliveryMode = .inbox,
                 postcodeAreas: [PostcodeArea] = [], suspended: Bool = false, administrator: Bool = false) {
-        self.id = id
-        self.oin = oin
-        self.name = name
-        self.sector = sector
-        self.pins = pins
-        self.delivery = delivery
-        self.postcodeAreas = postcodeAreas
-        self.suspended = suspended
-        self.administrator = administrator
+        storage = Storage(Fields(id: id, oin: oin, name: name, sector: sector, pins: pins, delivery: delivery,
+                                 postcodeAreas: postcodeAreas, suspended: suspended, administrator: administrator))
+    }
+
+    private mutating func change(_ body: (inout Fields) -> Void) {
+        var fields = storage.fields
+        body(&fields)
+        storage = Storage(fields)
     }
 
     /// Whether the organisation serves the address with this postcode.
     public func serves(_ postcode: Postcode) -> Bool {
-        postcodeAreas.contains { $0.contains(postcode) }
+        storage.fields.postcodeAreas.contains { $0.contains(postcode) }
+    }
+
+    public static func == (lhs: Organisation, rhs: Organisation) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 }
 
@@ -247,13 +306,31 @@ public struct Postcode: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     /// Accepts "1621AB", "1621 ab"; nil for anything else.
     public init?(_ text: String) {
-        let bytes = text.utf8.filter { $0 != UInt8(ascii: " ") }
-        guard bytes.count == 6, bytes[0] != UInt8(ascii: "0"),
-              bytes[0..<4].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
-        let upper = bytes[4...].map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 - 32 : $0 }
-        guard upper.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return nil }
-        digits = bytes[0..<4].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
-        letters = String(decoding: upper, as: UTF8.self)
+        // Read byte by byte (it runs several times per signal): the six bytes that are not
+        // spaces, four digits (the first not 0) and two letters.
+        var digits = 0, letters: (UInt8, UInt8) = (0, 0), count = 0
+        for byte in text.utf8 where byte != UInt8(ascii: " ") {
+            switch count {
+            case 0...3:
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), count > 0 || byte != UInt8(ascii: "0") else { return nil }
+                digits = digits * 10 + Int(byte - UInt8(ascii: "0"))
+            case 4, 5:
+                let upper = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+                guard upper >= UInt8(ascii: "A"), upper <= UInt8(ascii: "Z") else { return nil }
+                if count == 4 { letters.0 = upper } else { letters.1 = upper }
+            default:
+                return nil
+            }
+            count += 1
+        }
+        guard count == 6 else { return nil }
+        self.digits = digits
+        // Two ASCII letters: a small string, no allocation.
+        self.letters = String(unsafeUninitializedCapacity: 2) { buffer in
+            buffer[0] = letters.0
+            buffer[1] = letters.1
+            return 2
+        }
     }
 
     /// A total order over all postcodes: the four digits, then the letters.
@@ -262,7 +339,12 @@ public struct Postcode: Sendable, Hashable, Comparable, CustomStringConvertible 
         return digits * 676 + scalars[0] * 26 + scalars[1]
     }
 
-    public var description: String { "\(digits)\(letters)" }
+    /// `1621AB` (written without interpolation: it is part of every subject key).
+    public var description: String {
+        var text = String(digits)
+        text += letters
+        return text
+    }
 
     public static func < (lhs: Postcode, rhs: Postcode) -> Bool { lhs.ordinal < rhs.ordinal }
 }
@@ -438,6 +520,8 @@ public struct SignalType: Sendable, Equatable {
     }
 
     public func field(named name: String) -> FieldDefinition? { positions[name].map { fields[$0] } }
+    /// Where the field of this name is in `fields`: read in place, without copying it out.
+    func position(of name: String) -> Int? { positions[name] }
 
     private static func index(_ fields: [FieldDefinition]) -> [String: Int] {
         Dictionary(fields.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
@@ -462,11 +546,23 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses exactly `YYYY-MM-DD`.
     public init?(_ text: String) {
-        let utf8 = Array(text.utf8)
-        guard utf8.count == 10, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"),
-              utf8.enumerated().allSatisfy({ $0.offset == 4 || $0.offset == 7 || ($0.element >= 48 && $0.element <= 57) }) else { return nil }
-        func number(_ range: Range<Int>) -> Int { utf8[range].reduce(0) { $0 * 10 + Int($1 - 48) } }
-        self.init(year: number(0..<4), month: number(5..<7), day: number(8..<10))
+        var year = 0, month = 0, day = 0, offset = 0
+        // Read byte by byte, without copying the text (it runs several times per signal).
+        for byte in text.utf8 {
+            switch offset {
+            case 4, 7:
+                guard byte == UInt8(ascii: "-") else { return nil }
+            case 0..<10:
+                guard byte >= 48, byte <= 57 else { return nil }
+                let digit = Int(byte - 48)
+                if offset < 4 { year = year * 10 + digit } else if offset < 7 { month = month * 10 + digit } else { day = day * 10 + digit }
+            default:
+                return nil
+            }
+            offset += 1
+        }
+        guard offset == 10 else { return nil }
+        self.init(year: year, month: month, day: day)
     }
 
     /// The calendar date of `instant` in `timeZone` (daylight saving time included). Computed

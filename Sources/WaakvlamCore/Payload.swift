@@ -135,13 +135,12 @@ public enum Payload {
     private static func appendCanonicalString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         // Scanned and copied from the string's own buffer when nothing needs escaping.
-        var text = text
-        let copied = text.withUTF8 { bytes -> Bool in
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
             for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
             output.append(contentsOf: bytes)
             return true
         }
-        if copied {
+        if copied == true {
             output.append(UInt8(ascii: "\""))
             return
         }
@@ -163,28 +162,36 @@ public enum Payload {
 /// Checks a payload against field definitions (a signal type, or the feedback a rule
 /// allows). Messages name the field and what is expected, never the value sent.
 enum PayloadValidator {
-    /// - Parameter lookup: finds a definition of `fields` by name.
-    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], lookup: (String) -> FieldDefinition?,
-                         owner: String, prefix: String = "payload") -> [PayloadIssue] {
+    /// - Parameter position: finds where a definition of `fields` is, by name (the
+    ///   definitions are read in place, not copied out).
+    /// - Parameter owner: what the fields belong to, for messages; only made when there is an issue.
+    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
+                         owner: @autoclosure () -> String, prefix: String = "payload") -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
         for (name, value) in payload {
             var field: String { "\(prefix).\(name)" }
-            guard let definition = lookup(name) else {
+            guard let index = position(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
-                issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner)\(hint); leave it out or correct the name"))
+                issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner())\(hint); leave it out or correct the name"))
                 continue
             }
-            if let problem = check(value, definition) {
+            if let problem = check(value, format: fields[index].format, maxLength: fields[index].maxLength) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
         issues.sort { $0.field < $1.field }
-        for definition in fields where definition.required {
-            let value = payload[definition.name]
-            if value == nil || value == .string("") {
-                issues.append(PayloadIssue(field: "\(prefix).\(definition.name)", code: .missingField,
-                                           message: "'\(definition.name)' is required for \(owner); fill it in (\(expectation(definition.format)))"))
+        for index in fields.indices where fields[index].required {
+            let name = fields[index].name
+            let missing: Bool
+            switch payload[name] {
+            case nil: missing = true
+            case .string(let text): missing = text.isEmpty
+            default: missing = false
+            }
+            if missing {
+                issues.append(PayloadIssue(field: "\(prefix).\(name)", code: .missingField,
+                                           message: "'\(name)' is required for \(owner()); fill it in (\(expectation(fields[index].format)))"))
             }
         }
         return issues
@@ -206,10 +213,12 @@ enum PayloadValidator {
         }
     }
 
-    private static func check(_ value: PayloadValue, _ definition: FieldDefinition) -> (PayloadIssueCode, String)? {
-        var expected: String { expectation(definition.format) }
+    /// Checks a value against its field's format and length (passed apart, so that the
+    /// definition is not copied for every field of every payload).
+    private static func check(_ value: PayloadValue, format: FieldFormat, maxLength: Int?) -> (PayloadIssueCode, String)? {
+        var expected: String { expectation(format) }
         func wrongType() -> (PayloadIssueCode, String) { (.wrongType, "must be \(expected), found \(value.kindName)") }
-        switch definition.format {
+        switch format {
         case .boolean:
             guard case .boolean = value else { return wrongType() }
         case .integer:
@@ -227,10 +236,10 @@ enum PayloadValidator {
         case .text, .postcode, .date, .bsn, .phone, .email, .enumeration:
             guard case .string(let text) = value else { return wrongType() }
             // Characters never outnumber UTF-8 bytes: count them only when the bytes do not settle it.
-            if let maxLength = definition.maxLength, text.utf8.count > maxLength, text.count > maxLength {
+            if let maxLength, text.utf8.count > maxLength, text.count > maxLength {
                 return (.tooLong, "is longer than \(maxLength) characters; shorten it")
             }
-            return checkText(text, definition.format, expected)
+            return checkText(text, format, expected)
         }
         return nil
     }

@@ -246,17 +246,30 @@ public enum PolicyEngine {
         if submission.recipients.isEmpty {
             issues.append(PayloadIssue(field: "recipients", code: .noRecipients, message: "name at least one recipient, or route by address"))
         }
-        guard let type = configuration.signalType(id: submission.type) else {
-            let known = configuration.signalTypes.map(\.id)
-            return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,
-                                                   message: "unknown signal type '\(submission.type)': use one of \(known.joined(separator: ", "))")])
+        // The type is read where it lies in the configuration, not copied out.
+        let decided = configuration.withSignalType(id: submission.type) { type in
+            decide(submission, of: type, sender: sender, configuration: configuration, at: instant, issues: issues)
         }
-        issues += PayloadValidator.validate(submission.payload, against: type.fields, lookup: type.field(named:), owner: "signal type '\(type.id)'")
+        if let decided { return decided }
+        let known = configuration.signalTypes.map(\.id)
+        return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,
+                                               message: "unknown signal type '\(submission.type)': use one of \(known.joined(separator: ", "))")])
+    }
+
+    /// `decide` once the type is known; `issues` are those found before.
+    private static func decide(_ submission: SignalSubmission, of type: SignalType, sender: Organisation, configuration: Configuration,
+                               at instant: Date, issues: [PayloadIssue]) -> PolicyResult {
+        var issues = issues
+        issues += PayloadValidator.validate(submission.payload, against: type.fields, position: { type.position(of: $0) },
+                                            owner: "signal type '\(type.id)'")
         guard issues.isEmpty else { return .invalid(issues) }
 
         let today = configuration.localDate(of: instant)
         var decisions: [RecipientDecision] = []
+        decisions.reserveCapacity(submission.recipients.count)
+        // Each recipient once; only needed (and built) when there are several.
         var seen: [String: String] = [:]
+        let several = submission.recipients.count > 1
         for request in submission.recipients {
             let resolved = resolve(request, type: type, payload: submission.payload, configuration: configuration)
             guard case .success(let recipient) = resolved else {
@@ -265,7 +278,7 @@ public enum PolicyEngine {
                 }
                 continue
             }
-            if let earlier = seen.updateValue(request.description, forKey: recipient.id) {
+            if several, let earlier = seen.updateValue(request.description, forKey: recipient.id) {
                 return .invalid([PayloadIssue(field: "recipients", code: .duplicateRecipient,
                                               message: "'\(recipient.id)' is requested twice (as '\(earlier)' and as '\(request.description)'); name each recipient once")])
             }
@@ -345,14 +358,13 @@ public enum PolicyEngine {
         var dropped: [DroppedField] = []
         for name in payload.keys {
             // Validation has checked every payload field against the type.
-            let definition = type.field(named: name)!
+            let category = type.fields[type.position(of: name)!].category
             guard rule.allowlist.contains(name) else {
-                dropped.append(DroppedField(name: name, category: definition.category, reason: .notInRule))
+                dropped.append(DroppedField(name: name, category: category, reason: .notInRule))
                 continue
             }
-            if definition.category.isSpecial,
-               !rule.specialCategories.contains(definition.category) || convenant.specialCategoryBasis[definition.category] == nil {
-                dropped.append(DroppedField(name: name, category: definition.category, reason: .specialCategoryNotGranted(definition.category)))
+            if category.isSpecial, !rule.specialCategories.contains(category) || convenant.specialCategoryBasis[category] == nil {
+                dropped.append(DroppedField(name: name, category: category, reason: .specialCategoryNotGranted(category)))
             }
         }
         // Usually the rule keeps every field: then the payload is shared as it is.

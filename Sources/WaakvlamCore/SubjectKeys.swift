@@ -24,28 +24,33 @@ public struct SubjectKeys: Sendable, Equatable {
     /// "Çelik" and "celik" do not.
     public static func person(surname: String, birthDate: String, postcode: String) -> String? {
         guard let date = LocalDate(birthDate), let postcode = Postcode(postcode) else { return nil }
-        let folded: String
         if surname.utf8.allSatisfy({ $0 < 0x80 }) {
             // ASCII (most names): folding is lower-casing; the same text, without the cost of
-            // Foundation's locale-aware folding on every signal.
-            // Words lower-cased, separated by one space (runs of whitespace collapsed, none at the ends).
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(surname.utf8.count)
+            // Foundation's locale-aware folding on every signal. Words lower-cased, separated
+            // by one space (runs of whitespace collapsed, none at the ends), written straight
+            // into the key (one allocation, where interpolating its parts made several).
+            var key = "person:"
+            key.reserveCapacity(key.utf8.count + surname.utf8.count + 2 + 10 + 6)
+            let prefixCount = key.utf8.count
             var space = false
             for byte in surname.utf8 {
                 if byte == 0x20 || (0x09...0x0D).contains(byte) {
-                    space = !bytes.isEmpty
+                    space = key.utf8.count > prefixCount
                     continue
                 }
-                if space { bytes.append(0x20) }
+                if space { key.unicodeScalars.append(" ") }
                 space = false
-                bytes.append((0x41...0x5A).contains(byte) ? byte + 0x20 : byte)
+                key.unicodeScalars.append(Unicode.Scalar((0x41...0x5A).contains(byte) ? byte + 0x20 : byte))
             }
-            folded = String(decoding: bytes, as: UTF8.self)
-        } else {
-            folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
-                .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
+            guard key.utf8.count > prefixCount else { return nil }
+            key += "|"
+            key += date.description
+            key += "|"
+            key += postcode.description
+            return key
         }
+        let folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
+            .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
         guard !folded.isEmpty else { return nil }
         return "person:\(folded)|\(date)|\(postcode)"
     }
@@ -53,26 +58,31 @@ public struct SubjectKeys: Sendable, Equatable {
     /// The house number without leading zeros, the addition upper-cased without separators.
     public static func address(postcode: String, houseNumber: String, addition: String? = nil) -> String? {
         let addition = addition ?? ""
-        let trimmed: String, suffix: String
         if houseNumber.utf8.allSatisfy({ $0 < 0x80 }) && addition.utf8.allSatisfy({ $0 < 0x80 }) {
             // ASCII (all of them, in practice): trimmed and filtered byte by byte, without
-            // Foundation or Character properties on every signal.
+            // Foundation or Character properties on every signal, into the key.
             let blank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
-            let bytes = Array(houseNumber.utf8)
-            let start = bytes.firstIndex(where: { !blank($0) }) ?? bytes.endIndex
-            let end = (bytes.lastIndex(where: { !blank($0) }) ?? start - 1) + 1
-            trimmed = String(decoding: bytes[start..<max(start, end)], as: UTF8.self)
-            suffix = String(decoding: addition.utf8.compactMap { byte -> UInt8? in
+            let utf8 = houseNumber.utf8
+            let start = utf8.firstIndex(where: { !blank($0) }) ?? utf8.endIndex
+            let end = utf8.lastIndex(where: { !blank($0) }).map(utf8.index(after:)) ?? start
+            guard let postcode = Postcode(postcode), let number = Int(houseNumber[start..<max(start, end)]), number > 0 else { return nil }
+            var key = "address:"
+            key.reserveCapacity(key.utf8.count + 6 + 1 + 20 + 1 + addition.utf8.count)
+            key += postcode.description
+            key += "|"
+            key += String(number)
+            key += "|"
+            for byte in addition.utf8 {
                 switch byte {
-                case 0x61...0x7A: byte - 0x20
-                case 0x41...0x5A, 0x30...0x39: byte
-                default: nil
+                case 0x61...0x7A: key.unicodeScalars.append(Unicode.Scalar(byte - 0x20))
+                case 0x41...0x5A, 0x30...0x39: key.unicodeScalars.append(Unicode.Scalar(byte))
+                default: continue
                 }
-            }, as: UTF8.self)
-        } else {
-            trimmed = houseNumber.trimmingCharacters(in: .whitespaces)
-            suffix = addition.uppercased().filter { $0.isLetter || $0.isNumber }
+            }
+            return key
         }
+        let trimmed = houseNumber.trimmingCharacters(in: .whitespaces)
+        let suffix = addition.uppercased().filter { $0.isLetter || $0.isNumber }
         guard let postcode = Postcode(postcode), let number = Int(trimmed), number > 0 else { return nil }
         return "address:\(postcode)|\(number)|\(suffix)"
     }

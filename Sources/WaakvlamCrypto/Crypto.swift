@@ -10,18 +10,29 @@ public enum CryptoError: Error, Equatable, Sendable {
 
 /// SHA-256, fetched once: OpenSSL 3's one-shot SHA256() looks the digest up by name (locks
 /// and string compares) on every call, which dominated hashing many small records.
-private let sha256Digest: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+let sha256Digest: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
 
-/// SHA-256 over bytes.
+/// SHA-256 over bytes, in the calling thread's reusable context (`EVP_Digest` would create
+/// and free one per call).
 public enum SHA256 {
     public static let byteCount = 32
 
     public static func hash<D: ContiguousBytes>(_ data: D) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: byteCount)
-        data.withUnsafeBytes { raw in
-            _ = EVP_Digest(raw.baseAddress, raw.count, &out, nil, sha256Digest, nil)
+        let context = ThreadContexts.current.digest
+        return data.withUnsafeBytes { context.hash($0) }
+    }
+
+    /// Writes the 32-byte digest of `data` to `out`, without allocating an array for it.
+    public static func hash(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+        ThreadContexts.current.digest.hash(data, into: out)
+    }
+
+    /// The digest of `data` in lower-case hex (the digest itself stays on the stack).
+    public static func hexDigest<D: ContiguousBytes>(_ data: D) -> String {
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 8) { digest in
+            data.withUnsafeBytes { hash($0, into: digest.baseAddress!) }
+            return Hex.encode(UnsafeRawBufferPointer(digest))
         }
-        return out
     }
 }
 
@@ -45,38 +56,51 @@ public struct HMACSHA256: Sendable {
     }
 
     public func authenticate<D: ContiguousBytes>(_ data: D) -> [UInt8] {
-        var mac = [UInt8](repeating: 0, count: SHA256.byteCount)
-        data.withUnsafeBytes { data in
-            withUnsafeTemporaryAllocation(byteCount: Self.blockSize + max(data.count, SHA256.byteCount), alignment: 16) { buffer in
-                let base = buffer.baseAddress!
-                innerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
-                if data.count > 0 { (base + Self.blockSize).copyMemory(from: data.baseAddress!, byteCount: data.count) }
-                let innerHash = base + Self.blockSize  // overwrites the data once it is hashed
-                _ = EVP_Digest(base, Self.blockSize + data.count, innerHash.assumingMemoryBound(to: UInt8.self), nil, sha256Digest, nil)
-                outerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
-                _ = EVP_Digest(base, Self.blockSize + SHA256.byteCount, &mac, nil, sha256Digest, nil)
-            }
+        [UInt8](unsafeUninitializedCapacity: SHA256.byteCount) { buffer, count in
+            data.withUnsafeBytes { authenticate($0, into: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+            count = SHA256.byteCount
         }
-        return mac
+    }
+
+    /// Writes the 32-byte MAC of `data` to `out`, without allocating an array for it.
+    public func authenticate(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+        let digest = ThreadContexts.current.digest
+        withUnsafeTemporaryAllocation(byteCount: Self.blockSize + max(data.count, SHA256.byteCount), alignment: 16) { buffer in
+            let base = buffer.baseAddress!
+            innerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
+            if data.count > 0 { (base + Self.blockSize).copyMemory(from: data.baseAddress!, byteCount: data.count) }
+            // The inner hash overwrites the data once it is hashed.
+            digest.hash(UnsafeRawBufferPointer(start: base, count: Self.blockSize + data.count), into: base + Self.blockSize)
+            outerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
+            digest.hash(UnsafeRawBufferPointer(start: base, count: Self.blockSize + SHA256.byteCount), into: out)
+        }
     }
 }
 
 /// Cryptographically secure random bytes from OpenSSL's DRBG.
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        guard RAND_bytes(&out, Int32(count)) == 1 else {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fill(UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    /// Fills `buffer` with random bytes (e.g. on the stack, where an array is not needed).
+    public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count == 0 || RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
             fatalError("RAND_bytes failed: the system random source is unavailable")
         }
-        return out
     }
 }
 
 /// AES-256-GCM, fetched once: OpenSSL 3 otherwise looks the cipher up by name (locks and
 /// string compares) on every init.
-private let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
+let aes256GCM: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
 
-/// AES-256-GCM with a 12-byte nonce and a 16-byte tag appended to the ciphertext.
+/// AES-256-GCM with a 12-byte nonce and a 16-byte tag appended to the ciphertext. Each call
+/// uses the calling thread's cipher context, which has the cipher set once: setting a key and
+/// nonce on it allocates nothing.
 public enum AESGCM {
     public static let keyCount = 32
     public static let nonceCount = 12
@@ -84,18 +108,24 @@ public enum AESGCM {
 
     /// Returns nonce || ciphertext || tag, with a random nonce.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
-        try seal(plaintext, key: key, nonce: SecureRandom.bytes(nonceCount), aad: aad)
+        try withUnsafeTemporaryAllocation(byteCount: nonceCount, alignment: 1) { nonce in
+            SecureRandom.fill(nonce)
+            return try seal(plaintext, key: key, nonce: UnsafeRawBufferPointer(nonce), aad: aad)
+        }
     }
 
     /// Returns nonce || ciphertext || tag. The 12-byte `nonce` must never be used twice with
     /// the same key: random, for instance drawn together with a fresh key (one call to the
     /// random generator instead of two, which is what a fresh key per message mostly costs).
     public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+        try nonce.withUnsafeBytes { try seal(plaintext, key: key, nonce: $0, aad: aad) }
+    }
+
+    private static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
-        guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
-        defer { EVP_CIPHER_CTX_free(ctx) }
-        guard EVP_EncryptInit_ex(ctx, aes256GCM, nil, key, nonce) == 1 else {
+        let ctx = ThreadContexts.current.sealing
+        guard EVP_EncryptInit_ex(ctx, nil, nil, key, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
             throw CryptoError.openSSL("EVP_EncryptInit_ex")
         }
         var length: Int32 = 0
@@ -104,38 +134,36 @@ public enum AESGCM {
                 throw CryptoError.openSSL("EVP_EncryptUpdate(aad)")
             }
         }
-        var out = [UInt8](repeating: 0, count: nonceCount + plaintext.count + tagCount)
-        for i in 0..<nonceCount { out[i] = nonce[i] }
-        let written: Int32 = try out.withUnsafeMutableBufferPointer { buffer in
+        let count = nonceCount + plaintext.count + tagCount
+        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let base = buffer.baseAddress!
+            UnsafeMutableRawPointer(base).copyMemory(from: nonce.baseAddress!, byteCount: nonceCount)
             var n: Int32 = 0
-            guard EVP_EncryptUpdate(ctx, buffer.baseAddress! + nonceCount, &n, plaintext, Int32(plaintext.count)) == 1 else {
+            guard EVP_EncryptUpdate(ctx, base + nonceCount, &n, plaintext, Int32(plaintext.count)) == 1 else {
                 throw CryptoError.openSSL("EVP_EncryptUpdate")
             }
             var final: Int32 = 0
-            guard EVP_EncryptFinal_ex(ctx, buffer.baseAddress! + nonceCount + Int(n), &final) == 1 else {
+            guard EVP_EncryptFinal_ex(ctx, base + nonceCount + Int(n), &final) == 1 else {
                 throw CryptoError.openSSL("EVP_EncryptFinal_ex")
             }
-            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagCount),
-                                      buffer.baseAddress! + nonceCount + Int(n + final)) == 1 else {
+            precondition(Int(n + final) == plaintext.count)
+            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagCount), base + nonceCount + plaintext.count) == 1 else {
                 throw CryptoError.openSSL("EVP_CTRL_GCM_GET_TAG")
             }
-            return n + final
+            initialized = count
         }
-        precondition(Int(written) == plaintext.count)
-        return out
     }
 
     /// Opens nonce || ciphertext || tag; throws `authenticationFailed` on any tampering.
     public static func open(_ sealed: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         guard sealed.count >= nonceCount + tagCount else { throw CryptoError.authenticationFailed }
-        guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
-        defer { EVP_CIPHER_CTX_free(ctx) }
+        let ctx = ThreadContexts.current.opening
         let cipherCount = sealed.count - nonceCount - tagCount
         var out = [UInt8](repeating: 0, count: max(cipherCount, 1))
         try sealed.withUnsafeBufferPointer { input in
             let base = input.baseAddress!
-            guard EVP_DecryptInit_ex(ctx, aes256GCM, nil, key, base) == 1 else {
+            guard EVP_DecryptInit_ex(ctx, nil, nil, key, base) == 1 else {
                 throw CryptoError.openSSL("EVP_DecryptInit_ex")
             }
             var length: Int32 = 0
@@ -164,14 +192,26 @@ public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        let bytes = Array(bytes)
-        // Written straight into the string's storage.
-        return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
-            for (index, byte) in bytes.enumerated() {
-                buffer[2 * index] = digits[Int(byte >> 4)]
-                buffer[2 * index + 1] = digits[Int(byte & 0x0f)]
-            }
+        // Arrays and slices are read in place; other sequences copied first.
+        if let text = bytes.withContiguousStorageIfAvailable({ encode(UnsafeRawBufferPointer($0)) }) { return text }
+        return Array(bytes).withUnsafeBytes { encode($0) }
+    }
+
+    /// Written straight into the string's storage.
+    public static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            write(bytes, to: buffer)
             return bytes.count * 2
+        }
+    }
+
+    /// Writes the `2 * bytes.count` digits to the start of `out`, which must have room for them
+    /// (for a string built in one piece with other text).
+    public static func write(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutableBufferPointer<UInt8>) {
+        precondition(out.count >= bytes.count * 2, "no room for the hex digits")
+        for (index, byte) in bytes.enumerated() {
+            out[2 * index] = digits[Int(byte >> 4)]
+            out[2 * index + 1] = digits[Int(byte & 0x0f)]
         }
     }
 

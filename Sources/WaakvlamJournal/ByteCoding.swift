@@ -32,16 +32,19 @@ struct ByteWriter {
     /// Microseconds since the Unix epoch, as a signed 64-bit integer.
     mutating func time(_ date: Date) { u64(UInt64(bitPattern: JournalTime.microseconds(date))) }
 
-    mutating func data(_ v: [UInt8]) {
+    mutating func data<Bytes: Collection<UInt8>>(_ v: Bytes) {
         varint(UInt64(v.count))
         bytes.append(contentsOf: v)
     }
 
+    /// `count` zero bytes.
+    mutating func zeros(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
+
     mutating func string(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
-            varint(UInt64(utf8.count))
-            bytes.append(contentsOf: utf8)
+        // Native and small strings lend their UTF-8 without a copy of the string.
+        if s.utf8.withContiguousStorageIfAvailable({ data($0) }) == nil {
+            var s = s
+            s.withUTF8 { data($0) }
         }
     }
 

@@ -136,26 +136,38 @@ public final class DeliveryIndex: @unchecked Sendable {
     public func pushRecipients() -> [String] {
         locked {
             var out: [String] = []
-            for recipient in Array(schedules.keys) {
-                dropStale(&schedules[recipient]!, isCurrent: isScheduled)
-                if schedules[recipient]!.count == 0 {
-                    schedules[recipient] = nil
+            out.reserveCapacity(schedules.count)
+            var emptied: [UInt32] = []
+            // A heap's copy shares its storage (a class): dropping from it drops from the
+            // schedule, without copying the keys first to change the dictionary meanwhile.
+            for (recipient, schedule) in schedules {
+                var heap = schedule
+                dropStale(&heap, isCurrent: isScheduled)
+                if heap.count == 0 {
+                    emptied.append(recipient)
                 } else {
                     out.append(names.name(recipient))
                 }
             }
-            return out.sorted()
+            for recipient in emptied { schedules[recipient] = nil }
+            out.sort()
+            return out
         }
     }
 
     /// Pending push deliveries to one recipient whose next attempt is due at `date`, earliest
     /// first. Entries stay until a record changes them (attempt, delivered, expired): the
-    /// caller tracks what it has in flight.
-    public func duePushes(recipientID: String, at date: Date, limit: Int) -> [DeliveryState] {
+    /// caller tracks what it has in flight, and can have those passed over with `skipping`
+    /// (given each delivery's decision position, called with the index locked), which costs
+    /// far less than building their states.
+    public func duePushes(recipientID: String, at date: Date, limit: Int,
+                          skipping: (RecordPosition) -> Bool = { _ in false }) -> [DeliveryState] {
         locked {
             guard let recipient = names.lookup(recipientID), schedules[recipient] != nil else { return [] }
             dropStale(&schedules[recipient]!, isCurrent: isScheduled)
-            return schedules[recipient]!.smallest(upTo: JournalTime.microseconds(date), limit: limit, isCurrent: isScheduled).map(state)
+            return schedules[recipient]!.smallest(upTo: JournalTime.microseconds(date), limit: limit) { key, d in
+                isScheduled(key, d) && !skipping(deliveries[Int(d)].decision.position!)
+            }.map(state)
         }
     }
 
@@ -321,8 +333,8 @@ public final class DeliveryIndex: @unchecked Sendable {
             let e = deliveries[i]
             if e.state == .pending {
                 queued.push(e.firstQueuedAt, UInt32(i))
-                if e.mode == .push, e.time != .max { schedules[e.recipient, default: MinHeap(space)].push(e.time, UInt32(i)) }
-                if e.mode == .inbox { inboxes[e.recipient, default: InboxQueue(space)].append(UInt32(i)) }
+                if e.mode == .push, e.time != .max { schedule(UInt32(i), at: e.time, to: e.recipient) }
+                if e.mode == .inbox { enqueue(UInt32(i), to: e.recipient) }
             }
             if e.keySlot != .max, e.retentionUntil != .max { retention.push(e.retentionUntil, UInt32(i)) }
         }
@@ -342,11 +354,15 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    /// Applies appends (records with their positions) in order.
-    func apply(_ appends: [([JournalRecord], [RecordPosition])]) {
+    /// Applies appends in order, under one lock: `body` hands each to `apply` with its
+    /// records, their positions and `firstSlot`. Decisions the journal sealed on append still
+    /// carry their plaintext: their payloads took the key slots from `firstSlot` on, in record
+    /// order. Decisions read back carry their slot in `sealed`.
+    func apply(_ body: (_ apply: (_ records: [JournalRecord], _ positions: [RecordPosition], _ firstSlot: UInt32) -> Void) -> Void) {
         locked {
-            for (records, positions) in appends {
-                for i in records.indices { apply(records[i], positions[i]) }
+            body { records, positions, firstSlot in
+                var slot = firstSlot
+                for i in records.indices { apply(records[i], positions[i], nextSealedSlot: &slot) }
                 appliedSinceRelease += records.count
             }
             if schedules.values.reduce(0, { $0 + $1.count }) > 2 * pending + 4096 {
@@ -363,7 +379,7 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    private func apply(_ record: JournalRecord, _ position: RecordPosition) {
+    private func apply(_ record: JournalRecord, _ position: RecordPosition, nextSealedSlot: inout UInt32) {
         switch record {
         case .received(let r):
             let s = signalIndex(r.signalID)
@@ -374,13 +390,18 @@ public final class DeliveryIndex: @unchecked Sendable {
                 signals[Int(s)].received = PackedPosition(position)
             }
         case .decision(let r):
-            decide(r, position)
+            var keySlot = r.sealed?.keySlot
+            if keySlot == nil, r.payload != nil {
+                keySlot = nextSealedSlot
+                nextSealedSlot += 1
+            }
+            decide(r, keySlot: keySlot, position)
         case .attempt(let r):
             guard let d = find(r.signalID, r.recipientID), deliveries[Int(d)].state == .pending else { return }
             deliveries[Int(d)].attempts = UInt16(clamping: max(Int(deliveries[Int(d)].attempts), r.attempt))
             deliveries[Int(d)].time = r.nextAttemptAt.map(JournalTime.microseconds) ?? .max
             if deliveries[Int(d)].mode == .push, let next = r.nextAttemptAt {
-                schedules[deliveries[Int(d)].recipient, default: MinHeap(space)].push(JournalTime.microseconds(next), d)
+                schedule(d, at: JournalTime.microseconds(next), to: deliveries[Int(d)].recipient)
             }
         case .delivered(let r):
             finish(r.signalID, r.recipientID, .delivered, r.at)
@@ -395,14 +416,14 @@ public final class DeliveryIndex: @unchecked Sendable {
         }
     }
 
-    private func decide(_ r: Decision, _ position: RecordPosition) {
+    private func decide(_ r: Decision, keySlot: UInt32?, _ position: RecordPosition) {
         let s = signalIndex(r.signalID)
         let recipient = names.intern(r.recipientID)
         var entry = DeliveryEntry(signal: s, recipient: recipient)
         entry.state = r.allowed ? .pending : .denied
         entry.mode = r.deliveryMode == .inbox ? .inbox : .push
         entry.reason = r.reasonCode.map { names.intern($0) } ?? .max
-        entry.keySlot = r.sealed?.keySlot ?? .max
+        entry.keySlot = keySlot ?? .max
         entry.firstQueuedAt = JournalTime.microseconds(r.at)
         entry.time = r.allowed && entry.mode == .push ? entry.firstQueuedAt : .max
         entry.retentionUntil = r.retentionUntil.map(JournalTime.microseconds) ?? .max
@@ -429,14 +450,29 @@ public final class DeliveryIndex: @unchecked Sendable {
             countPending(recipient, 1)
             queued.push(entry.firstQueuedAt, d)
             if entry.mode == .push {
-                schedules[recipient, default: MinHeap(space)].push(entry.time, d)
+                schedule(d, at: entry.time, to: recipient)
             } else {
-                inboxes[recipient, default: InboxQueue(space)].append(d)
+                enqueue(d, to: recipient)
             }
         }
         if entry.keySlot != .max, entry.retentionUntil != .max {
             retention.push(entry.retentionUntil, d)
         }
+    }
+
+    // Not `schedules[recipient, default: MinHeap(space)]`: that default value costs a closure
+    // context on the heap per call.
+
+    /// Adds a push delivery to its recipient's schedule.
+    private func schedule(_ d: UInt32, at time: Int64, to recipient: UInt32) {
+        if schedules[recipient] == nil { schedules[recipient] = MinHeap(space) }
+        schedules[recipient]!.push(time, d)
+    }
+
+    /// Adds an inbox delivery to its recipient's queue.
+    private func enqueue(_ d: UInt32, to recipient: UInt32) {
+        if inboxes[recipient] == nil { inboxes[recipient] = InboxQueue(space) }
+        inboxes[recipient]!.append(d)
     }
 
     private func finish(_ signalID: String, _ recipientID: String, _ state: DeliveryEntry.State, _ at: Date) {
@@ -781,15 +817,20 @@ struct MinHeap {
     /// The values of current entries with key <= `limitKey`, smallest first, without
     /// changing the heap: a best-first walk that visits O(k log k) entries.
     func smallest(upTo limitKey: Int64, limit: Int, isCurrent: (Int64, UInt32) -> Bool) -> [UInt32] {
+        guard let top, top.key <= limitKey, limit > 0 else { return [] }
+        // Room reserved up front: growing these step by step costs a malloc per doubling.
+        let expected = min(limit, storage.count)
         var out: [UInt32] = []
-        var seen = Set<UInt32>()
+        out.reserveCapacity(expected)
+        var seen = Set<UInt32>(minimumCapacity: expected)
         // Positions in the heap still to visit, as a heap of (key, position) in ordinary memory.
         var frontier: [Entry] = []
+        frontier.reserveCapacity(min(2 * expected + 2, storage.count))
         func visit(_ position: Int) {
             frontier.append(Entry(key: storage[position].key, value: UInt32(position)))
             frontier.withUnsafeMutableBufferPointer { Self.siftUp($0.baseAddress!, $0.count - 1) }
         }
-        if !storage.isEmpty { visit(0) }
+        visit(0)
         while out.count < limit, let next = frontier.first {
             frontier.swapAt(0, frontier.count - 1)
             frontier.removeLast()
@@ -798,7 +839,8 @@ struct MinHeap {
             let entry = storage[i]
             if entry.key > limitKey { break }
             if isCurrent(entry.key, entry.value), seen.insert(entry.value).inserted { out.append(entry.value) }
-            for child in [2 * i + 1, 2 * i + 2] where child < storage.count { visit(child) }
+            if 2 * i + 1 < storage.count { visit(2 * i + 1) }
+            if 2 * i + 2 < storage.count { visit(2 * i + 2) }
         }
         return out
     }

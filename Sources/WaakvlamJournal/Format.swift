@@ -82,15 +82,13 @@ enum Frame {
     static let headerSize = 52
     static let flagEndOfAppend: UInt8 = 1
 
-    private static let blankHeader = [UInt8](repeating: 0, count: headerSize)
-
     /// Appends `record` to `w` as a frame with its body length, kind and flags; the sequence
     /// number, previous hash and CRC stay zero until `seal` fills them in. Callers encode their
-    /// own records this way, so the writer thread only seals.
-    static func encode(_ record: JournalRecord, flags: UInt8, into w: inout ByteWriter) {
+    /// own records this way, so the writer thread only seals. `sealed`: see `encodeBody`.
+    static func encode(_ record: JournalRecord, sealed: SealedPayload? = nil, flags: UInt8, into w: inout ByteWriter) {
         let start = w.bytes.count
-        w.bytes.append(contentsOf: blankHeader)
-        record.encodeBody(into: &w)
+        w.zeros(headerSize)
+        record.encodeBody(into: &w, sealed: sealed)
         let length = w.bytes.count - start
         w.bytes.withUnsafeMutableBytes { all in
             let p = all.baseAddress! + start
@@ -346,9 +344,6 @@ enum KeySlot {
 
     static func offset(_ slot: UInt32) -> Int64 { Int64(size) * (Int64(slot) + 1) }
 
-    /// What a destroyed (or never used) slot holds.
-    static let empty = [UInt8](repeating: 0, count: size)
-
     static func fileHeader() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: size)
         bytes.withUnsafeMutableBytes { p in
@@ -359,15 +354,13 @@ enum KeySlot {
         return bytes
     }
 
-    static func encode(key: [UInt8], sequence: UInt64, slot: UInt32) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: size)
-        bytes.withUnsafeMutableBytes { p in
-            key.withUnsafeBytes { p.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: 32) }
-            putU64(sequence, p.baseAddress! + 32)
-            putU32(slot, p.baseAddress! + 40)
-            putU32(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: p[0..<60])), p.baseAddress! + 60)
-        }
-        return bytes
+    /// Writes the slot of `key` (`size` bytes) at `p`.
+    static func encode(key: [UInt8], sequence: UInt64, slot: UInt32, into p: UnsafeMutableRawPointer) {
+        key.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+        (p + 32).initializeMemory(as: UInt8.self, repeating: 0, count: size - 32)
+        putU64(sequence, p + 32)
+        putU32(slot, p + 40)
+        putU32(CRC32C.checksum(UnsafeRawBufferPointer(start: p, count: 60)), p + 60)
     }
 
     enum Content: Equatable {

@@ -147,6 +147,11 @@ public final class Journal: @unchecked Sendable {
     private let hasher = SHA256Context()
     /// The writer thread's buffer for one group's frames (its capacity is kept between groups).
     private var groupBuffer: [UInt8] = []
+    /// The writer thread's running chain hash while it seals a group (it becomes `lastHash`
+    /// once durable).
+    private var chainHash = [UInt8](repeating: 0, count: 32)
+    /// The key I/O thread's buffer for a run of neighbouring key slots.
+    private var slotBuffer: [UInt8] = []
 
     /// The journal folder inside a node's state folder.
     public static func directory(inState stateDirectory: String) -> String { stateDirectory + "/journal" }
@@ -283,15 +288,26 @@ public final class Journal: @unchecked Sendable {
     private let keyMaterialCount = AESGCM.keyCount + AESGCM.nonceCount
 
     /// Seals payloads and encodes the frames of one append, in the caller's thread, so that
-    /// the writer thread only numbers, checksums and hashes them.
+    /// the writer thread only numbers, checksums and hashes them. The records themselves stay
+    /// as they are (a decision keeps its plaintext until the append is done): the sealed
+    /// payload goes into the frame, and the delivery index learns its key slot from
+    /// `PendingAppend.firstSlot`.
     private func prepare(_ records: [JournalRecord], completion: AppendCompletion?) throws -> PendingAppend {
         var sealingCount = 0
+        var purgeCount = 0
         var capacity = 0
         for record in records {
             capacity += Frame.headerSize + 320
-            if case .decision(let d) = record, let payload = d.payload {
-                sealingCount += 1
-                capacity += payload.count + AESGCM.nonceCount + AESGCM.tagCount
+            switch record {
+            case .decision(let d):
+                if let payload = d.payload {
+                    sealingCount += 1
+                    capacity += payload.count + AESGCM.nonceCount + AESGCM.tagCount
+                }
+            case .payloadPurged:
+                purgeCount += 1
+            default:
+                break
             }
         }
         var slot: UInt32 = 0
@@ -301,39 +317,39 @@ public final class Journal: @unchecked Sendable {
             nextSlot += UInt32(sealingCount)
             slotLock.unlock()
         }
-        var stored = records
+        let firstSlot = slot
         var keyEvents: [KeyEvent] = []
+        keyEvents.reserveCapacity(sealingCount + purgeCount)
         var w = ByteWriter(capacity: capacity)
         // Every fresh key with its nonce, from one call to the random generator.
         let material = sealingCount > 0 ? SecureRandom.bytes(sealingCount * keyMaterialCount) : []
         var used = 0
         for i in records.indices {
+            var sealed: SealedPayload?
             switch records[i] {
-            case .decision(var d):
+            case .decision(let d):
                 if let plaintext = d.payload {
                     let secret = Array(material[used..<used + AESGCM.keyCount])
                     let nonce = Array(material[used + AESGCM.keyCount..<used + keyMaterialCount])
                     used += keyMaterialCount
                     let ciphertext = try AESGCM.seal(plaintext, key: secret, nonce: nonce,
                                                      aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
-                    d.payload = nil
-                    d.sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
+                    sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
                     keyEvents.append(.seal(record: i, slot: slot, key: secret,
                                            delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
                     slot += 1
-                    stored[i] = .decision(d)
                 }
             case .payloadPurged(let r):
                 keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
             default:
                 break
             }
-            Frame.encode(stored[i], flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
+            Frame.encode(records[i], sealed: sealed, flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
             guard w.bytes.count <= Journal.maxAppendBytes else {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
         }
-        return PendingAppend(records: stored, frames: w.bytes, keyEvents: keyEvents, completion: completion)
+        return PendingAppend(records: records, firstSlot: firstSlot, frames: w.bytes, keyEvents: keyEvents, completion: completion)
     }
 
     /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
@@ -532,44 +548,46 @@ public final class Journal: @unchecked Sendable {
 
     /// Writes one group, updates the index and sets each append's result.
     private func commit(_ group: ArraySlice<PendingAppend>, bytes: Int) {
-        let result: Result<[[RecordPosition]], JournalError>
+        var failure = broken
         let started = monotonicNanoseconds()
-        if let broken {
-            result = .failure(broken)
-        } else {
-            result = Result { try write(group, bytes: bytes) }.mapError(JournalError.writing)
+        if failure == nil {
+            do {
+                try write(group, bytes: bytes)
+            } catch {
+                failure = JournalError.writing(error)
+            }
         }
-        let succeeded = if case .success = result { true } else { false }
-        onGroupCommit?(TimeInterval(monotonicNanoseconds() - started) / 1e9, succeeded)
+        onGroupCommit?(TimeInterval(monotonicNanoseconds() - started) / 1e9, failure == nil)
         statsLock.lock()
-        lastCommitSucceeded = succeeded
+        lastCommitSucceeded = failure == nil
         statsLock.unlock()
-        switch result {
-        case .success(let positions):
-            index.apply(zip(group, positions).map { ($0.records, $1) })
-            var records = 0
-            for (p, list) in zip(group, positions) {
-                p.result = .success(list)
-                records += list.count
-            }
-            statsLock.lock()
-            stats.appends += UInt64(group.count)
-            stats.records += UInt64(records)
-            stats.groupCommits += 1
-            stats.largestGroup = max(stats.largestGroup, group.count)
-            stats.headSequence = nextSequence - 1
-            headHash = lastHash
-            statsLock.unlock()
-            if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
-            if let window = options.rememberCompletedSignals {
-                index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
-            }
-        case .failure(let error):
+        if let failure {
             statsLock.lock()
             stats.failedAppends += UInt64(group.count)
             statsLock.unlock()
-            Log.shared.error("journal_write_failed", ["appends": group.count, "error": error.description])
-            for p in group { p.result = .failure(error) }
+            Log.shared.error("journal_write_failed", ["appends": group.count, "error": failure.description])
+            for p in group { p.result = .failure(failure) }
+            return
+        }
+        index.apply { apply in
+            for p in group { apply(p.records, p.positions, p.firstSlot) }
+        }
+        var records = 0
+        for p in group {
+            p.result = .success(p.positions)
+            records += p.positions.count
+        }
+        statsLock.lock()
+        stats.appends += UInt64(group.count)
+        stats.records += UInt64(records)
+        stats.groupCommits += 1
+        stats.largestGroup = max(stats.largestGroup, group.count)
+        stats.headSequence = nextSequence - 1
+        headHash = lastHash
+        statsLock.unlock()
+        if nextSequence - 1 >= checkpointedSequence + options.checkpointInterval { scheduleCheckpoint() }
+        if let window = options.rememberCompletedSignals {
+            index.forgetCompletedIfGrown(receivedBefore: Date().addingTimeInterval(-window))
         }
     }
 
@@ -578,26 +596,27 @@ public final class Journal: @unchecked Sendable {
     /// durable, so that no record on disk can lack its key (nor a `payloadPurged` record
     /// precede the destruction of its key). Then one pwrite and one fdatasync of the segment.
     /// On failure the segment is cut back to where the group began.
-    private func write(_ group: ArraySlice<PendingAppend>, bytes: Int) throws -> [[RecordPosition]] {
+    private func write(_ group: ArraySlice<PendingAppend>, bytes: Int) throws {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
         }
         // Pass 1: key slot contents, in record order.
-        var slotWrites: [(slot: UInt32, bytes: [UInt8])] = []
+        var slotWrites: [SlotWrite] = []
         var groupSlots: [DeliveryKey: UInt32] = [:]
         var firstSequence = nextSequence
         for p in group {
             for event in p.keyEvents {
+                if groupSlots.isEmpty { groupSlots.reserveCapacity(2 * group.count) }
                 switch event {
                 case .seal(let record, let slot, let key, let delivery):
                     // A decision that replaces an earlier one for the same delivery destroys
                     // the earlier payload's key: nothing could reach or purge it any more.
-                    if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append((replaced, KeySlot.empty)) }
-                    slotWrites.append((slot, KeySlot.encode(key: key, sequence: firstSequence + UInt64(record), slot: slot)))
+                    if let replaced = currentSlot(delivery, groupSlots) { slotWrites.append(SlotWrite(slot: replaced)) }
+                    slotWrites.append(SlotWrite(slot: slot, key: key, sequence: firstSequence + UInt64(record)))
                     groupSlots[delivery] = slot
                 case .purge(_, let delivery):
                     if let slot = currentSlot(delivery, groupSlots) {
-                        slotWrites.append((slot, KeySlot.empty))
+                        slotWrites.append(SlotWrite(slot: slot))
                         groupSlots[delivery] = nil
                     }
                 }
@@ -611,14 +630,12 @@ public final class Journal: @unchecked Sendable {
         let start = segmentSize
         groupBuffer.removeAll(keepingCapacity: true)
         for p in group { groupBuffer.append(contentsOf: p.frames) }
-        var hash = lastHash
         var sequence = nextSequence
-        var positions: [[RecordPosition]] = []
-        positions.reserveCapacity(group.count)
         let segment = segmentNumber
         let hasher = self.hasher
+        lastHash.withUnsafeBytes { last in chainHash.withUnsafeMutableBytes { $0.copyMemory(from: last) } }
         groupBuffer.withUnsafeMutableBytes { all in
-            hash.withUnsafeMutableBytes { hash in
+            chainHash.withUnsafeMutableBytes { hash in
                 var offset = 0
                 for p in group {
                     var list: [RecordPosition] = []
@@ -628,7 +645,7 @@ public final class Journal: @unchecked Sendable {
                         offset += Frame.seal(all.baseAddress! + offset, sequence: sequence, hash: hash.baseAddress!, hasher: hasher)
                         sequence += 1
                     }
-                    positions.append(list)
+                    p.positions = list
                 }
             }
         }
@@ -648,10 +665,10 @@ public final class Journal: @unchecked Sendable {
         stats.bytesWritten += UInt64(groupBuffer.count)
         statsLock.unlock()
         segmentSize = start + UInt64(groupBuffer.count)
-        lastHash = hash
+        // The previous hash's buffer is reused by the next group (once `headHash` lets go of it).
+        swap(&lastHash, &chainHash)
         lastRecord = (segmentNumber, segmentSize)
         nextSequence = sequence
-        return positions
     }
 
     /// The key slot currently holding the payload key of `delivery`:
@@ -664,9 +681,11 @@ public final class Journal: @unchecked Sendable {
     /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable. The
     /// file grows ahead of the slots in `keyFileStep`s (zeros: empty slots), so that the
     /// fdatasync of most groups writes their slots only, not also the inode's new size.
-    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`).
-    private func writeSlots(_ writes: [(slot: UInt32, bytes: [UInt8])]) throws {
-        let sorted = writes.sorted { $0.slot < $1.slot }
+    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`
+    /// and `slotBuffer`).
+    private func writeSlots(_ writes: [SlotWrite]) throws {
+        var sorted = writes
+        sorted.sort { $0.slot < $1.slot }
         let needed = Int(KeySlot.offset(sorted.last!.slot)) + KeySlot.size
         if needed > keyFileBytes {
             let target = (needed + Journal.keyFileStep - 1) / Journal.keyFileStep * Journal.keyFileStep
@@ -676,13 +695,22 @@ public final class Journal: @unchecked Sendable {
         }
         var i = 0
         while i < sorted.count {
-            var run = sorted[i].bytes
             var j = i + 1
-            while j < sorted.count, sorted[j].slot == sorted[j - 1].slot + 1 {
-                run += sorted[j].bytes
-                j += 1
+            while j < sorted.count, sorted[j].slot == sorted[j - 1].slot + 1 { j += 1 }
+            // Later writes to the same slot win, as they would as separate pwrites.
+            slotBuffer.removeAll(keepingCapacity: true)
+            slotBuffer.append(contentsOf: repeatElement(0, count: (j - i) * KeySlot.size))
+            try slotBuffer.withUnsafeMutableBytes { run in
+                for write in sorted[i..<j] {
+                    let slot = run.baseAddress! + Int(write.slot - sorted[i].slot) * KeySlot.size
+                    if let key = write.key {
+                        KeySlot.encode(key: key, sequence: write.sequence, slot: write.slot, into: slot)
+                    } else {
+                        slot.initializeMemory(as: UInt8.self, repeating: 0, count: KeySlot.size)
+                    }
+                }
+                try pwriteAll(keyFD, UnsafeRawBufferPointer(run), at: KeySlot.offset(sorted[i].slot))
             }
-            try run.withUnsafeBytes { try pwriteAll(keyFD, $0, at: KeySlot.offset(sorted[i].slot)) }
             i = j
         }
         try dataSync(keyFD)
@@ -981,7 +1009,9 @@ private final class Replay: @unchecked Sendable {
         guard !chunk.isEmpty else { return }
         room.wait()
         queue.async { [self] in
-            index.apply(chunk)
+            index.apply { apply in
+                for (records, positions) in chunk { apply(records, positions, 0) }
+            }
             if let forgetBefore { index.forgetCompletedIfGrown(receivedBefore: forgetBefore) }
             room.signal()
         }
@@ -1009,6 +1039,13 @@ private struct DeliveryKey: Hashable {
     let recipientID: String
 }
 
+/// One key slot to write: a key with its decision's sequence number, or (key nil) zeros.
+private struct SlotWrite {
+    let slot: UInt32
+    var key: [UInt8]?
+    var sequence: UInt64 = 0
+}
+
 /// What an append does to the key file, by the index of its record within the append.
 private enum KeyEvent {
     /// A decision whose payload was sealed under a fresh key, to be stored in `slot`.
@@ -1020,16 +1057,22 @@ private enum KeyEvent {
 /// One queued append, waiting for its group commit: its records (for the delivery index) and
 /// their frames, encoded by the caller (see `Frame.encode`).
 private final class PendingAppend {
+    /// As the caller gave them: decisions still carry their plaintext payload.
     let records: [JournalRecord]
+    /// The key slot of the first payload sealed by this append; the others follow in record order.
+    let firstSlot: UInt32
     let frames: [UInt8]
     let keyEvents: [KeyEvent]
     /// For an asynchronous append; nil when the caller waits on the ticket.
     let completion: Journal.AppendCompletion?
+    /// The records' positions, set by the writer once it has numbered them.
+    var positions: [RecordPosition] = []
     /// Set by the writer before it completes the ticket or queues the completion.
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], frames: [UInt8], keyEvents: [KeyEvent], completion: Journal.AppendCompletion?) {
+    init(records: [JournalRecord], firstSlot: UInt32, frames: [UInt8], keyEvents: [KeyEvent], completion: Journal.AppendCompletion?) {
         self.records = records
+        self.firstSlot = firstSlot
         self.frames = frames
         self.keyEvents = keyEvents
         self.completion = completion

@@ -40,11 +40,24 @@ public struct Pseudonymizer: Sendable {
     /// kind prefix gets `subject:` (never any part of the string itself).
     public func pseudonym(_ canonical: String) -> String {
         var canonical = canonical
-        let colon = canonical.utf8.firstIndex(of: UInt8(ascii: ":"))
-        let kind = colon.map { String(canonical[..<$0]) }.flatMap { $0.isEmpty ? nil : $0 } ?? "subject"
-        let digest = canonical.withUTF8 { mac.authenticate(UnsafeRawBufferPointer($0)) }
-        return kind + ":" + Hex.encode(digest)
+        return canonical.withUTF8 { text in
+            let colon = text.firstIndex(of: UInt8(ascii: ":")) ?? 0
+            let kindCount = colon > 0 ? colon : Self.defaultKind.count
+            // The MAC on the stack, the pseudonym written in one piece.
+            return withUnsafeTemporaryAllocation(byteCount: SHA256.byteCount, alignment: 8) { digest in
+                mac.authenticate(UnsafeRawBufferPointer(text), into: digest.baseAddress!)
+                return String(unsafeUninitializedCapacity: kindCount + 1 + 2 * SHA256.byteCount) { out in
+                    if colon > 0 { _ = out.initialize(from: text[..<colon]) } else { _ = out.initialize(from: Self.defaultKind) }
+                    out[kindCount] = UInt8(ascii: ":")
+                    Hex.write(UnsafeRawBufferPointer(digest), to: UnsafeMutableBufferPointer(rebasing: out[(kindCount + 1)...]))
+                    return kindCount + 1 + 2 * SHA256.byteCount
+                }
+            }
+        }
     }
+
+    /// The kind of a canonical string without one.
+    private static let defaultKind = Array("subject".utf8)
 
     /// The Logboek Dataverwerkingen `dpl.core.data_subject_id_type` of a pseudonym: `BSN`, or a
     /// URN naming the kind (`urn:waakvlam:data-subject:person`, `...:address`).

@@ -12,43 +12,65 @@ public enum DeliveryVia: String, Sendable, Equatable, CaseIterable {
     case inboxAck = "inbox-ack"
 }
 
+/// The fields of a record in one immutable, shared object: a copy of the record (into the
+/// append, the delivery index, the first push, the answer) costs one reference count instead
+/// of one per string and array, and reading a field borrows it.
+final class SharedFields<Fields: Sendable>: Sendable {
+    let fields: Fields
+
+    init(_ fields: Fields) { self.fields = fields }
+
+    /// A new object with one field changed (rare: records are built whole).
+    func with<T>(_ field: WritableKeyPath<Fields, T>, _ value: T) -> SharedFields {
+        var changed = fields
+        changed[keyPath: field] = value
+        return SharedFields(changed)
+    }
+}
+
 /// A signal accepted for relaying (written before the sender hears 202).
+/// Its fields are `SharedFields`.
 public struct Received: Equatable, Sendable {
-    public var signalID: String
+    private struct Fields: Equatable, Sendable {
+        var signalID, senderID, senderOIN, signalType: String
+        var requestedRecipients: [String]
+        var payloadHash, requestHash: String
+        var subjectPseudonyms: [String]
+        var traceID, spanID, configVersion: String
+        var at: Date
+    }
+
+    private var box: SharedFields<Fields>
+
+    public var signalID: String { get { box.fields.signalID } set { box = box.with(\.signalID, newValue) } }
     /// Organisation id of the sender.
-    public var senderID: String
-    public var senderOIN: String
-    public var signalType: String
+    public var senderID: String { get { box.fields.senderID } set { box = box.with(\.senderID, newValue) } }
+    public var senderOIN: String { get { box.fields.senderOIN } set { box = box.with(\.senderOIN, newValue) } }
+    public var signalType: String { get { box.fields.signalType } set { box = box.with(\.signalType, newValue) } }
     /// The recipients as the sender named them (organisation ids or sectors).
-    public var requestedRecipients: [String]
+    public var requestedRecipients: [String] { get { box.fields.requestedRecipients } set { box = box.with(\.requestedRecipients, newValue) } }
     /// Hex SHA-256 of the submitted payload.
-    public var payloadHash: String
+    public var payloadHash: String { get { box.fields.payloadHash } set { box = box.with(\.payloadHash, newValue) } }
     /// Hex SHA-256 of the canonical request: same id and same hash is an idempotent retry.
-    public var requestHash: String
+    public var requestHash: String { get { box.fields.requestHash } set { box = box.with(\.requestHash, newValue) } }
     /// Pseudonyms (see `Pseudonymizer`) of the persons and addresses the signal is about.
-    public var subjectPseudonyms: [String]
+    public var subjectPseudonyms: [String] { get { box.fields.subjectPseudonyms } set { box = box.with(\.subjectPseudonyms, newValue) } }
     /// W3C Trace Context ids of the submission.
-    public var traceID: String
-    public var spanID: String
-    public var configVersion: String
-    public var at: Date
+    public var traceID: String { get { box.fields.traceID } set { box = box.with(\.traceID, newValue) } }
+    public var spanID: String { get { box.fields.spanID } set { box = box.with(\.spanID, newValue) } }
+    public var configVersion: String { get { box.fields.configVersion } set { box = box.with(\.configVersion, newValue) } }
+    public var at: Date { get { box.fields.at } set { box = box.with(\.at, newValue) } }
 
     public init(signalID: String, senderID: String, senderOIN: String, signalType: String,
                 requestedRecipients: [String], payloadHash: String, requestHash: String,
                 subjectPseudonyms: [String], traceID: String, spanID: String, configVersion: String, at: Date) {
-        self.signalID = signalID
-        self.senderID = senderID
-        self.senderOIN = senderOIN
-        self.signalType = signalType
-        self.requestedRecipients = requestedRecipients
-        self.payloadHash = payloadHash
-        self.requestHash = requestHash
-        self.subjectPseudonyms = subjectPseudonyms
-        self.traceID = traceID
-        self.spanID = spanID
-        self.configVersion = configVersion
-        self.at = at
+        box = SharedFields(Fields(signalID: signalID, senderID: senderID, senderOIN: senderOIN, signalType: signalType,
+                         requestedRecipients: requestedRecipients, payloadHash: payloadHash, requestHash: requestHash,
+                         subjectPseudonyms: subjectPseudonyms, traceID: traceID, spanID: spanID,
+                         configVersion: configVersion, at: at))
     }
+
+    public static func == (a: Received, b: Received) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
 }
 
 /// A sealed payload as it lies in a decision record: AES-256-GCM ciphertext whose key sits in
@@ -59,56 +81,73 @@ public struct SealedPayload: Equatable, Sendable {
     public let ciphertext: [UInt8]
 }
 
-/// The policy decision for one recipient of a signal.
+/// The policy decision for one recipient of a signal. Its fields are `SharedFields`.
 public struct Decision: Equatable, Sendable {
-    public var signalID: String
+    private struct Fields: Equatable, Sendable {
+        var signalID, recipientID: String
+        var allowed: Bool
+        var reasonCode, reasonMessage, ruleID, convenantID, convenantVersion, processingActivity: String?
+        var configVersion: String
+        var fieldsDelivered, fieldsDropped: [String]
+        var retentionUntil: Date?
+        var deliveryMode: DeliveryMode?
+        var payload: [UInt8]?
+        var sealed: SealedPayload?
+        var at: Date
+    }
+
+    private var box: SharedFields<Fields>
+
+    public var signalID: String { get { box.fields.signalID } set { box = box.with(\.signalID, newValue) } }
     /// Organisation id, or the requested string when it names no known organisation.
-    public var recipientID: String
-    public var allowed: Bool
-    public var reasonCode: String?
-    public var reasonMessage: String?
-    public var ruleID: String?
-    public var convenantID: String?
-    public var convenantVersion: String?
+    public var recipientID: String { get { box.fields.recipientID } set { box = box.with(\.recipientID, newValue) } }
+    public var allowed: Bool { get { box.fields.allowed } set { box = box.with(\.allowed, newValue) } }
+    public var reasonCode: String? { get { box.fields.reasonCode } set { box = box.with(\.reasonCode, newValue) } }
+    public var reasonMessage: String? { get { box.fields.reasonMessage } set { box = box.with(\.reasonMessage, newValue) } }
+    public var ruleID: String? { get { box.fields.ruleID } set { box = box.with(\.ruleID, newValue) } }
+    public var convenantID: String? { get { box.fields.convenantID } set { box = box.with(\.convenantID, newValue) } }
+    public var convenantVersion: String? { get { box.fields.convenantVersion } set { box = box.with(\.convenantVersion, newValue) } }
     /// URI of the processing activity (Logboek Dataverwerkingen `dpl.core.processing_activity_id`).
-    public var processingActivity: String?
-    public var configVersion: String
-    public var fieldsDelivered: [String]
-    public var fieldsDropped: [String]
+    public var processingActivity: String? { get { box.fields.processingActivity } set { box = box.with(\.processingActivity, newValue) } }
+    public var configVersion: String { get { box.fields.configVersion } set { box = box.with(\.configVersion, newValue) } }
+    public var fieldsDelivered: [String] { get { box.fields.fieldsDelivered } set { box = box.with(\.fieldsDelivered, newValue) } }
+    public var fieldsDropped: [String] { get { box.fields.fieldsDropped } set { box = box.with(\.fieldsDropped, newValue) } }
     /// When the payload must be destroyed at the latest.
-    public var retentionUntil: Date?
-    public var deliveryMode: DeliveryMode?
+    public var retentionUntil: Date? { get { box.fields.retentionUntil } set { box = box.with(\.retentionUntil, newValue) } }
+    public var deliveryMode: DeliveryMode? { get { box.fields.deliveryMode } set { box = box.with(\.deliveryMode, newValue) } }
     /// The minimised payload to deliver (plaintext). On append the journal seals it under a
     /// fresh key; records read back always have `payload == nil` and carry `sealed` instead.
     /// Read the plaintext with `Journal.payload(signalID:recipientID:)`.
-    public var payload: [UInt8]?
+    public var payload: [UInt8]? { get { box.fields.payload } set { box = box.with(\.payload, newValue) } }
     /// Set on records read back when the decision carried a payload.
-    public internal(set) var sealed: SealedPayload?
-    public var at: Date
+    public internal(set) var sealed: SealedPayload? { get { box.fields.sealed } set { box = box.with(\.sealed, newValue) } }
+    public var at: Date { get { box.fields.at } set { box = box.with(\.at, newValue) } }
 
     public init(signalID: String, recipientID: String, allowed: Bool, reasonCode: String? = nil,
                 reasonMessage: String? = nil, ruleID: String? = nil, convenantID: String? = nil,
                 convenantVersion: String? = nil, processingActivity: String? = nil, configVersion: String,
                 fieldsDelivered: [String] = [], fieldsDropped: [String] = [], retentionUntil: Date? = nil,
                 deliveryMode: DeliveryMode? = nil, payload: [UInt8]? = nil, at: Date) {
-        self.signalID = signalID
-        self.recipientID = recipientID
-        self.allowed = allowed
-        self.reasonCode = reasonCode
-        self.reasonMessage = reasonMessage
-        self.ruleID = ruleID
-        self.convenantID = convenantID
-        self.convenantVersion = convenantVersion
-        self.processingActivity = processingActivity
-        self.configVersion = configVersion
-        self.fieldsDelivered = fieldsDelivered
-        self.fieldsDropped = fieldsDropped
-        self.retentionUntil = retentionUntil
-        self.deliveryMode = deliveryMode
-        self.payload = payload
-        self.sealed = nil
-        self.at = at
+        self.init(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
+                  reasonMessage: reasonMessage, ruleID: ruleID, convenantID: convenantID,
+                  convenantVersion: convenantVersion, processingActivity: processingActivity,
+                  configVersion: configVersion, fieldsDelivered: fieldsDelivered, fieldsDropped: fieldsDropped,
+                  retentionUntil: retentionUntil, deliveryMode: deliveryMode, payload: payload, sealed: nil, at: at)
     }
+
+    /// Every field, `sealed` too: for records read back.
+    init(signalID: String, recipientID: String, allowed: Bool, reasonCode: String?, reasonMessage: String?, ruleID: String?,
+         convenantID: String?, convenantVersion: String?, processingActivity: String?, configVersion: String,
+         fieldsDelivered: [String], fieldsDropped: [String], retentionUntil: Date?, deliveryMode: DeliveryMode?,
+         payload: [UInt8]?, sealed: SealedPayload?, at: Date) {
+        box = SharedFields(Fields(signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode,
+                         reasonMessage: reasonMessage, ruleID: ruleID, convenantID: convenantID,
+                         convenantVersion: convenantVersion, processingActivity: processingActivity,
+                         configVersion: configVersion, fieldsDelivered: fieldsDelivered, fieldsDropped: fieldsDropped,
+                         retentionUntil: retentionUntil, deliveryMode: deliveryMode, payload: payload, sealed: sealed, at: at))
+    }
+
+    public static func == (a: Decision, b: Decision) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
 }
 
 /// One failed (or not yet successful) push attempt.
@@ -322,9 +361,10 @@ public struct StoredRecord: Equatable, Sendable {
 // MARK: - Body encoding (field order is the on-disk format; see docs/JOURNAL.md)
 
 extension JournalRecord {
-    /// Appends the body bytes to `w`. A decision's plaintext payload must already have been
-    /// replaced by `sealed` (the journal does that in `append`).
-    func encodeBody(into w: inout ByteWriter) {
+    /// Appends the body bytes to `w`. A decision's plaintext payload is not written: the
+    /// journal seals it on append and passes what it sealed as `sealed` (which then replaces
+    /// the record's own).
+    func encodeBody(into w: inout ByteWriter, sealed: SealedPayload? = nil) {
         switch self {
         case .received(let r):
             w.string(r.signalID)
@@ -340,7 +380,7 @@ extension JournalRecord {
             w.string(r.configVersion)
             w.time(r.at)
         case .decision(let r):
-            precondition(r.payload == nil, "plaintext payloads are sealed before encoding")
+            precondition(r.payload == nil || sealed != nil, "plaintext payloads are sealed before encoding")
             w.string(r.signalID)
             w.string(r.recipientID)
             w.bool(r.allowed)
@@ -355,7 +395,7 @@ extension JournalRecord {
             w.strings(r.fieldsDropped)
             w.optional(r.retentionUntil) { $0.time($1) }
             w.optional(r.deliveryMode) { $0.string($1.rawValue) }
-            w.optional(r.sealed) {
+            w.optional(sealed ?? r.sealed) {
                 $0.varint(UInt64($1.keySlot))
                 $0.data($1.ciphertext)
             }
@@ -434,18 +474,18 @@ extension JournalRecord {
                 try r.skipString() // configuration version
                 try r.skipStrings() // fields delivered
                 try r.skipStrings() // fields dropped
-                var d = Decision(
-                    signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, configVersion: "",
-                    retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { try $0.deliveryMode() },
-                    at: Date(timeIntervalSince1970: 0))
-                d.sealed = try r.optional { reader -> SealedPayload in
+                let retentionUntil = try r.optional { try $0.time() }
+                let deliveryMode = try r.optional { try $0.deliveryMode() }
+                let sealed = try r.optional { reader -> SealedPayload in
                     let slot = try reader.keySlot()
                     try reader.skipString() // ciphertext
                     return SealedPayload(keySlot: slot, ciphertext: [])
                 }
-                d.at = try r.time()
-                record = .decision(d)
+                record = .decision(Decision(
+                    signalID: signalID, recipientID: recipientID, allowed: allowed, reasonCode: reasonCode, reasonMessage: nil,
+                    ruleID: nil, convenantID: nil, convenantVersion: nil, processingActivity: nil, configVersion: "",
+                    fieldsDelivered: [], fieldsDropped: [], retentionUntil: retentionUntil, deliveryMode: deliveryMode,
+                    payload: nil, sealed: sealed, at: try r.time()))
             case (.received, .full):
                 record = .received(Received(
                     signalID: try r.string(), senderID: try r.string(), senderOIN: try r.string(),
@@ -454,7 +494,7 @@ extension JournalRecord {
                     subjectPseudonyms: try r.strings(), traceID: try r.string(), spanID: try r.string(),
                     configVersion: try r.string(), at: try r.time()))
             case (.decision, .full):
-                var d = Decision(
+                record = .decision(Decision(
                     signalID: try r.string(), recipientID: try r.string(), allowed: try r.bool(),
                     reasonCode: try r.optional { try $0.string() },
                     reasonMessage: try r.optional { try $0.string() },
@@ -464,11 +504,9 @@ extension JournalRecord {
                     processingActivity: try r.optional { try $0.string() },
                     configVersion: try r.string(), fieldsDelivered: try r.strings(), fieldsDropped: try r.strings(),
                     retentionUntil: try r.optional { try $0.time() },
-                    deliveryMode: try r.optional { try $0.deliveryMode() },
-                    at: Date(timeIntervalSince1970: 0))
-                d.sealed = try r.optional { SealedPayload(keySlot: try $0.keySlot(), ciphertext: try $0.data()) }
-                d.at = try r.time()
-                record = .decision(d)
+                    deliveryMode: try r.optional { try $0.deliveryMode() }, payload: nil,
+                    sealed: try r.optional { SealedPayload(keySlot: try $0.keySlot(), ciphertext: try $0.data()) },
+                    at: try r.time()))
             case (.attempt, _):
                 let signalID = try r.string(), recipientID = try r.string()
                 let number = try r.varint()

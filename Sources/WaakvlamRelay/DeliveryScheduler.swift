@@ -57,16 +57,17 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     // The loop thread's own.
     private var running = false
-    /// Picked and not yet released (until the outcome is in the journal).
-    private var inFlight = Set<Key>()
-    /// Per recipient: in `inFlight`, and of those, requests on the wire.
-    private var heldPerRecipient: [String: Int] = [:]
+    /// Picked and not yet released (until the outcome is in the journal), by the sequence
+    /// number of the delivery's decision record: the index passes over them by that number
+    /// without building their states.
+    private var inFlight = Set<UInt64>()
+    /// Per recipient: requests on the wire.
     private var sendingPerRecipient: [String: Int] = [:]
     private var health: [String: RecipientHealth] = [:]
     private var nextSweep = Date.distantPast
     /// Expiries and purges of the last sweep, until they are durable: not pushed meanwhile,
     /// and no new sweep before.
-    private var sweeping = Set<Key>()
+    private var sweeping = Set<UInt64>()
 
     /// Deliveries to one recipient at the same time, at most.
     static let perRecipientLimit = 32
@@ -167,17 +168,17 @@ final class DeliveryScheduler: @unchecked Sendable {
         let index = journal.deliveryState()
         for recipient in index.pushRecipients() {
             guard let free = freeSlots(recipient, now: now, maximumInFlight: maximumInFlight) else { continue }
-            // The earliest due are those already in flight (they leave the index's schedule
-            // when their outcome is journaled): ask for enough to get past them.
-            let due = index.duePushes(recipientID: recipient, at: now, limit: free + (heldPerRecipient[recipient] ?? 0))
+            // The earliest due are often those already in flight (they leave the index's
+            // schedule when their outcome is journaled): passed over.
+            let due = index.duePushes(recipientID: recipient, at: now, limit: free) { [self] decision in
+                inFlight.contains(decision.sequence) || sweeping.contains(decision.sequence)
+            }
             for delivery in due {
-                let key = Key(signalID: delivery.signalID, recipientID: recipient)
                 // Asked again per delivery: a push that failed at once may have put the
                 // recipient into back-off.
-                guard freeSlots(recipient, now: now, maximumInFlight: maximumInFlight) != nil, !sweeping.contains(key),
-                      inFlight.insert(key).inserted else { continue }
+                guard freeSlots(recipient, now: now, maximumInFlight: maximumInFlight) != nil,
+                      inFlight.insert(delivery.decision.sequence).inserted else { continue }
                 sendingPerRecipient[recipient, default: 0] += 1
-                heldPerRecipient[recipient, default: 0] += 1
                 push(delivery)
             }
         }
@@ -200,18 +201,11 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// The delivery is no longer in flight.
     private func release(_ delivery: DeliveryState) {
-        let key = Key(signalID: delivery.signalID, recipientID: delivery.recipientID)
-        inFlight.remove(key)
-        heldPerRecipient[delivery.recipientID, default: 1] -= 1
+        inFlight.remove(delivery.decision.sequence)
         shared.lock()
-        prepared[key] = nil
+        prepared[Key(signalID: delivery.signalID, recipientID: delivery.recipientID)] = nil
         shared.unlock()
         requestPass()
-    }
-
-    /// Releases the delivery on the loop once its record is durable (from a journal completion).
-    private func releaseLater(_ delivery: DeliveryState) {
-        loop.execute { [self] in release(delivery) }
     }
 
     // MARK: - One delivery
@@ -255,8 +249,12 @@ final class DeliveryScheduler: @unchecked Sendable {
                 return
             }
         }
-        var headers = HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", delivery.signalID)])
-        if let traceparent = message.traceparent { headers.add("traceparent", traceparent) }
+        // Names in lower case, as headers keep them (written capitalised on the wire).
+        let headers = if let traceparent = message.traceparent {
+            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID), ("traceparent", traceparent)])
+        } else {
+            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID)])
+        }
         let request = HTTPRequest(method: "POST", target: target.path, headers: headers, body: message.body)
         loop.send(request, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)
@@ -280,13 +278,15 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery) { [self] durable in
-            guard durable else { return }
-            metrics.increment("waakvlam_deliveries_total", ["via": "push"])
+        append([receipt], for: delivery) { [self] in
+            metrics.increment("waakvlam_deliveries_total", Self.viaPush)
             Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-            loop.execute { [self] in recipientAnswered(delivery.recipientID) }
+            return { [self] in recipientAnswered(delivery.recipientID) }
         }
     }
+
+    /// The labels of a delivery by push (made once).
+    private static let viaPush = ["via": "push"]
 
     /// A receipt is durable: the recipient counts as up.
     private func recipientAnswered(_ recipientID: String) {
@@ -299,15 +299,22 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// Appends `records` without waiting; once they are durable (or failed), `then` runs on
-    /// the journal's completion thread and the delivery is released on the loop.
-    private func append(_ records: [JournalRecord], for delivery: DeliveryState, then: @escaping @Sendable (Bool) -> Void = { _ in }) {
-        let completion: @Sendable (Result<[RecordPosition], JournalError>) -> Void = { [self] result in
-            if case .failure(let error) = result {
-                Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
+    /// Appends `records` without waiting. Once they are durable, `durable` runs on the
+    /// journal's completion thread and what it returns runs on the loop; then (durable or
+    /// not) the delivery is released on the loop.
+    private func append(_ records: [JournalRecord], for delivery: DeliveryState,
+                        durable: @escaping @Sendable () -> (() -> Void)? = { nil }) {
+        let completion: Journal.AppendCompletion = { [self] result in
+            var onLoop: (() -> Void)?
+            switch result {
+            case .success: onLoop = durable()
+            case .failure(let error): Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
             }
-            if case .success = result { then(true) } else { then(false) }
-            releaseLater(delivery)
+            // One task on the loop for both.
+            loop.execute { [self] in
+                onLoop?()
+                release(delivery)
+            }
         }
         do {
             try journal.append(records, completion: completion)
@@ -354,10 +361,10 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func expire(_ delivery: DeliveryState, reason: String, at now: Date) {
-        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] durable in
-            guard durable else { return }
+        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] in
             metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
             Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
+            return nil
         }
     }
 
@@ -371,15 +378,12 @@ final class DeliveryScheduler: @unchecked Sendable {
         let settings = configuration.current.configuration.node.delivery
         let index = journal.deliveryState()
         let cutoff = now.addingTimeInterval(-TimeInterval(settings.maximumLifetimeSeconds))
-        let expiring = index.pendingQueued(before: cutoff, limit: Self.sweepBatch).filter { delivery in
-            !inFlight.contains(Key(signalID: delivery.signalID, recipientID: delivery.recipientID))
-        }
+        let expiring = index.pendingQueued(before: cutoff, limit: Self.sweepBatch).filter { !inFlight.contains($0.decision.sequence) }
         let purgeable = index.payloadsDue(at: now, limit: Self.sweepBatch)
         var records = expiring.map { JournalRecord.expired(Expired(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
         records += purgeable.map { JournalRecord.payloadPurged(PayloadPurged(signalID: $0.signalID, recipientID: $0.recipientID, at: now)) }
         guard !records.isEmpty else { return }
-        let keys = (expiring + purgeable).map { Key(signalID: $0.signalID, recipientID: $0.recipientID) }
-        sweeping.formUnion(keys)
+        sweeping.formUnion((expiring + purgeable).lazy.map(\.decision.sequence))
         let metrics = self.metrics
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {

@@ -19,13 +19,33 @@ public final class Metrics: @unchecked Sendable {
                 hasher.combine(labels)
             }
         }
+
+        /// Likewise compared as a pair, without looking each key up in the other dictionary.
+        static func == (a: Key, b: Key) -> Bool {
+            guard a.name == b.name, a.labels.count == b.labels.count else { return false }
+            if a.labels.count == 1, let (label, value) = a.labels.first, let (otherLabel, otherValue) = b.labels.first {
+                return label == otherLabel && value == otherValue
+            }
+            return a.labels == b.labels
+        }
     }
 
     private struct Histogram {
-        var buckets: [Double]
+        let buckets: [Double]
         var counts: [UInt64]
         var sum: Double = 0
         var count: UInt64 = 0
+
+        init(buckets: [Double]) {
+            self.buckets = buckets
+            counts = Array(repeating: 0, count: buckets.count)
+        }
+
+        mutating func add(_ value: Double) {
+            for (index, bound) in buckets.enumerated() where value <= bound { counts[index] += 1 }
+            sum += value
+            count += 1
+        }
     }
 
     private let lock = NSLock()
@@ -56,14 +76,16 @@ public final class Metrics: @unchecked Sendable {
     /// Records one observation; `buckets` are upper bounds, used the first time a series is seen.
     public func observe(_ name: String, _ value: Double, buckets: [Double], _ labels: [String: String] = [:]) {
         lock.lock(); defer { lock.unlock() }
+        // Updated in place: a copy taken out of the dictionary would copy its arrays (and a
+        // `default:` value capturing `buckets` would cost a closure context per call).
         let key = Key(name: name, labels: labels)
-        var histogram = histograms[key] ?? Histogram(buckets: buckets, counts: Array(repeating: 0, count: buckets.count))
-        for (index, bound) in histogram.buckets.enumerated() where value <= bound {
-            histogram.counts[index] += 1
+        if let index = histograms.index(forKey: key) {
+            histograms.values[index].add(value)
+        } else {
+            var histogram = Histogram(buckets: buckets)
+            histogram.add(value)
+            histograms[key] = histogram
         }
-        histogram.sum += value
-        histogram.count += 1
-        histograms[key] = histogram
     }
 
     public func addCollector(_ collector: @escaping () -> [(name: String, labels: [String: String], value: Double)]) {

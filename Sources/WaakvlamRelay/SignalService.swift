@@ -102,14 +102,15 @@ final class SignalService: @unchecked Sendable {
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let type = current.signalType(id: submission.type) {
-            let keys = subjectKeys(for: submission.payload, type: type)
-            pseudonyms = [keys.person, keys.address].compactMap { $0 }.map(pseudonymizer.pseudonym)
+        if let keys = current.withSignalType(id: submission.type, { subjectKeys(for: submission.payload, type: $0) }) {
+            pseudonyms.reserveCapacity(2)
+            if let person = keys.person { pseudonyms.append(pseudonymizer.pseudonym(person)) }
+            if let address = keys.address { pseudonyms.append(pseudonymizer.pseudonym(address)) }
         }
         let received = Received(
             signalID: submission.id, senderID: sender.id, senderOIN: sender.oin, signalType: submission.type,
             requestedRecipients: submission.recipients.map(\.description),
-            payloadHash: Hex.encode(SHA256.hash(canonicalPayload)),
+            payloadHash: SHA256.hexDigest(canonicalPayload),
             requestHash: requestHash, subjectPseudonyms: pseudonyms, traceID: trace.traceID, spanID: trace.spanID,
             configVersion: snapshot.version, at: now)
         // The decision records kept apart as well, so that the pushes and the answer take
@@ -129,13 +130,11 @@ final class SignalService: @unchecked Sendable {
             decisionRecords.append(record)
         }
         if !prepared.isEmpty { onQueued(.prepared(prepared)) }
-        let accepted = Accepted(submission: submission, sender: sender, configVersion: snapshot.version, trace: trace,
-                                decisions: decisions, received: received, decisionRecords: decisionRecords)
-        let signalID = submission.id
+        let accepted = Accepted(received: received, decisions: decisions, decisionRecords: decisionRecords)
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
             case .success: reply(journaled(accepted))
-            case .failure(let error): reply(journalFailed(signalID, error))
+            case .failure(let error): reply(journalFailed(accepted.received.signalID, error))
             }
         }
         do {
@@ -145,38 +144,41 @@ final class SignalService: @unchecked Sendable {
         }
     }
 
-    /// A submission decided and on its way to the journal: what its answer and logs need.
+    /// A submission decided and on its way to the journal: what its answer and logs need
+    /// (the received record holds the signal's id, sender, type, trace and configuration).
     private struct Accepted: @unchecked Sendable {
-        let submission: SignalSubmission
-        let sender: Organisation
-        let configVersion: String
-        let trace: TraceContext
-        let decisions: [RecipientDecision]
         let received: Received
+        let decisions: [RecipientDecision]
         let decisionRecords: [Decision]
     }
 
     /// The signal is on disk: count and log its decisions, let the pushes go, and answer.
+    /// (The fields are read from the records one by one where they are used: a decision
+    /// copied out whole would be retained field by field across the logging.)
     private func journaled(_ accepted: Accepted) -> HTTPResponse {
-        let submission = accepted.submission
-        let sender = accepted.sender
         var queuedPush = false
-        for decision in accepted.decisions {
-            if let allowed = decision.allowed {
-                metrics.increment("waakvlam_signals_allowed_total", ["type": submission.type])
-                if case .push = decision.recipient?.delivery { queuedPush = true }
-                Log.shared.info("decision_allowed", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
-                                                     "rule": allowed.ruleID, "convenant": allowed.convenantID,
-                                                     "convenant_version": allowed.convenantVersion, "config_version": accepted.configVersion])
-            } else if let denial = decision.denial {
-                metrics.increment("waakvlam_signals_denied_total", ["reason": denial.code.rawValue])
-                Log.shared.info("decision_denied", ["signal": submission.id, "sender": sender.id, "recipient": decision.recipient?.id ?? decision.requested,
-                                                    "code": denial.code.rawValue, "config_version": accepted.configVersion])
+        let records = accepted.decisionRecords
+        for index in records.indices {
+            if records[index].allowed {
+                metrics.increment("waakvlam_signals_allowed_total", ["type": accepted.received.signalType])
+                if records[index].deliveryMode == .push { queuedPush = true }
+                Log.shared.info("decision_allowed", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
+                                                     "recipient": records[index].recipientID,
+                                                     "rule": records[index].ruleID ?? "", "convenant": records[index].convenantID ?? "",
+                                                     "convenant_version": accepted.decisions[index].allowed?.convenantVersion ?? 0,
+                                                     "config_version": accepted.received.configVersion])
+            } else {
+                let code = records[index].reasonCode ?? ""
+                metrics.increment("waakvlam_signals_denied_total", ["reason": code])
+                Log.shared.info("decision_denied", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
+                                                    "recipient": records[index].recipientID,
+                                                    "code": code, "config_version": accepted.received.configVersion])
             }
         }
-        metrics.increment("waakvlam_signals_accepted_total", ["type": submission.type])
-        Log.shared.info("signal_received", ["signal": submission.id, "sender": sender.id, "type": submission.type,
-                                            "recipients": accepted.decisions.count, "trace_id": accepted.trace.traceID])
+        metrics.increment("waakvlam_signals_accepted_total", ["type": accepted.received.signalType])
+        Log.shared.info("signal_received", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
+                                            "type": accepted.received.signalType,
+                                            "recipients": accepted.decisions.count, "trace_id": accepted.received.traceID])
         if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
@@ -218,8 +220,9 @@ final class SignalService: @unchecked Sendable {
         let anyAllowed = decisions.contains { $0.allowed }
         let error = anyAllowed ? nil : (code: "all_recipients_denied",
                                         message: "No recipient may receive this signal under the convenants in force; see the reason per recipient.")
-        return .json(status: anyAllowed ? 202 : 403,
-                     signalJSON(received: received, decisions: decisions.map { ($0, acceptedStatus($0)) }, error: error))
+        return .json(status: anyAllowed ? 202 : 403, signalJSON(received: received, recipients: decisions.count, error: error) { json in
+            for index in decisions.indices { appendRecipient(decisions[index], acceptedStatus(decisions[index]), to: &json) }
+        })
     }
 
     // MARK: - GET /v1/signals/{id}
@@ -228,7 +231,11 @@ final class SignalService: @unchecked Sendable {
         guard let stored = try? journal.signal(signalID), let received = stored.received, received.senderID == caller.id else {
             return Self.notFound(signalID)
         }
-        return .json(status: 200, Self.signalJSON(received: received, decisions: stored.decisions.map { ($0.decision, $0.state.status) }))
+        return .json(status: 200, Self.signalJSON(received: received, recipients: stored.decisions.count) { json in
+            for index in stored.decisions.indices {
+                Self.appendRecipient(stored.decisions[index].decision, stored.decisions[index].state.status, to: &json)
+            }
+        })
     }
 
     // MARK: - POST /v1/signals/{id}/feedback
@@ -391,7 +398,7 @@ final class SignalService: @unchecked Sendable {
             bytes.append(0x0A)
         }
         bytes.append(contentsOf: canonicalPayload)
-        return Hex.encode(SHA256.hash(bytes))
+        return SHA256.hexDigest(bytes)
     }
 
     /// - Parameter canonicalPayload: the submitted payload's canonical JSON, which is the
@@ -399,7 +406,9 @@ final class SignalService: @unchecked Sendable {
     static func record(for decision: RecipientDecision, signalID: String, configVersion: String, canonicalPayload: [UInt8],
                        at now: Date) -> Decision {
         let recipientID = decision.recipient?.id ?? decision.requested
-        if let allowed = decision.allowed {
+        // Matched in place (the `allowed` and `denial` properties return copies).
+        switch decision.outcome {
+        case .allowed(let allowed):
             let mode: WaakvlamJournal.DeliveryMode = if case .push = decision.recipient?.delivery { .push } else { .inbox }
             return Decision(signalID: signalID, recipientID: recipientID, allowed: true, ruleID: allowed.ruleID,
                             convenantID: allowed.convenantID, convenantVersion: String(allowed.convenantVersion),
@@ -408,17 +417,19 @@ final class SignalService: @unchecked Sendable {
                             retentionUntil: now.addingTimeInterval(TimeInterval(allowed.retentionDays) * 86_400),
                             deliveryMode: mode,
                             payload: allowed.droppedFields.isEmpty ? canonicalPayload : Payload.canonicalBytes(allowed.payload), at: now)
+        case .denied(let denial):
+            return Decision(signalID: signalID, recipientID: recipientID, allowed: false, reasonCode: denial.code.rawValue,
+                            reasonMessage: denial.message, configVersion: configVersion, at: now)
         }
-        let denial = decision.denial
-        return Decision(signalID: signalID, recipientID: recipientID, allowed: false, reasonCode: denial?.code.rawValue,
-                        reasonMessage: denial?.message, configVersion: configVersion, at: now)
     }
 
     /// A signal with its decisions and their current state, as the sender sees it (with
     /// `error` when the whole submission was refused). Keys in byte order.
-    static func signalJSON(received: Received, decisions: [(decision: Decision, status: DeliveryStatus)],
-                           error: (code: String, message: String)? = nil) -> [UInt8] {
-        var json = JSONText.Writer(capacity: 256 + 320 * decisions.count)
+    /// - Parameter appendRecipients: writes the `recipients` decisions with `appendRecipient`
+    ///   (from the caller's own records, without gathering copies of them first).
+    static func signalJSON(received: Received, recipients: Int, error: (code: String, message: String)? = nil,
+                           _ appendRecipients: (inout JSONText.Writer) -> Void) -> [UInt8] {
+        var json = JSONText.Writer(capacity: 256 + 320 * recipients)
         json.beginObject()
         json.string("configVersion", received.configVersion)
         if let error {
@@ -430,44 +441,53 @@ final class SignalService: @unchecked Sendable {
         json.string("id", received.signalID)
         json.timestamp("receivedAt", JournalTime.rounded(received.at))
         json.beginArray("recipients")
-        for (decision, status) in decisions {
-            var attempts: Int?, nextAttemptAt: Date?, deliveredAt: Date?, expiredAt: Date?
-            let state: String
-            switch status {
-            case .pending(let count, _, let next, _): (state, attempts, nextAttemptAt) = ("pending", count, next)
-            case .delivered(let at): (state, deliveredAt) = ("delivered", at)
-            case .expired(let at): (state, expiredAt) = ("expired", at)
-            case .denied: state = "denied"
-            }
-            json.beginObject()
-            if let attempts { json.int("attempts", attempts) }
-            if !decision.allowed { json.string("code", decision.reasonCode ?? "denied") }
-            if decision.allowed {
-                json.beginObject("convenant")
-                json.string("id", decision.convenantID ?? "")
-                json.string("version", decision.convenantVersion ?? "")
-                json.endObject()
-            }
-            json.string("decision", decision.allowed ? "allowed" : "denied")
-            if let deliveredAt { json.timestamp("deliveredAt", JournalTime.rounded(deliveredAt)) }
-            if decision.allowed {
-                json.string("delivery", decision.deliveryMode?.rawValue ?? "inbox")
-                json.strings("droppedFields", decision.fieldsDropped)
-            }
-            if let expiredAt { json.timestamp("expiredAt", JournalTime.rounded(expiredAt)) }
-            if decision.allowed { json.strings("fields", decision.fieldsDelivered) }
-            if !decision.allowed { json.string("message", decision.reasonMessage ?? "") }
-            if let nextAttemptAt { json.timestamp("nextAttemptAt", JournalTime.rounded(nextAttemptAt)) }
-            json.string("recipient", decision.recipientID)
-            if decision.allowed { json.string("rule", decision.ruleID ?? "") }
-            json.string("state", state)
-            json.endObject()
-        }
+        appendRecipients(&json)
         json.endArray()
-        json.string("traceparent", "00-\(received.traceID)-\(received.spanID)-01")
+        var traceparent = "00-"
+        traceparent.reserveCapacity(3 + received.traceID.utf8.count + 1 + received.spanID.utf8.count + 3)
+        traceparent += received.traceID
+        traceparent += "-"
+        traceparent += received.spanID
+        traceparent += "-01"
+        json.string("traceparent", traceparent)
         json.string("type", received.signalType)
         json.endObject()
         return json.bytes
+    }
+
+    /// One recipient's decision and state in `signalJSON`.
+    static func appendRecipient(_ decision: Decision, _ status: DeliveryStatus, to json: inout JSONText.Writer) {
+        var attempts: Int?, nextAttemptAt: Date?, deliveredAt: Date?, expiredAt: Date?
+        let state: String
+        switch status {
+        case .pending(let count, _, let next, _): (state, attempts, nextAttemptAt) = ("pending", count, next)
+        case .delivered(let at): (state, deliveredAt) = ("delivered", at)
+        case .expired(let at): (state, expiredAt) = ("expired", at)
+        case .denied: state = "denied"
+        }
+        json.beginObject()
+        if let attempts { json.int("attempts", attempts) }
+        if !decision.allowed { json.string("code", decision.reasonCode ?? "denied") }
+        if decision.allowed {
+            json.beginObject("convenant")
+            json.string("id", decision.convenantID ?? "")
+            json.string("version", decision.convenantVersion ?? "")
+            json.endObject()
+        }
+        json.string("decision", decision.allowed ? "allowed" : "denied")
+        if let deliveredAt { json.timestamp("deliveredAt", JournalTime.rounded(deliveredAt)) }
+        if decision.allowed {
+            json.string("delivery", decision.deliveryMode?.rawValue ?? "inbox")
+            json.strings("droppedFields", decision.fieldsDropped)
+        }
+        if let expiredAt { json.timestamp("expiredAt", JournalTime.rounded(expiredAt)) }
+        if decision.allowed { json.strings("fields", decision.fieldsDelivered) }
+        if !decision.allowed { json.string("message", decision.reasonMessage ?? "") }
+        if let nextAttemptAt { json.timestamp("nextAttemptAt", JournalTime.rounded(nextAttemptAt)) }
+        json.string("recipient", decision.recipientID)
+        if decision.allowed { json.string("rule", decision.ruleID ?? "") }
+        json.string("state", state)
+        json.endObject()
     }
 
     /// A delivery's state right after its decision was journaled (as the delivery index has it).

@@ -30,12 +30,20 @@ public struct TraceContext: Sendable, Equatable {
 
     /// A new trace, for a sender that sent none.
     public static func random() -> TraceContext {
-        TraceContext(traceID: Hex.encode(SecureRandom.bytes(16)), spanID: Hex.encode(SecureRandom.bytes(8)), flags: "01")
+        // Both ids from one draw, on the stack.
+        withUnsafeTemporaryAllocation(byteCount: 24, alignment: 8) { bytes in
+            SecureRandom.fill(bytes)
+            return TraceContext(traceID: Hex.encode(UnsafeRawBufferPointer(rebasing: bytes[..<16])),
+                                spanID: Hex.encode(UnsafeRawBufferPointer(rebasing: bytes[16...])), flags: "01")
+        }
     }
 
     /// This node's own span within the same trace (the sender's span becomes the parent).
     public func child() -> TraceContext {
-        TraceContext(traceID: traceID, spanID: Hex.encode(SecureRandom.bytes(8)), flags: flags)
+        withUnsafeTemporaryAllocation(byteCount: 8, alignment: 8) { bytes in
+            SecureRandom.fill(bytes)
+            return TraceContext(traceID: traceID, spanID: Hex.encode(UnsafeRawBufferPointer(bytes)), flags: flags)
+        }
     }
 
     public var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }

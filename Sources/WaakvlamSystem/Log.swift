@@ -37,6 +37,15 @@ extension LogValue where Self: BinaryInteger {
     public func appendJSON(to out: inout [UInt8]) { out.append(contentsOf: String(self).utf8) }
 }
 
+/// The fields of a log line, in the order written: `["signal": id, "attempt": 2]`. Not
+/// `KeyValuePairs`: reading its elements copies each value out of its box (a retain per
+/// string), these are read where they are.
+public struct LogFields: ExpressibleByDictionaryLiteral {
+    fileprivate let elements: [(String, any LogValue)]
+
+    public init(dictionaryLiteral elements: (String, any LogValue)...) { self.elements = elements }
+}
+
 /// One structured line per event, as JSON: `ts`, `level`, `event`, then the fields in the
 /// order given. Lines go to standard error through a buffer: a warning or an error is
 /// written at once (with everything before it); info and debug lines within about 20 ms,
@@ -58,7 +67,7 @@ public final class Log: @unchecked Sendable {
         public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rank < rhs.rank }
     }
 
-    public typealias Fields = KeyValuePairs<String, any LogValue>
+    public typealias Fields = LogFields
 
     public static let shared = Log()
 
@@ -73,6 +82,8 @@ public final class Log: @unchecked Sendable {
     /// Held while writing, so that batches reach standard error in order.
     private let writing = NSLock()
     private var buffered: [UInt8] = []
+    /// What `flush` writes, under `writing` (the other buffer).
+    private var writingBuffer: [UInt8] = []
     private var flusherStarted = false
     public var minimumLevel: Level = .info
     /// Where lines go instead of standard error, one call per line, unbuffered: tests capture
@@ -83,34 +94,41 @@ public final class Log: @unchecked Sendable {
 
     public func log(_ level: Level, _ event: String, _ fields: Fields = [:]) {
         guard level >= minimumLevel else { return }
-        var line: [UInt8] = []
-        line.reserveCapacity(256)
+        condition.lock()
+        // Written straight into the buffer (a line takes about a microsecond): no buffer of
+        // its own per line.
+        let wasEmpty = buffered.isEmpty
+        let start = buffered.count
+        Self.appendLine(level, event, fields, to: &buffered)
+        if let sink {
+            defer { condition.unlock() }
+            let line = String(decoding: buffered[start..<buffered.count - 1], as: UTF8.self)
+            buffered.removeSubrange(start...)
+            sink(line)
+            return
+        }
+        let backedUp = buffered.count > Self.maximumBuffered
+        if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
+        condition.unlock()
+        if level >= .warning || backedUp { flush() }
+    }
+
+    private static func appendLine(_ level: Level, _ event: String, _ fields: Fields, to line: inout [UInt8]) {
         line.append(contentsOf: #"{"ts":"#.utf8)
         JSONText.appendTimestamp(Date(), to: &line)
         line.append(contentsOf: #","level":""#.utf8)
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: #"","event":"#.utf8)
         JSONText.appendString(event, to: &line)
-        for (key, value) in fields {
-            line.append(UInt8(ascii: ","))
-            JSONText.appendString(key, to: &line)
-            line.append(UInt8(ascii: ":"))
-            value.appendJSON(to: &line)
+        fields.elements.withUnsafeBufferPointer { list in
+            for field in list.indices {
+                line.append(UInt8(ascii: ","))
+                JSONText.appendString(list[field].0, to: &line)
+                line.append(UInt8(ascii: ":"))
+                list[field].1.appendJSON(to: &line)
+            }
         }
         line.append(contentsOf: "}\n".utf8)
-
-        condition.lock()
-        if let sink {
-            defer { condition.unlock() }
-            sink(String(decoding: line.dropLast(), as: UTF8.self))
-            return
-        }
-        let wasEmpty = buffered.isEmpty
-        buffered.append(contentsOf: line)
-        let backedUp = buffered.count > Self.maximumBuffered
-        if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
-        condition.unlock()
-        if level >= .warning || backedUp { flush() }
     }
 
     public func info(_ event: String, _ fields: Fields = [:]) { log(.info, event, fields) }
@@ -123,11 +141,14 @@ public final class Log: @unchecked Sendable {
         writing.lock()
         defer { writing.unlock() }
         condition.lock()
-        var lines: [UInt8] = []
-        swap(&lines, &buffered)
+        // The buffers take turns, keeping their capacity: lines go on into the other while
+        // this one is written.
+        swap(&writingBuffer, &buffered)
         condition.unlock()
         // A log line that cannot be written is dropped: there is nowhere left to report it.
-        if !lines.isEmpty { lines.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
+        if !writingBuffer.isEmpty { writingBuffer.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
+        // A burst's buffer is not kept.
+        if writingBuffer.capacity > Self.maximumBuffered { writingBuffer = [] } else { writingBuffer.removeAll(keepingCapacity: true) }
     }
 
     /// RFC 3339 UTC with milliseconds.

@@ -57,7 +57,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     // The loop thread's own.
     private var entries: [UInt64: Entry] = [:]
-    private var idle: [Endpoint: [UInt64]] = [:]
+    /// Idle pooled connections per endpoint. A class, so that taking one (every request)
+    /// changes it in place instead of through the dictionary's modify accessor, whose nested
+    /// coroutine frames cost three mallocs per call here.
+    private final class Pool {
+        var tokens: [UInt64] = []
+    }
+
+    private var idle: [Endpoint: Pool] = [:]
     private var nextToken: UInt64 = 0
     /// Addresses of host names, with when they were resolved (monotonic ns).
     private var resolved: [Endpoint: (addresses: [(family: Int32, address: [UInt8])], at: UInt64)] = [:]
@@ -170,7 +177,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func start(_ exchange: Exchange) {
         let now = monotonicNanoseconds()
-        while !exchange.freshOnly, let token = idle[exchange.endpoint]?.popLast() {
+        while !exchange.freshOnly, let token = idle[exchange.endpoint]?.tokens.popLast() {
             guard let entry = entries[token] else { continue }
             if entry.channel.isFreshForReuse(now: now) {
                 exchange.reused = true
@@ -251,10 +258,16 @@ public final class HTTPClientLoop: @unchecked Sendable {
             advance(token)
         case .response(let response):
             entry.exchange = nil
-            if entry.channel.isReusable && (idle[exchange.endpoint]?.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint {
+            if entry.channel.isReusable && (idle[exchange.endpoint]?.tokens.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint {
                 // Watched for reads while idle: the server closing it shows up as an event.
                 watch(token, entry, reading: true, writing: false)
-                idle[exchange.endpoint, default: []].append(token)
+                if let pool = idle[exchange.endpoint] {
+                    pool.tokens.append(token)
+                } else {
+                    let pool = Pool()
+                    pool.tokens.append(token)
+                    idle[exchange.endpoint] = pool
+                }
             } else {
                 close(token)
             }
@@ -287,7 +300,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// Closes an idle connection and takes it out of the pool.
     private func discard(_ token: UInt64) {
         guard let entry = entries[token] else { return }
-        idle[entry.channel.endpoint]?.removeAll { $0 == token }
+        idle[entry.channel.endpoint]?.tokens.removeAll { $0 == token }
         close(token)
     }
 

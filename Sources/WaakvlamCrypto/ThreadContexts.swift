@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import COpenSSL
+
+/// OpenSSL contexts kept per thread, so that hashing and sealing allocate nothing they can
+/// avoid: `EVP_Digest` creates and frees a digest context on every call, and a fresh cipher
+/// context costs two allocations per message (a context reused with the cipher already set
+/// costs none). Each thread gets its own on first use; they are freed when it ends.
+final class ThreadContexts {
+    /// SHA-256; one allocation per hash remains (OpenSSL 3.0 renews the provider's state on
+    /// every init).
+    let digest = SHA256Context()
+    /// AES-256-GCM contexts with the cipher set: each message only sets its key and nonce.
+    let sealing: OpaquePointer
+    let opening: OpaquePointer
+
+    private init() {
+        guard let sealing = EVP_CIPHER_CTX_new(), let opening = EVP_CIPHER_CTX_new(),
+              EVP_EncryptInit_ex(sealing, aes256GCM, nil, nil, nil) == 1,
+              EVP_DecryptInit_ex(opening, aes256GCM, nil, nil, nil) == 1 else {
+            fatalError("cannot set up AES-256-GCM in OpenSSL")
+        }
+        self.sealing = sealing
+        self.opening = opening
+    }
+
+    deinit {
+        EVP_CIPHER_CTX_free(sealing)
+        EVP_CIPHER_CTX_free(opening)
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let created = pthread_key_create(&key) { contexts in
+            // The thread ends: its contexts with it.
+            guard let contexts else { return }
+            Unmanaged<ThreadContexts>.fromOpaque(contexts).release()
+        }
+        precondition(created == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// The calling thread's contexts.
+    static var current: ThreadContexts {
+        if let existing = pthread_getspecific(key) {
+            return Unmanaged<ThreadContexts>.fromOpaque(existing).takeUnretainedValue()
+        }
+        let contexts = ThreadContexts()
+        pthread_setspecific(key, Unmanaged.passRetained(contexts).toOpaque())
+        return contexts
+    }
+}
