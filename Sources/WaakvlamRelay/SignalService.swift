@@ -19,6 +19,10 @@ final class SignalService: @unchecked Sendable {
     /// same id that came meanwhile: those run again once the first is answered (and then get
     /// its answer from the journal, or a 409).
     private let inFlightLock = NSLock()
+    /// Held from a feedback's duplicate check until its append is durable: two identical
+    /// feedback requests at once (handler threads) must not both journal a decision, which
+    /// would push the terugmelding twice. Feedback is rare; one lock for all of it is enough.
+    private let feedbackLock = NSLock()
     private var inFlight: [String: [@Sendable () -> Void]] = [:]
 
     /// Largest inbox page a recipient can ask for.
@@ -293,6 +297,8 @@ final class SignalService: @unchecked Sendable {
         payload["status"] = .string(parsed.status)
         let canonical = Payload.canonicalBytes(payload)
         let feedbackID = "\(signalID):terugmelding:\(Hex.encode(SHA256.hash(Array(caller.id.utf8) + canonical).prefix(8)))"
+        feedbackLock.lock()
+        defer { feedbackLock.unlock() }
         if index.contains(signalID: feedbackID) {
             return .json(status: 202, object: ["id": feedbackID, "signal": signalID, "status": parsed.status, "duplicate": true])
         }

@@ -294,6 +294,36 @@ final class RelayEndToEndTests: XCTestCase {
             .contains("schuldhulptraject"))
     }
 
+    func testTheSameFeedbackSentConcurrentlyIsJournaledOnce() throws {
+        let signalID = newID("feedback-race")
+        let submitted = try site.submit("intermaris", ["id": signalID, "type": "betalingsachterstand", "to": ["gemeente-hoorn"],
+                                                       "payload": try Fixtures.payload("huurachterstand")])
+        XCTAssertEqual(submitted.status, 202, "\(submitted.json)")
+        XCTAssertTrue(gemeente.waitUntil(timeout: 20) { $0.contains { $0.signalID == signalID } })
+
+        // Feedback runs on handler threads: identical requests at once must journal one
+        // terugmelding (two would push it twice), the others answer as duplicates.
+        let body = try jsonBytes(["status": "opgepakt"])
+        // Connections first (handshakes would spread the feedback requests out in time).
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in _ = try? site.send("gemeente-hoorn", "GET", "/v1/whoami") }
+        let lock = NSLock()
+        var answers: [(status: Int, id: String?, duplicate: Bool?)] = []
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+            let reply = try? site.send("gemeente-hoorn", "POST", "/v1/signals/\(signalID)/feedback", body: body)
+            lock.lock()
+            answers.append((reply?.status ?? 0, reply?.json["id"] as? String, reply?.json["duplicate"] as? Bool))
+            lock.unlock()
+        }
+        XCTAssertEqual(answers.map(\.status), Array(repeating: 202, count: 6), "\(answers)")
+        XCTAssertEqual(answers.filter { $0.duplicate == false }.count, 1, "\(answers)")
+        let feedbackID = try XCTUnwrap(answers.first?.id)
+        XCTAssertEqual(Set(answers.compactMap(\.id)), [feedbackID])
+        let decisions = try site.journalRecords(signal: feedbackID).filter { $0["kind"] as? String == "decision" }
+        XCTAssertEqual(decisions.count, 1, "\(decisions)")
+        let feedbackRecords = try site.journalRecords(signal: signalID).filter { $0["kind"] as? String == "feedback" }
+        XCTAssertEqual(feedbackRecords.count, 1, "\(feedbackRecords)")
+    }
+
     // MARK: - Idempotency and refusals
 
     func testResubmissionIsIdempotentAndAChangedBodyIsRefused() throws {
