@@ -125,6 +125,7 @@ public enum AESGCM {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
         let ctx = ThreadContexts.current.sealing
+        defer { _ = EVP_EncryptInit_ex(ctx, nil, nil, ThreadContexts.zeroKey, nil) }
         guard EVP_EncryptInit_ex(ctx, nil, nil, key, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
             throw CryptoError.openSSL("EVP_EncryptInit_ex")
         }
@@ -159,6 +160,7 @@ public enum AESGCM {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         guard sealed.count >= nonceCount + tagCount else { throw CryptoError.authenticationFailed }
         let ctx = ThreadContexts.current.opening
+        defer { _ = EVP_DecryptInit_ex(ctx, nil, nil, ThreadContexts.zeroKey, nil) }
         let cipherCount = sealed.count - nonceCount - tagCount
         var out = [UInt8](repeating: 0, count: max(cipherCount, 1))
         try sealed.withUnsafeBufferPointer { input in

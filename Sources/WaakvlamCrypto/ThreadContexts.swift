@@ -16,6 +16,10 @@ final class ThreadContexts {
     /// AES-256-GCM contexts with the cipher set: each message only sets its key and nonce.
     let sealing: OpaquePointer
     let opening: OpaquePointer
+    /// Set after each message, so that a payload key (and its expanded schedule) does not
+    /// stay in a context's memory until the thread's next message: purging a payload destroys
+    /// its key, and no copy of it should linger.
+    static let zeroKey = [UInt8](repeating: 0, count: 32)
 
     private init() {
         guard let sealing = EVP_CIPHER_CTX_new(), let opening = EVP_CIPHER_CTX_new(),
