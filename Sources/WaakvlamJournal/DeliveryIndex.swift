@@ -390,8 +390,10 @@ public final class DeliveryIndex: @unchecked Sendable {
                 signals[Int(s)].received = PackedPosition(position)
             }
         case .decision(let r):
+            // A plaintext payload is what `prepare` seals (into the next slot of the append),
+            // whatever `sealed` says; a read-back decision has only `sealed`.
             var keySlot = r.sealed?.keySlot
-            if keySlot == nil, r.payload != nil {
+            if r.payload != nil {
                 keySlot = nextSealedSlot
                 nextSealedSlot += 1
             }
