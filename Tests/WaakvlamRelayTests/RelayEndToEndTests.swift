@@ -235,12 +235,19 @@ final class RelayEndToEndTests: XCTestCase {
 
     // MARK: - Feedback
 
-    func testFeedbackReachesTheSenderOnlyAsTheRuleAllows() throws {
-        let signalID = newID("feedback")
+    /// Intermaris' arrears signal to the gemeente, once the gemeente received it: what
+    /// feedback is given on.
+    private func arrearsSignalAtTheGemeente(_ prefix: String) throws -> String {
+        let signalID = newID(prefix)
         let submitted = try site.submit("intermaris", ["id": signalID, "type": "betalingsachterstand", "to": ["gemeente-hoorn"],
                                                        "payload": try Fixtures.payload("huurachterstand")])
         XCTAssertEqual(submitted.status, 202, "\(submitted.json)")
         XCTAssertTrue(gemeente.waitUntil(timeout: 20) { $0.contains { $0.signalID == signalID } })
+        return signalID
+    }
+
+    func testFeedbackReachesTheSenderOnlyAsTheRuleAllows() throws {
+        let signalID = try arrearsSignalAtTheGemeente("feedback")
 
         // Vroeg Eropaf: never why, and only the statuses of the rule.
         for status in ["schuldhulp gestart", "in behandeling"] {
@@ -295,11 +302,7 @@ final class RelayEndToEndTests: XCTestCase {
     }
 
     func testTheSameFeedbackSentConcurrentlyIsJournaledOnce() throws {
-        let signalID = newID("feedback-race")
-        let submitted = try site.submit("intermaris", ["id": signalID, "type": "betalingsachterstand", "to": ["gemeente-hoorn"],
-                                                       "payload": try Fixtures.payload("huurachterstand")])
-        XCTAssertEqual(submitted.status, 202, "\(submitted.json)")
-        XCTAssertTrue(gemeente.waitUntil(timeout: 20) { $0.contains { $0.signalID == signalID } })
+        let signalID = try arrearsSignalAtTheGemeente("feedback-race")
 
         // Feedback runs on handler threads: identical requests at once must journal one
         // terugmelding (two would push it twice), the others answer as duplicates.
