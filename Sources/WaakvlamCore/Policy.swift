@@ -36,12 +36,22 @@ public struct SignalSubmission: Sendable, Equatable {
         self.traceparent = traceparent
     }
 
-    /// Signal ids: 1 to 128 of `A-Z a-z 0-9 . _ : -`, so they are safe in file names and logs.
+    /// Signal ids: 1 to 128 of `A-Z a-z 0-9 . _ : -`, so they are safe in file names and logs,
+    /// without `reservedIDPart`.
     public static func isValidID(_ id: String) -> Bool {
         (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
             (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || byte == 46 || byte == 95 || byte == 58 || byte == 45
-        }
+        } && !(id.utf8.contains(58) && id.contains(reservedIDPart))
     }
+
+    /// The node names a feedback signal `<signal>:terugmelding:<hash>`. A sender's id may not
+    /// contain this: it could take the id of a feedback before the recipient gives it, and
+    /// the feedback would then be answered as a duplicate and never reach the sender.
+    public static let reservedIDPart = ":terugmelding:"
+
+    /// What an invalid id must be, for error messages.
+    public static let idRule = "1 to 128 of the characters A-Z a-z 0-9 . _ : - without ':terugmelding:' (a UUID is best)"
+
 
     /// Reads the submission body of the API:
     /// `{"id": "...", "type": "...", "to": ["<id or OIN>", ...], "routeByAddress": true, "traceparent": "...", "payload": {...}}`.
@@ -81,7 +91,7 @@ public struct SignalSubmission: Sendable, Equatable {
         let id = fields["id"] == nil && makeID != nil ? makeID!() : text("id"), type = text("type")
         if let id, !isValidID(id) {
             issues.append(PayloadIssue(field: "id", code: .invalidID,
-                                       message: "'id' must be 1 to 128 of the characters A-Z a-z 0-9 . _ : - (a UUID is best)"))
+                                       message: "'id' must be \(idRule)"))
         }
         var traceparent: String?
         if let value = fields["traceparent"] {
@@ -241,7 +251,7 @@ public enum PolicyEngine {
     public static func decide(_ submission: SignalSubmission, sender: Organisation, configuration: Configuration, at instant: Date) -> PolicyResult {
         var issues: [PayloadIssue] = []
         if !SignalSubmission.isValidID(submission.id) {
-            issues.append(PayloadIssue(field: "id", code: .invalidID, message: "a signal id is 1 to 128 characters of letters, digits, '.', '_', ':' and '-'"))
+            issues.append(PayloadIssue(field: "id", code: .invalidID, message: "a signal id is \(SignalSubmission.idRule)"))
         }
         if submission.recipients.isEmpty {
             issues.append(PayloadIssue(field: "recipients", code: .noRecipients, message: "name at least one recipient, or route by address"))

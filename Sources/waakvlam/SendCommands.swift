@@ -136,7 +136,7 @@ private func sendOne(_ options: SendOptions) -> Int32 {
         return 2
     }
     if let id = options.id, !SignalSubmission.isValidID(id) {
-        sendError("--id must be 1 to 128 of A-Z a-z 0-9 . _ : - (a UUID is best)")
+        sendError("--id must be \(SignalSubmission.idRule)")
         return 2
     }
     guard let data = FileManager.default.contents(atPath: payloadFile) else {

@@ -42,6 +42,21 @@ final class PolicyTests: XCTestCase {
 
     // MARK: - The issue's cases
 
+    func testSignalIDsMayNotTakeTheNameOfAFeedback() throws {
+        XCTAssertTrue(SignalSubmission.isValidID("6f1c2a9e-0b7d-4a51-9d1e-2b8f3c4d5e6f"))
+        XCTAssertTrue(SignalSubmission.isValidID("ledger:2026-11:row-12"))
+        XCTAssertTrue(SignalSubmission.isValidID("a:terugmelding"), "only the part with both colons is reserved")
+        XCTAssertFalse(SignalSubmission.isValidID("X:terugmelding:0011223344556677"))
+        XCTAssertFalse(SignalSubmission.isValidID(""))
+        XCTAssertFalse(SignalSubmission.isValidID(String(repeating: "a", count: 129)))
+        // A sender taking a feedback's id hears why.
+        let body = Data(#"{"id": "X:terugmelding:0011223344556677", "type": "zorgsignaal", "to": ["1hoorn"], "payload": {}}"#.utf8)
+        guard case .failure(let invalid) = SignalSubmission.parse(body) else { return XCTFail("accepted a reserved id") }
+        let issue = try XCTUnwrap(invalid.issues.first { $0.field == "id" })
+        XCTAssertEqual(issue.code, .invalidID)
+        XCTAssertTrue(issue.message.contains(":terugmelding:"), issue.message)
+    }
+
     func testArrearsAlertWithExtraFieldsIsMinimisedForTheGemeenteAndDeniedForPolitie() throws {
         let payload = try samplePayload("huurachterstand")
         XCTAssertNotNil(payload["Burgerservicenummer"])
