@@ -45,18 +45,6 @@ enum Outbound {
         }
     }
 
-    /// The W3C traceparent of the submission, built in one allocation (interpolation takes two
-    /// or three).
-    private static func traceparent(_ received: Received) -> String {
-        var text = "00-"
-        text.reserveCapacity(55)
-        text += received.traceID
-        text += "-"
-        text += received.spanID
-        text += "-01"
-        return text
-    }
-
     /// nil when the payload is gone (purged after its retention ended).
     static func message(for state: DeliveryState, journal: Journal, configuration: Configuration) throws -> Message? {
         guard case .decision(let decision) = try journal.record(at: state.decision),
@@ -72,7 +60,7 @@ enum Outbound {
                                 payload: [UInt8], received: Received?, sender: Organisation?) -> Message {
         // Keys in byte order, as the relay's JSON always has them; times as they read back
         // from the journal, so that both ways give the same bytes.
-        let traceparent = received.map(traceparent)
+        let traceparent = received.map { TraceContext.traceparent(traceID: $0.traceID, spanID: $0.spanID) }
         var json = JSONText.Writer(capacity: 384 + payload.count)
         json.beginObject()
         json.beginObject("convenant")

@@ -449,13 +449,7 @@ final class SignalService: @unchecked Sendable {
         json.beginArray("recipients")
         appendRecipients(&json)
         json.endArray()
-        var traceparent = "00-"
-        traceparent.reserveCapacity(3 + received.traceID.utf8.count + 1 + received.spanID.utf8.count + 3)
-        traceparent += received.traceID
-        traceparent += "-"
-        traceparent += received.spanID
-        traceparent += "-01"
-        json.string("traceparent", traceparent)
+        json.string("traceparent", TraceContext.traceparent(traceID: received.traceID, spanID: received.spanID))
         json.string("type", received.signalType)
         json.endObject()
         return json.bytes

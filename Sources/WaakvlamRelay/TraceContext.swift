@@ -46,5 +46,18 @@ public struct TraceContext: Sendable, Equatable {
         }
     }
 
-    public var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }
+    public var traceparent: String { Self.traceparent(traceID: traceID, spanID: spanID, flags: flags) }
+
+    /// `00-<trace id>-<span id>-<flags>`, built in one allocation (interpolation takes two or
+    /// three): every answer and every push carries one.
+    static func traceparent(traceID: String, spanID: String, flags: String = "01") -> String {
+        var text = "00-"
+        text.reserveCapacity(3 + traceID.utf8.count + 1 + spanID.utf8.count + 1 + flags.utf8.count)
+        text += traceID
+        text += "-"
+        text += spanID
+        text += "-"
+        text += flags
+        return text
+    }
 }
