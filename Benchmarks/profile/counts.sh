@@ -1,8 +1,9 @@
 #!/bin/bash
 # usage: Benchmarks/profile/counts.sh — per accepted submission, over 3 s of an e2e round of the
-# release build in the current folder: the node's mallocs, Swift object allocations, retains and
-# releases (uprobes; one PolicyEngine.decide per submission). Unlike timings, these counts do not
-# depend on how busy the host is. Needs perf and root.
+# release build in the current folder: the node's mallocs, Swift object allocations, retains,
+# releases (uprobes; one PolicyEngine.decide per submission), system calls and context switches.
+# Unlike timings, the first four do not depend on how busy the host is; the last two fall as
+# the load rises (more work per wake-up), so compare them at similar rates. Needs perf and root.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/round.sh"
@@ -18,7 +19,8 @@ for f in swift_allocObject swift_retain swift_release; do perf probe -q -x "$swi
 log=$(mktemp)
 start_round 10 "$log" || exit 1
 perf stat -x, -e "probe_waakvlamd:$event" -e probe_libc:malloc -e probe_libswiftCore:swift_allocObject \
-    -e probe_libswiftCore:swift_retain -e probe_libswiftCore:swift_release -p "$NODE" -- sleep 3 2>&1 \
+    -e probe_libswiftCore:swift_retain -e probe_libswiftCore:swift_release \
+    -e raw_syscalls:sys_enter -e context-switches -p "$NODE" -- sleep 3 2>&1 \
     | awk -F, 'NR == 1 {n = $1} {printf "%-40s %10d  per submission %7.1f\n", $3, $1, $1 / n}'
 wait $BENCH
 grep "run 1" "$log"
