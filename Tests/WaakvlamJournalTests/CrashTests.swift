@@ -20,7 +20,7 @@ final class CrashTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: bench)
             process.arguments = ["journal", "writer", "--dir", dir, "--threads", "8", "--chains", "8", "--segment-size", "65536"]
             let outputPath = dir + "/acknowledged-\(round).txt"
-            FileManager.default.createFile(atPath: outputPath, contents: nil)
+            XCTAssertTrue(FileManager.default.createFile(atPath: outputPath, contents: nil), "cannot create \(outputPath)")
             process.standardOutput = FileHandle(forWritingAtPath: outputPath)
             process.standardError = FileHandle.nullDevice
             try process.run()
