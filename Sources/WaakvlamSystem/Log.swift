@@ -120,12 +120,16 @@ public final class Log: @unchecked Sendable {
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: #"","event":"#.utf8)
         JSONText.appendString(event, to: &line)
+        // Each field read where it lies (through a pointer): taking an element of the list
+        // would copy the pair, retaining the key and copying the value out of its box.
         fields.elements.withUnsafeBufferPointer { list in
-            for field in list.indices {
+            guard var field = list.baseAddress else { return }
+            for _ in 0..<list.count {
                 line.append(UInt8(ascii: ","))
-                JSONText.appendString(list[field].0, to: &line)
+                JSONText.appendString(field.pointee.0, to: &line)
                 line.append(UInt8(ascii: ":"))
-                list[field].1.appendJSON(to: &line)
+                field.pointee.1.appendJSON(to: &line)
+                field += 1
             }
         }
         line.append(contentsOf: "}\n".utf8)
