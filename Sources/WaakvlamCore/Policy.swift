@@ -288,6 +288,8 @@ public enum PolicyEngine {
     /// grants the category and the convenant states its basis. A field the type requires
     /// that the rule cannot carry denies the recipient rather than sending an incomplete
     /// signal.
+    /// (Never inlined: Benchmarks/profile/counts.sh counts submissions by its calls.)
+    @inline(never)
     public static func decide(_ submission: SignalSubmission, sender: Organisation, configuration: Configuration, at instant: Date) -> PolicyResult {
         var issues: [PayloadIssue] = []
         if !SignalSubmission.isValidID(submission.id) {
