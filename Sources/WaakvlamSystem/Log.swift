@@ -41,9 +41,25 @@ extension LogValue where Self: BinaryInteger {
 /// `KeyValuePairs`: reading its elements copies each value out of its box (a retain per
 /// string), these are read where they are.
 public struct LogFields: ExpressibleByDictionaryLiteral {
-    fileprivate let elements: [(String, any LogValue)]
+    private typealias Field = (String, any LogValue)
+    private let elements: [Field]
+    /// Where the value lies in a field's pair.
+    private static let valueOffset = MemoryLayout<Field>.offset(of: \Field.1)!
 
     public init(dictionaryLiteral elements: (String, any LogValue)...) { self.elements = elements }
+
+    /// Calls `body` with each key and value where they lie in the list, in order. (Taking a
+    /// pair out of the list, even through a pointer to it, copies the pair: the key retained,
+    /// the value copied out of its box.)
+    fileprivate func forEach(_ body: (UnsafePointer<String>, UnsafePointer<any LogValue>) -> Void) {
+        elements.withUnsafeBufferPointer { list in
+            guard let base = list.baseAddress else { return }
+            for index in list.indices {
+                let field = UnsafeRawPointer(base + index)
+                body(field.assumingMemoryBound(to: String.self), (field + Self.valueOffset).assumingMemoryBound(to: (any LogValue).self))
+            }
+        }
+    }
 }
 
 /// One structured line per event, as JSON: `ts`, `level`, `event`, then the fields in the
@@ -120,17 +136,11 @@ public final class Log: @unchecked Sendable {
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: #"","event":"#.utf8)
         JSONText.appendString(event, to: &line)
-        // Each field read where it lies (through a pointer): taking an element of the list
-        // would copy the pair, retaining the key and copying the value out of its box.
-        fields.elements.withUnsafeBufferPointer { list in
-            guard var field = list.baseAddress else { return }
-            for _ in 0..<list.count {
-                line.append(UInt8(ascii: ","))
-                JSONText.appendString(field.pointee.0, to: &line)
-                line.append(UInt8(ascii: ":"))
-                field.pointee.1.appendJSON(to: &line)
-                field += 1
-            }
+        fields.forEach { key, value in
+            line.append(UInt8(ascii: ","))
+            JSONText.appendString(key.pointee, to: &line)
+            line.append(UInt8(ascii: ":"))
+            value.pointee.appendJSON(to: &line)
         }
         line.append(contentsOf: "}\n".utf8)
     }
