@@ -77,7 +77,8 @@ public struct HMACSHA256: Sendable {
     }
 }
 
-/// Cryptographically secure random bytes from OpenSSL's DRBG.
+/// Cryptographically secure random bytes from OpenSSL's DRBG. Small draws come from the
+/// calling thread's `RandomPool`, which asks the DRBG for 4 KiB at a time.
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -88,7 +89,17 @@ public enum SecureRandom {
 
     /// Fills `buffer` with random bytes (e.g. on the stack, where an array is not needed).
     public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        guard buffer.count == 0 || RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
+        guard buffer.count > 0 else { return }
+        if buffer.count <= RandomPool.largestDraw {
+            ThreadContexts.current.random.fill(buffer)
+        } else {
+            draw(buffer)
+        }
+    }
+
+    /// Straight from the DRBG.
+    static func draw(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
             fatalError("RAND_bytes failed: the system random source is unavailable")
         }
     }
