@@ -249,14 +249,11 @@ final class DeliveryScheduler: @unchecked Sendable {
                 return
             }
         }
-        // Names in lower case, as headers keep them (written capitalised on the wire).
-        let headers = if let traceparent = message.traceparent {
-            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID), ("traceparent", traceparent)])
-        } else {
-            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID)])
-        }
-        let request = HTTPRequest(method: "POST", target: target.path, headers: headers, body: message.body)
-        loop.send(request, to: target.endpoint, idempotent: true) { [self] result in
+        // Head and message written into the one buffer that is sent.
+        var request = target.head.request(capacity: 256 + delivery.signalID.utf8.count + message.estimatedCount)
+        request.add("waakvlam-signal-id", delivery.signalID)
+        if let traceparent = message.traceparent { request.add("traceparent", traceparent) }
+        loop.send(request.finish { message.write(to: &$0) }, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)
             switch result {
             case .success(let response) where (200..<300).contains(response.status):
