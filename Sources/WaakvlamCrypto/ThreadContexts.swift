@@ -6,13 +6,11 @@ import Darwin
 import COpenSSL
 
 /// OpenSSL contexts kept per thread, so that hashing and sealing allocate nothing they can
-/// avoid: `EVP_Digest` creates and frees a digest context on every call, and a fresh cipher
-/// context costs two allocations per message (a context reused with the cipher already set
-/// costs none). Each thread gets its own on first use; they are freed when it ends. Also
-/// the thread's pool of random bytes.
+/// avoid: a fresh cipher context costs two allocations per message (a context reused with
+/// the cipher already set costs none). Each thread gets its own on first use; they are freed
+/// when it ends. Also the thread's SHA-256 state and pool of random bytes.
 final class ThreadContexts {
-    /// SHA-256; one allocation per hash remains (OpenSSL 3.0 renews the provider's state on
-    /// every init).
+    /// SHA-256.
     let digest = SHA256Context()
     /// AES-256-GCM contexts with the cipher set: each message only sets its key and nonce.
     let sealing: OpaquePointer
