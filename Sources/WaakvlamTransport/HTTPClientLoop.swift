@@ -27,6 +27,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
         var reused = false
         /// A retry: on a new connection, never a pooled one.
         var freshOnly = false
+        /// The endpoint's idle connections, looked up once per request (by `start`): the
+        /// connection goes back there after the response.
+        var pool: Pool?
 
         init(request: SerializedRequest, endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
             self.request = request
@@ -191,7 +194,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func start(_ exchange: Exchange) {
         let now = monotonicNanoseconds()
-        while !exchange.freshOnly, let token = idle[exchange.endpoint]?.tokens.popLast() {
+        let pool = exchange.pool ?? self.pool(for: exchange.endpoint)
+        exchange.pool = pool
+        while !exchange.freshOnly, let token = pool.tokens.popLast() {
             guard let entry = entries[token] else { continue }
             // The loop watches idle sockets, so only a close that came since its last wait
             // can be missed without the poll; an idempotent request then goes out again on a
@@ -221,6 +226,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
                 loop.execute { [self] in resolvedName(endpoint, result) }
             }
         }
+    }
+
+    /// The idle connections to `endpoint` (made on first use).
+    private func pool(for endpoint: Endpoint) -> Pool {
+        if let pool = idle[endpoint] { return pool }
+        let pool = Pool()
+        idle[endpoint] = pool
+        return pool
     }
 
     private func resolvedName(_ endpoint: Endpoint, _ result: Result<[(family: Int32, address: [UInt8])], Error>) {
@@ -261,6 +274,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
                 let again = Exchange(request: exchange.request, endpoint: exchange.endpoint, idempotent: false,
                                      completion: exchange.completion)
                 again.freshOnly = true
+                again.pool = exchange.pool
                 start(again)
             } else {
                 finish(exchange, .failure(transportError))
@@ -277,16 +291,10 @@ public final class HTTPClientLoop: @unchecked Sendable {
             advance(token)
         case .response(let response):
             entry.exchange = nil
-            if entry.channel.isReusable && (idle[exchange.endpoint]?.tokens.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint {
+            if let pool = exchange.pool, entry.channel.isReusable && pool.tokens.count < configuration.maximumIdleConnectionsPerEndpoint {
                 // Watched for reads while idle: the server closing it shows up as an event.
                 watch(token, entry, reading: true, writing: false)
-                if let pool = idle[exchange.endpoint] {
-                    pool.tokens.append(token)
-                } else {
-                    let pool = Pool()
-                    pool.tokens.append(token)
-                    idle[exchange.endpoint] = pool
-                }
+                pool.tokens.append(token)
             } else {
                 close(token)
             }
