@@ -239,7 +239,7 @@ public final class Journal: @unchecked Sendable {
     @discardableResult
     public func append(_ records: [JournalRecord]) throws -> [RecordPosition] {
         guard !records.isEmpty else { return [] }
-        let pending = try prepare(records, completion: nil)
+        let pending = try prepare(records, completion: nil, on: nil)
         let ticket = try enqueue(pending)!
         ticket.wait()
         return try pending.result!.get()
@@ -261,7 +261,19 @@ public final class Journal: @unchecked Sendable {
     /// record (an empty `records` too).
     public func append(_ records: [JournalRecord], completion: @escaping AppendCompletion) throws {
         guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
-        _ = try enqueue(try prepare(records, completion: completion))
+        _ = try enqueue(try prepare(records, completion: completion, on: nil))
+    }
+
+    /// Appends `records` like `append(_:completion:)`, but `completion` runs on `loop`: the
+    /// writer hands each group's completions for a loop to it as one task, in the order of
+    /// the records' sequence numbers. For callers that live on an event loop (a connection's,
+    /// the deliveries'), this saves a hop through the completion thread and frees the records
+    /// on the thread that made them. A completion whose loop has finished is dropped (its
+    /// work ended with the loop); `close` hands the last ones over before it returns, but does
+    /// not wait for them to run. Appends a completion makes join the queue at once.
+    public func append(_ records: [JournalRecord], on loop: EventLoop, completion: @escaping AppendCompletion) throws {
+        guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
+        _ = try enqueue(try prepare(records, completion: completion, on: loop))
     }
 
     /// Queues a prepared append for the writer. Returns the ticket a blocking caller waits on
@@ -274,7 +286,7 @@ public final class Journal: @unchecked Sendable {
         if pending.completion == nil {
             if openTicket == nil { openTicket = CommitTicket() }
             ticket = openTicket
-        } else if let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
+        } else if pending.loop == nil, let completing = completingThread, pthread_equal(completing, pthread_self()) != 0 {
             heldByCompletions.append(pending)
             return nil
         }
@@ -292,7 +304,7 @@ public final class Journal: @unchecked Sendable {
     /// as they are (a decision keeps its plaintext until the append is done): the sealed
     /// payload goes into the frame, and the delivery index learns its key slot from
     /// `PendingAppend.firstSlot`.
-    private func prepare(_ records: [JournalRecord], completion: AppendCompletion?) throws -> PendingAppend {
+    private func prepare(_ records: [JournalRecord], completion: AppendCompletion?, on loop: EventLoop?) throws -> PendingAppend {
         var sealingCount = 0
         var purgeCount = 0
         var capacity = 0
@@ -349,7 +361,8 @@ public final class Journal: @unchecked Sendable {
                 throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
             }
         }
-        return PendingAppend(records: records, firstSlot: firstSlot, frames: w.bytes, keyEvents: keyEvents, completion: completion)
+        return PendingAppend(records: records, firstSlot: firstSlot, frames: w.bytes, keyEvents: keyEvents,
+                             completion: completion, loop: loop)
     }
 
     /// Destroys the payload key of a delivery and journals `payloadPurged`; afterwards
@@ -502,16 +515,32 @@ public final class Journal: @unchecked Sendable {
                 commit(taken[first..<end], bytes: bytes)
                 first = end
             }
-            // Asynchronous appends are told on the completion thread, in queue (and so
-            // sequence) order, while this thread goes on with the next group.
+            // Asynchronous appends are told on their loops or on the completion thread, in
+            // queue (and so sequence) order, while this thread goes on with the next group.
             var completed: [PendingAppend] = []
-            for p in taken where p.completion != nil { completed.append(p) }
+            var onLoops: [(loop: EventLoop, appends: [PendingAppend])] = []
+            var callers = 0
+            for p in taken {
+                if p.completion == nil {
+                    callers += 1
+                } else if let loop = p.loop {
+                    if let i = onLoops.firstIndex(where: { $0.loop === loop }) {
+                        onLoops[i].appends.append(p)
+                    } else {
+                        onLoops.append((loop, [p]))
+                    }
+                } else {
+                    completed.append(p)
+                }
+            }
             if !completed.isEmpty {
                 completionQueue.async { [self, completed] in complete(completed) }
             }
+            for (loop, appends) in onLoops {
+                loop.execute { for p in appends { p.completion!(p.result!) } }
+            }
             // Let go of the appends before waking anyone, so that their records are freed on
             // the callers' threads.
-            let callers = taken.count - completed.count
             taken.removeAll(keepingCapacity: true)
             if let ticket {
                 if callers <= Journal.inlineWakeLimit {
@@ -1065,17 +1094,21 @@ private final class PendingAppend {
     let keyEvents: [KeyEvent]
     /// For an asynchronous append; nil when the caller waits on the ticket.
     let completion: Journal.AppendCompletion?
+    /// Where `completion` runs; nil: on the journal's completion thread.
+    let loop: EventLoop?
     /// The records' positions, set by the writer once it has numbered them.
     var positions: [RecordPosition] = []
     /// Set by the writer before it completes the ticket or queues the completion.
     var result: Result<[RecordPosition], JournalError>?
 
-    init(records: [JournalRecord], firstSlot: UInt32, frames: [UInt8], keyEvents: [KeyEvent], completion: Journal.AppendCompletion?) {
+    init(records: [JournalRecord], firstSlot: UInt32, frames: [UInt8], keyEvents: [KeyEvent],
+         completion: Journal.AppendCompletion?, loop: EventLoop?) {
         self.records = records
         self.firstSlot = firstSlot
         self.frames = frames
         self.keyEvents = keyEvents
         self.completion = completion
+        self.loop = loop
     }
 }
 

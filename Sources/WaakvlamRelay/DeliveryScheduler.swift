@@ -278,7 +278,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         append([receipt], for: delivery) { [self] in
             metrics.increment("waakvlam_deliveries_total", Self.viaPush)
             Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-            return { [self] in recipientAnswered(delivery.recipientID) }
+            recipientAnswered(delivery.recipientID)
         }
     }
 
@@ -296,27 +296,22 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// Appends `records` without waiting. Once they are durable, `durable` runs on the
-    /// journal's completion thread and what it returns runs on the loop; then (durable or
-    /// not) the delivery is released on the loop.
+    /// Appends `records` without waiting. Once they are durable, `durable` runs on the loop;
+    /// then (durable or not) the delivery is released there.
     private func append(_ records: [JournalRecord], for delivery: DeliveryState,
-                        durable: @escaping @Sendable () -> (() -> Void)? = { nil }) {
+                        durable: @escaping @Sendable () -> Void = {}) {
         let completion: Journal.AppendCompletion = { [self] result in
-            var onLoop: (() -> Void)?
             switch result {
-            case .success: onLoop = durable()
+            case .success: durable()
             case .failure(let error): Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
             }
-            // One task on the loop for both.
-            loop.execute { [self] in
-                onLoop?()
-                release(delivery)
-            }
+            release(delivery)
         }
         do {
-            try journal.append(records, completion: completion)
+            try journal.append(records, on: loop.eventLoop, completion: completion)
         } catch {
-            completion(.failure(error as? JournalError ?? .closed))
+            // Refused at once (closed): told on the loop later, as a commit's failure would be.
+            loop.execute { completion(.failure(error as? JournalError ?? .closed)) }
         }
     }
 
@@ -361,7 +356,6 @@ final class DeliveryScheduler: @unchecked Sendable {
         append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] in
             metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
             Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
-            return nil
         }
     }
 
@@ -397,12 +391,13 @@ final class DeliveryScheduler: @unchecked Sendable {
             case .failure(let error):
                 Log.shared.error("journal_append_failed", ["event": "sweep", "error": "\(error)"])
             }
-            loop.execute { [self] in sweeping.removeAll() }
+            sweeping.removeAll()
         }
         do {
-            try journal.append(records, completion: completion)
+            try journal.append(records, on: loop.eventLoop, completion: completion)
         } catch {
-            completion(.failure(error as? JournalError ?? .closed))
+            // Refused at once (closed): told on the loop later, as a commit's failure would be.
+            loop.execute { completion(.failure(error as? JournalError ?? .closed)) }
         }
     }
 }

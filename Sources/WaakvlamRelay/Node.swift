@@ -353,7 +353,7 @@ final class PeerRoutes: @unchecked Sendable {
         let signals = self.signals
         switch route {
         case .whoami: responder.respond(Whoami.response(organisation: organisation, certificate: peer.certificate))
-        case .signals: signals.submit(request, sender: organisation, snapshot: snapshot) { responder.respond($0) }
+        case .signals: signals.submit(request, sender: organisation, snapshot: snapshot, loop: responder.eventLoop) { responder.respond($0) }
         case .signal(let id): responder.respond(blocking: { signals.status(id, caller: organisation) })
         case .feedback(let id): responder.respond(blocking: { signals.feedback(id, request, caller: organisation) })
         case .inbox: responder.respond(blocking: { signals.inbox(request, caller: organisation) })

@@ -39,12 +39,12 @@ final class SignalService: @unchecked Sendable {
 
     // MARK: - POST /v1/signals
 
-    /// Decides and journals a submission without waiting: `reply` is called once, from the
-    /// journal's completion thread once the signal is on disk, at once for a refusal, or from
-    /// another thread with the first answer for an id already journaled.
+    /// Decides and journals a submission without waiting: `reply` is called once, on `loop`
+    /// (the connection's) once the signal is on disk, at once for a refusal, or from another
+    /// thread with the first answer for an id already journaled.
     /// - Parameter snapshot: the configuration the sender was identified under; the signal is
     ///   decided under the same one.
-    func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot,
+    func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot, loop: EventLoop,
                 reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let submission: SignalSubmission
         switch SignalSubmission.parse(bytes: request.body, makeID: { UUID().uuidString.lowercased() }) {
@@ -69,7 +69,7 @@ final class SignalService: @unchecked Sendable {
         let id = submission.id
         inFlightLock.lock()
         if inFlight[id] != nil {
-            inFlight[id]!.append { [self] in submit(request, sender: sender, snapshot: snapshot, reply: reply) }
+            inFlight[id]!.append { [self] in submit(request, sender: sender, snapshot: snapshot, loop: loop, reply: reply) }
             inFlightLock.unlock()
             return
         }
@@ -82,18 +82,18 @@ final class SignalService: @unchecked Sendable {
         inFlight[id] = []
         inFlightLock.unlock()
         decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
-                         requestHash: requestHash, trace: trace) { [self] response in
+                         requestHash: requestHash, trace: trace, loop: loop) { [self] response in
             reply(response)
             inFlightLock.lock()
             let waiting = inFlight.removeValue(forKey: id) ?? []
             inFlightLock.unlock()
-            // Not on the journal's completion thread: a re-run may read the journal or append.
+            // Not on the connection's loop: a re-run may read the journal, which blocks.
             for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
         }
     }
 
     private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
-                                  canonicalPayload: [UInt8], requestHash: String, trace: TraceContext,
+                                  canonicalPayload: [UInt8], requestHash: String, trace: TraceContext, loop: EventLoop,
                                   reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let now = Date()
         let current = snapshot.configuration  // taken once for the whole submission
@@ -142,7 +142,7 @@ final class SignalService: @unchecked Sendable {
             }
         }
         do {
-            try journal.append(records, completion: completion)
+            try journal.append(records, on: loop, completion: completion)
         } catch {
             completion(.failure(error as? JournalError ?? .closed))
         }

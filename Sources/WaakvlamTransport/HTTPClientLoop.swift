@@ -106,6 +106,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
         loop.execute(task)
     }
 
+    /// The loop's thread, for work handed to it from elsewhere (such as journal completions).
+    public var eventLoop: EventLoop { loop }
+
     /// Runs `task` on the loop's thread once `deadline` (monotonic ns) has passed. Loop thread only.
     public func schedule(at deadline: UInt64, _ task: @escaping () -> Void) {
         loop.schedule(at: deadline, task)

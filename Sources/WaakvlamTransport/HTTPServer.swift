@@ -33,6 +33,10 @@ public final class HTTPServer: @unchecked Sendable {
         fileprivate let request: UInt64
         fileprivate let threads: HandlerThreads
 
+        /// The event loop of the request's connection: work that ends in the answer runs
+        /// there most cheaply.
+        public var eventLoop: EventLoop { loop.eventLoop }
+
         /// Runs `work`, which may block, on a handler thread and answers with its result.
         public func respond(blocking work: @escaping @Sendable () -> HTTPResponse) {
             do {

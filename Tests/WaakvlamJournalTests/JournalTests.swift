@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import WaakvlamCrypto
+import WaakvlamSystem
 @testable import WaakvlamJournal
 
 final class JournalTests: XCTestCase {
@@ -297,6 +298,50 @@ final class JournalTests: XCTestCase {
         XCTAssertEqual(reopened.deliveryState().pendingCount, threads * perThread)
         XCTAssertEqual(reopened.statistics.appends, 0)
         XCTAssertEqual(reopened.recovery.records, UInt64(threads * perThread * 2))
+    }
+
+    /// Completions for an event loop run on that loop's thread, once each, in the order of
+    /// their records' sequence numbers; appends for two loops share group commits.
+    func testCompletionsForAnEventLoopRunOnItInSequenceOrder() throws {
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir, JournalOptions(maxGroupBytes: 4096))
+        let loops = try [EventLoop(name: "test-a"), EventLoop(name: "test-b")]
+        for loop in loops { try loop.start() }
+        let logs = [CompletionLog(), CompletionLog()]
+        let threads = 4, perThread = 50
+        let done = DispatchGroup()
+        runThreads(threads) { t in
+            for i in 0..<perThread {
+                let id = "l\(t)-\(i)", which = (t + i) % 2
+                done.enter()
+                do {
+                    try journal.append(Sample.signal(id), on: loops[which]) { result in
+                        if !loops[which].isCurrent { logs[which].fail("completion of \(id) ran off its loop") }
+                        logs[which].record(id, result, journal: journal)
+                        done.leave()
+                    }
+                } catch {
+                    logs[which].fail("append \(id) threw \(error)")
+                    done.leave()
+                }
+            }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "every completion must run")
+        journal.close()
+        for log in logs {
+            XCTAssertEqual(log.failures, [])
+            XCTAssertEqual(log.ids.count, threads * perThread / 2)
+            XCTAssertEqual(Set(log.ids).count, log.ids.count, "each completion exactly once")
+            XCTAssertEqual(log.sequences, log.sequences.sorted(), "a loop's completions follow the chain's order")
+        }
+        XCTAssertLessThan(journal.statistics.groupCommits, UInt64(threads * perThread))
+        XCTAssertThrowsError(try journal.append(Sample.signal("late"), on: loops[0]) { _ in logs[0].fail("a refused append must not complete") }) {
+            XCTAssertEqual($0 as? JournalError, .closed)
+        }
+        for loop in loops {
+            loop.execute { loop.finish() }
+            loop.waitUntilFinished()
+        }
     }
 
     /// Writers that append again from their completion, as the benchmark's do: nothing waits,
