@@ -9,13 +9,20 @@ import Foundation
 public struct Configuration: Sendable, Equatable {
     public var node: NodeSettings
     public var organisations: [Organisation]
-    public var signalTypes: [SignalType]
-    public var convenants: [Convenant]
+    public var signalTypes: [SignalType] {
+        didSet { indexTypesAndRules() }
+    }
+    public var convenants: [Convenant] {
+        didSet { indexTypesAndRules() }
+    }
 
     private var byID: [String: Int] = [:]
     private var byOIN: [String: Int] = [:]
     private var byPin: [String: Int] = [:]
     private var typesByID: [String: Int] = [:]
+    /// Per signal type (by position in `signalTypes`), the rules that carry it, prepared for
+    /// the policy engine; rebuilt whenever the types or the convenants change.
+    private(set) var rulesByType: [[TypedRule]] = []
 
     public init(node: NodeSettings, organisations: [Organisation], signalTypes: [SignalType], convenants: [Convenant]) {
         self.node = node
@@ -27,7 +34,13 @@ public struct Configuration: Sendable, Equatable {
             byOIN[organisation.oin] = byOIN[organisation.oin] ?? index
             for pin in organisation.pins { byPin[pin] = byPin[pin] ?? index }
         }
+        indexTypesAndRules()
+    }
+
+    private mutating func indexTypesAndRules() {
+        typesByID = [:]
         for (index, type) in signalTypes.enumerated() { typesByID[type.id] = typesByID[type.id] ?? index }
+        rulesByType = signalTypes.map { type in TypedRule.rules(carrying: type, in: convenants) }
     }
 
     public func organisation(id: String) -> Organisation? { byID[id].map { organisations[$0] } }
@@ -42,8 +55,14 @@ public struct Configuration: Sendable, Equatable {
     /// Runs `body` on the signal type of this id where it lies in the configuration, instead of
     /// returning a copy (which retains each of its strings and arrays); nil when there is none.
     public func withSignalType<Result>(id: String, _ body: (SignalType) throws -> Result) rethrows -> Result? {
+        try withIndexedSignalType(id: id) { type, _ in try body(type) }
+    }
+
+    /// `withSignalType(id:_:)`, also giving the type's position in `signalTypes` (the index of
+    /// `rulesByType`).
+    func withIndexedSignalType<Result>(id: String, _ body: (SignalType, Int) throws -> Result) rethrows -> Result? {
         guard let index = typesByID[id] else { return nil }
-        return try body(signalTypes[index])
+        return try body(signalTypes[index], index)
     }
 
     /// A rule by its full name, as recorded with a delivery (used to judge feedback later).
@@ -493,11 +512,15 @@ public struct FeedbackCatalogue: Sendable, Equatable {
 public struct SignalType: Sendable, Equatable {
     public var id: String
     public var description: String
+    /// Names are unique (the parser refuses a name defined twice).
     public var fields: [FieldDefinition] {
-        didSet { positions = SignalType.index(fields) }
+        didSet { (positions, nameOrder) = SignalType.index(fields) }
     }
     /// Field name to position in `fields`: the engine looks fields up per payload field.
     private var positions: [String: Int]
+    /// The positions in `fields`, ordered by field name: the engine lists kept and dropped
+    /// fields in this order without sorting names per signal.
+    private(set) var nameOrder: [Int]
     public var person: PersonFields?
     public var address: AddressFields?
     /// The postcode field used to route "to the gemeente of this address".
@@ -511,7 +534,7 @@ public struct SignalType: Sendable, Equatable {
         self.id = id
         self.description = description
         self.fields = fields
-        self.positions = SignalType.index(fields)
+        (positions, nameOrder) = SignalType.index(fields)
         self.person = person
         self.address = address
         self.routingField = routingField
@@ -523,8 +546,9 @@ public struct SignalType: Sendable, Equatable {
     /// Where the field of this name is in `fields`: read in place, without copying it out.
     func position(of name: String) -> Int? { positions[name] }
 
-    private static func index(_ fields: [FieldDefinition]) -> [String: Int] {
-        Dictionary(fields.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+    private static func index(_ fields: [FieldDefinition]) -> (positions: [String: Int], nameOrder: [Int]) {
+        (Dictionary(fields.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first }),
+         fields.indices.sorted { fields[$0].name < fields[$1].name })
     }
 }
 

@@ -159,32 +159,51 @@ public enum Payload {
     }
 }
 
+/// Where each field of a list of definitions (a signal type's) is in a payload, by position
+/// in the list: the payload's index of that field, or nil when the payload lacks it. Found
+/// once, by validation, so that each rule reads the payload by position instead of by name.
+typealias PayloadPositions = UnsafeMutableBufferPointer<Dictionary<String, PayloadValue>.Index?>
+
 /// Checks a payload against field definitions (a signal type, or the feedback a rule
 /// allows). Messages name the field and what is expected, never the value sent.
 enum PayloadValidator {
+    /// `validate(_:against:position:owner:prefix:found:)` for a caller that does not need to
+    /// know where the fields are.
+    static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
+                         owner: @autoclosure () -> String, prefix: String = "payload") -> [PayloadIssue] {
+        withPositions(count: fields.count) { found in
+            validate(payload, against: fields, position: position, owner: owner(), prefix: prefix, found: found)
+        }
+    }
+
     /// - Parameter position: finds where a definition of `fields` is, by name (the
     ///   definitions are read in place, not copied out).
     /// - Parameter owner: what the fields belong to, for messages; only made when there is an issue.
+    /// - Parameter found: one entry per definition of `fields`, nil on entry; set to the
+    ///   payload's index of each field the payload has.
     static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
-                         owner: @autoclosure () -> String, prefix: String = "payload") -> [PayloadIssue] {
+                         owner: @autoclosure () -> String, prefix: String = "payload", found: PayloadPositions) -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
-        for (name, value) in payload {
+        for payloadIndex in payload.indices {
+            let (name, value) = payload[payloadIndex]
             var field: String { "\(prefix).\(name)" }
             guard let index = position(name) else {
                 let hint = suggestion(for: name, among: fields.map(\.name)).map { " (did you mean '\($0)'?)" } ?? ""
                 issues.append(PayloadIssue(field: field, code: .unknownField, message: "'\(name)' is not a field of \(owner())\(hint); leave it out or correct the name"))
                 continue
             }
+            found[index] = payloadIndex
             if let problem = check(value, format: fields[index].format, maxLength: fields[index].maxLength) {
                 issues.append(PayloadIssue(field: field, code: problem.0, message: "'\(name)' \(problem.1)"))
             }
         }
         issues.sort { $0.field < $1.field }
+        // Field names are unique: a field's own position is where its name was found.
         for index in fields.indices where fields[index].required {
             let name = fields[index].name
             let missing: Bool
-            switch payload[name] {
+            switch found[index].map({ payload[$0].value }) {
             case nil: missing = true
             case .string(let text): missing = text.isEmpty
             default: missing = false
@@ -195,6 +214,15 @@ enum PayloadValidator {
             }
         }
         return issues
+    }
+
+    /// Runs `body` with `count` positions, all nil, on the stack where they fit.
+    static func withPositions<Result>(count: Int, _ body: (PayloadPositions) -> Result) -> Result {
+        withUnsafeTemporaryAllocation(of: Dictionary<String, PayloadValue>.Index?.self, capacity: count) { found in
+            found.initialize(repeating: nil)
+            defer { found.deinitialize() }
+            return body(found)
+        }
     }
 
     /// What a value of this format looks like, for messages.

@@ -45,6 +45,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     private let loop: HTTPClientLoop
     private let configuration: ConfigurationHolder
     private let metrics: Metrics
+    /// `waakvlam_deliveries_total` by `via`.
+    private let deliveries: Metrics.CounterFamily
 
     // Shared with the threads that accept signals, under `shared`.
     private let shared = NSLock()
@@ -85,6 +87,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         self.loop = try HTTPClientLoop(tls: tls, configuration: client, threadName: "delivery")
         self.configuration = configuration
         self.metrics = metrics
+        deliveries = metrics.counters("waakvlam_deliveries_total", by: "via")
     }
 
     func start() throws {
@@ -287,14 +290,11 @@ final class DeliveryScheduler: @unchecked Sendable {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
         append([receipt], for: delivery) { [self] in
-            metrics.increment("waakvlam_deliveries_total", Self.viaPush)
+            deliveries.increment("push")
             Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
             recipientAnswered(delivery.recipientID)
         }
     }
-
-    /// The labels of a delivery by push (made once).
-    private static let viaPush = ["via": "push"]
 
     /// A receipt is durable: the recipient counts as up.
     private func recipientAnswered(_ recipientID: String) {

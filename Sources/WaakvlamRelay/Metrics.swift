@@ -1,8 +1,40 @@
 import Foundation
 
 /// Counters, gauges and histograms rendered in the Prometheus text exposition format.
-/// Thread-safe; cheap enough for the hot path (one lock, dictionary update).
+/// Thread-safe; cheap enough for the hot path (one lock, dictionary update). Counters counted
+/// per signal are best incremented through a `CounterFamily`, found once.
 public final class Metrics: @unchecked Sendable {
+    /// The series of one counter with one label, found once (`Metrics.counters(_:by:)`):
+    /// an increment hashes only the label's value under the family's own lock, without a
+    /// dictionary of labels or the counter's name. /metrics shows them as any other series.
+    public final class CounterFamily: @unchecked Sendable {
+        public let name: String
+        public let label: String
+        private let lock = NSLock()
+        private var values: [String: Double] = [:]
+
+        fileprivate init(name: String, label: String) {
+            self.name = name
+            self.label = label
+        }
+
+        /// The series whose label is `value`, as `Metrics.increment(name, [label: value], by: amount)`.
+        public func increment(_ value: String, by amount: Double = 1) {
+            lock.lock(); defer { lock.unlock() }
+            values[value, default: 0] += amount
+        }
+
+        fileprivate func value(_ value: String) -> Double {
+            lock.lock(); defer { lock.unlock() }
+            return values[value] ?? 0
+        }
+
+        fileprivate func series() -> [String: Double] {
+            lock.lock(); defer { lock.unlock() }
+            return values
+        }
+    }
+
     private struct Key: Hashable {
         let name: String
         let labels: [String: String]
@@ -53,6 +85,7 @@ public final class Metrics: @unchecked Sendable {
     private var gauges: [Key: Double] = [:]
     private var histograms: [Key: Histogram] = [:]
     private var help: [String: (type: String, text: String)] = [:]
+    private var families: [CounterFamily] = []
     /// Gauges computed at scrape time (e.g. backlog per recipient from the delivery index).
     private var collectors: [() -> [(name: String, labels: [String: String], value: Double)]] = []
 
@@ -61,6 +94,16 @@ public final class Metrics: @unchecked Sendable {
     public func describe(_ name: String, type: String, _ text: String) {
         lock.lock(); defer { lock.unlock() }
         help[name] = (type, text)
+    }
+
+    /// The family of counter `name` by `label`, made at the first call (later calls give the
+    /// same family). Its series add up with those incremented by name.
+    public func counters(_ name: String, by label: String) -> CounterFamily {
+        lock.lock(); defer { lock.unlock() }
+        if let family = families.first(where: { $0.name == name && $0.label == label }) { return family }
+        let family = CounterFamily(name: name, label: label)
+        families.append(family)
+        return family
     }
 
     public func increment(_ name: String, _ labels: [String: String] = [:], by amount: Double = 1) {
@@ -95,15 +138,23 @@ public final class Metrics: @unchecked Sendable {
 
     /// The value of a counter (tests and the benchmark read these).
     public func counter(_ name: String, _ labels: [String: String] = [:]) -> Double {
-        lock.lock(); defer { lock.unlock() }
-        return counters[Key(name: name, labels: labels)] ?? 0
+        lock.lock()
+        let counted = counters[Key(name: name, labels: labels)] ?? 0
+        let family = labels.count == 1 ? families.first { $0.name == name && labels[$0.label] != nil } : nil
+        lock.unlock()
+        guard let family, let value = labels[family.label] else { return counted }
+        return counted + family.value(value)
     }
 
     public func render() -> String {
         lock.lock()
-        let counters = self.counters, gauges = self.gauges, histograms = self.histograms
-        let help = self.help, collectors = self.collectors
+        var counters = self.counters
+        let gauges = self.gauges, histograms = self.histograms
+        let help = self.help, collectors = self.collectors, families = self.families
         lock.unlock()
+        for family in families {
+            for (value, amount) in family.series() { counters[Key(name: family.name, labels: [family.label: value]), default: 0] += amount }
+        }
         var computed = gauges
         for collector in collectors {
             for sample in collector() { computed[Key(name: sample.name, labels: sample.labels)] = sample.value }

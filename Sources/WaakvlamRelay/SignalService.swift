@@ -24,6 +24,8 @@ final class SignalService: @unchecked Sendable {
     /// would push the terugmelding twice. Feedback is rare; one lock for all of it is enough.
     private let feedbackLock = NSLock()
     private var inFlight: [String: [@Sendable () -> Void]] = [:]
+    /// The counters of every accepted signal, by type and by denial reason.
+    private let acceptedByType: Metrics.CounterFamily, allowedByType: Metrics.CounterFamily, deniedByReason: Metrics.CounterFamily
 
     /// Largest inbox page a recipient can ask for.
     static let maximumInboxPage = 500
@@ -35,6 +37,9 @@ final class SignalService: @unchecked Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.onQueued = onQueued
+        acceptedByType = metrics.counters("waakvlam_signals_accepted_total", by: "type")
+        allowedByType = metrics.counters("waakvlam_signals_allowed_total", by: "type")
+        deniedByReason = metrics.counters("waakvlam_signals_denied_total", by: "reason")
     }
 
     // MARK: - POST /v1/signals
@@ -160,11 +165,11 @@ final class SignalService: @unchecked Sendable {
     /// (The fields are read from the records one by one where they are used: a decision
     /// copied out whole would be retained field by field across the logging.)
     private func journaled(_ accepted: Accepted) -> HTTPResponse {
-        var queuedPush = false
+        var queuedPush = false, allowed = 0
         let records = accepted.decisionRecords
         for index in records.indices {
             if records[index].allowed {
-                metrics.increment("waakvlam_signals_allowed_total", ["type": accepted.received.signalType])
+                allowed += 1
                 if records[index].deliveryMode == .push { queuedPush = true }
                 Log.shared.info("decision_allowed", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
                                                      "recipient": records[index].recipientID,
@@ -173,13 +178,15 @@ final class SignalService: @unchecked Sendable {
                                                      "config_version": accepted.received.configVersion])
             } else {
                 let code = records[index].reasonCode ?? ""
-                metrics.increment("waakvlam_signals_denied_total", ["reason": code])
+                deniedByReason.increment(code)
                 Log.shared.info("decision_denied", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
                                                     "recipient": records[index].recipientID,
                                                     "code": code, "config_version": accepted.received.configVersion])
             }
         }
-        metrics.increment("waakvlam_signals_accepted_total", ["type": accepted.received.signalType])
+        // Counted at once: a series only appears once something is counted in it.
+        if allowed > 0 { allowedByType.increment(accepted.received.signalType, by: Double(allowed)) }
+        acceptedByType.increment(accepted.received.signalType)
         Log.shared.info("signal_received", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
                                             "type": accepted.received.signalType,
                                             "recipients": accepted.decisions.count, "trace_id": accepted.received.traceID])

@@ -199,22 +199,19 @@ public enum JSONText {
     /// `text` as a JSON string literal: quote, backslash and control characters escaped
     /// (and "/" when `escapingSlashes`); everything else as UTF-8.
     public static func appendString(_ text: String, to out: inout [UInt8], escapingSlashes: Bool = false) {
-        out.append(UInt8(ascii: "\""))
         // Most text needs no escape at all: then it is copied as a whole, scanned and copied
         // from the string's own buffer (far cheaper than the UTF-8 view's iterator, and
         // unlike `withUTF8` it needs no mutable copy of the string).
         let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
-                || (byte == UInt8(ascii: "/") && escapingSlashes) {
-                return false
-            }
+            guard needsNoEscape(bytes, escapingSlashes: escapingSlashes) else { return false }
+            out.reserveCapacity(out.count + bytes.count + 2)
+            out.append(UInt8(ascii: "\""))
             out.append(contentsOf: bytes)
+            out.append(UInt8(ascii: "\""))
             return true
         }
-        if copied == true {
-            out.append(UInt8(ascii: "\""))
-            return
-        }
+        if copied == true { return }
+        out.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
@@ -233,6 +230,36 @@ public enum JSONText {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// Whether `bytes` hold nothing a JSON string must escape: no quote, backslash or control
+    /// character, and no "/" when `escapingSlashes`. Eight bytes are checked at a time (with
+    /// the "has a byte below n / equal to c" word tricks, exact for any bytes).
+    @inline(__always)
+    static func needsNoEscape(_ bytes: UnsafeBufferPointer<UInt8>, escapingSlashes: Bool) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func has(_ word: UInt64, _ byte: UInt8) -> Bool {
+            let matched = word ^ (ones &* UInt64(byte))
+            return (matched &- ones) & ~matched & highs != 0
+        }
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self)
+            let control = (word &- ones &* 0x20) & ~word & highs != 0
+            if control || has(word, UInt8(ascii: "\"")) || has(word, UInt8(ascii: "\\")) || (escapingSlashes && has(word, UInt8(ascii: "/"))) {
+                return false
+            }
+            offset += 8
+        }
+        while offset < bytes.count {
+            let byte = base[offset]
+            if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || (byte == UInt8(ascii: "/") && escapingSlashes) {
+                return false
+            }
+            offset += 1
+        }
+        return true
     }
 
     /// The decimal digits of `number` (as `String(number)` writes them), without making a String.

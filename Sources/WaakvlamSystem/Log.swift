@@ -41,9 +41,25 @@ extension LogValue where Self: BinaryInteger {
 /// `KeyValuePairs`: reading its elements copies each value out of its box (a retain per
 /// string), these are read where they are.
 public struct LogFields: ExpressibleByDictionaryLiteral {
-    fileprivate let elements: [(String, any LogValue)]
+    private typealias Field = (String, any LogValue)
+    private let elements: [Field]
+    /// Where the value lies in a field's pair.
+    private static let valueOffset = MemoryLayout<Field>.offset(of: \Field.1)!
 
     public init(dictionaryLiteral elements: (String, any LogValue)...) { self.elements = elements }
+
+    /// Calls `body` with each key and value where they lie in the list, in order. (Taking a
+    /// pair out of the list, even through a pointer to it, copies the pair: the key retained,
+    /// the value copied out of its box.)
+    fileprivate func forEach(_ body: (UnsafePointer<String>, UnsafePointer<any LogValue>) -> Void) {
+        elements.withUnsafeBufferPointer { list in
+            guard let base = list.baseAddress else { return }
+            for index in list.indices {
+                let field = UnsafeRawPointer(base + index)
+                body(field.assumingMemoryBound(to: String.self), (field + Self.valueOffset).assumingMemoryBound(to: (any LogValue).self))
+            }
+        }
+    }
 }
 
 /// One structured line per event, as JSON: `ts`, `level`, `event`, then the fields in the
@@ -120,13 +136,11 @@ public final class Log: @unchecked Sendable {
         line.append(contentsOf: level.rawValue.utf8)
         line.append(contentsOf: #"","event":"#.utf8)
         JSONText.appendString(event, to: &line)
-        fields.elements.withUnsafeBufferPointer { list in
-            for field in list.indices {
-                line.append(UInt8(ascii: ","))
-                JSONText.appendString(list[field].0, to: &line)
-                line.append(UInt8(ascii: ":"))
-                list[field].1.appendJSON(to: &line)
-            }
+        fields.forEach { key, value in
+            line.append(UInt8(ascii: ","))
+            JSONText.appendString(key.pointee, to: &line)
+            line.append(UInt8(ascii: ":"))
+            value.pointee.appendJSON(to: &line)
         }
         line.append(contentsOf: "}\n".utf8)
     }

@@ -232,4 +232,157 @@ final class PolicyPropertyTests: XCTestCase {
         XCTAssertGreaterThan(counts.denied, 5000, "\(counts)")
         XCTAssertGreaterThan(counts.invalid, 500, "\(counts)")
     }
+
+    // MARK: - Old against new: the engine reads payloads by position through tables built at
+    // configuration load; the reference below is the engine as it was before, by name.
+
+    /// The decisions and validation issues are those of the reference engine, for random
+    /// configurations (some changed after loading, which must rebuild the tables) and payloads.
+    func testEngineDecidesAsTheReferenceByName() throws {
+        var rng = SplitMix64(seed: 0x0BAD_5EED_0006)
+        var compared = (outcomes: 0, allowed: 0, invalid: 0, dropped: 0)
+        for _ in 0..<1500 {
+            var configuration = randomConfiguration(&rng)
+            if Bool.random(using: &rng) { changeAfterLoading(&configuration, &rng) }
+            for _ in 0..<5 {
+                var submission = randomSubmission(configuration, &rng)
+                if let name = submission.payload.keys.randomElement(using: &rng), Int.random(in: 0..<8, using: &rng) == 0 {
+                    submission.payload[name] = .string("")  // an empty text counts as missing where required
+                }
+                let sender = pick(configuration.organisations, &rng)
+                let instant = Date(timeIntervalSince1970: 1_795_258_800 + TimeInterval(Int.random(in: -300...300, using: &rng) * 86_400))
+                let result = PolicyEngine.decide(submission, sender: sender, configuration: configuration, at: instant)
+                guard let type = configuration.signalType(id: submission.type) else { continue }
+                let issues = referenceValidate(submission.payload, type)
+                guard issues.isEmpty else {
+                    XCTAssertEqual(result, .invalid(issues))
+                    compared.invalid += 1
+                    continue
+                }
+                guard case .decided(let decisions) = result else { continue }  // a recipient named twice
+                let today = configuration.localDate(of: instant)
+                for decision in decisions {
+                    guard let recipient = decision.recipient else { continue }
+                    let expected = referenceOutcome(type: type, payload: submission.payload, sender: sender, recipient: recipient,
+                                                    configuration: configuration, today: today)
+                    XCTAssertEqual(decision.outcome, expected)
+                    compared.outcomes += 1
+                    if let allowed = decision.allowed {
+                        compared.allowed += 1
+                        if !allowed.droppedFields.isEmpty { compared.dropped += 1 }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(compared.allowed, 500, "\(compared)")
+        XCTAssertGreaterThan(compared.dropped, 200, "\(compared)")
+        XCTAssertGreaterThan(compared.invalid, 500, "\(compared)")
+    }
+
+    /// An administrator's kind of change to a loaded configuration: a field list, an
+    /// allowlist, a grant or a basis, a type's feedback catalogue and a rule's feedback.
+    private func changeAfterLoading(_ configuration: inout Configuration, _ rng: inout SplitMix64) {
+        let t = Int.random(in: 0..<configuration.signalTypes.count, using: &rng)
+        let c = Int.random(in: 0..<configuration.convenants.count, using: &rng)
+        let r = Int.random(in: 0..<configuration.convenants[c].rules.count, using: &rng)
+        switch Int.random(in: 0..<4, using: &rng) {
+        case 0: configuration.signalTypes[t].fields.shuffle(using: &rng)
+        case 1: configuration.convenants[c].rules[r].fields = subset(configuration.convenants[c].rules[r].fields, &rng)
+        case 2:
+            configuration.convenants[c].rules[r].specialCategories = subset(DataCategory.allCases.filter(\.isSpecial), &rng)
+            configuration.convenants[c].specialCategoryBasis = [:]
+        default:
+            let fields = configuration.signalTypes[t].fields
+            configuration.signalTypes[t].feedback = FeedbackCatalogue(statuses: ["opgepakt"], fields: subset(fields, &rng))
+            configuration.convenants[c].rules[r].feedback = FeedbackRule(statuses: ["opgepakt"], fields: subset(fields.map(\.name), &rng))
+        }
+    }
+
+    /// Validation as it was: the issues of each field, then the required fields looked up by name.
+    private func referenceValidate(_ payload: [String: PayloadValue], _ type: SignalType) -> [PayloadIssue] {
+        let optional = type.fields.map { field in
+            var copy = field
+            copy.required = false
+            return copy
+        }
+        var issues = PayloadValidator.validate(payload, against: optional, position: { type.position(of: $0) }, owner: "signal type '\(type.id)'")
+        for field in type.fields where field.required {
+            let missing: Bool
+            switch payload[field.name] {
+            case nil: missing = true
+            case .string(let text): missing = text.isEmpty
+            default: missing = false
+            }
+            if missing {
+                issues.append(PayloadIssue(field: "payload.\(field.name)", code: .missingField,
+                                           message: "'\(field.name)' is required for signal type '\(type.id)'; fill it in (\(PayloadValidator.expectation(field.format)))"))
+            }
+        }
+        return issues
+    }
+
+    /// One recipient's outcome as it was: every rule of every convenant tried by name.
+    private func referenceOutcome(type: SignalType, payload: [String: PayloadValue], sender: Organisation, recipient: Organisation,
+                                  configuration: Configuration, today: LocalDate) -> RecipientDecision.Outcome {
+        if sender.suspended {
+            return .denied(Denial(code: .senderSuspended, message: "Your organisation ('\(sender.id)') is suspended on this node: it can send nothing until an administrator lifts the suspension."))
+        }
+        if recipient.suspended {
+            return .denied(Denial(code: .recipientSuspended, message: "'\(recipient.id)' is suspended on this node: nothing may be sent to it until an administrator lifts the suspension."))
+        }
+        var firstMatch: Convenant?, firstWithParties: Convenant?, firstDenial: Denial?
+        for convenant in configuration.convenants {
+            for rule in convenant.rules where rule.signalTypes.contains(type.id) && rule.from.matches(sender) && rule.to.matches(recipient) {
+                firstMatch = firstMatch ?? convenant
+                guard convenant.parties.contains(sender.id), convenant.parties.contains(recipient.id) else { continue }
+                firstWithParties = firstWithParties ?? convenant
+                guard convenant.isInForce(on: today) else { continue }
+                switch referenceApply(rule, of: convenant, type: type, payload: payload, today: today) {
+                case .success(let delivery): return .allowed(delivery)
+                case .failure(let denial): firstDenial = firstDenial ?? denial
+                }
+            }
+        }
+        if let firstDenial { return .denied(firstDenial) }
+        guard let firstMatch else {
+            return .denied(Denial(code: .noMatchingRule, message: "No rule in any convenant lets '\(sender.id)' send a \(type.id) to '\(recipient.id)'."))
+        }
+        guard let convenant = firstWithParties else {
+            let outsider = firstMatch.parties.contains(sender.id) ? recipient.id : sender.id
+            return .denied(Denial(code: .notAParty, message: "'\(outsider)' is not a party of convenant '\(firstMatch.id)' version \(firstMatch.version), whose rules would cover this signal."))
+        }
+        return .denied(Denial(code: .convenantNotInForce, message: "Convenant '\(convenant.id)' version \(convenant.version) is in force from \(convenant.validFrom) to \(convenant.validUntil), not on \(today)."))
+    }
+
+    private func referenceApply(_ rule: Rule, of convenant: Convenant, type: SignalType, payload: [String: PayloadValue],
+                                today: LocalDate) -> Result<AllowedDelivery, Denial> {
+        if let threshold = rule.preconditions.vroegEropafMinimumArrearsDays,
+           let denial = PolicyEngine.checkVroegEropaf(payload, threshold: threshold, today: today) {
+            return .failure(denial)
+        }
+        var dropped: [DroppedField] = []
+        for name in payload.keys {
+            let category = type.field(named: name)!.category
+            guard rule.fields.contains(name) else {
+                dropped.append(DroppedField(name: name, category: category, reason: .notInRule))
+                continue
+            }
+            if category.isSpecial, !rule.specialCategories.contains(category) || convenant.specialCategoryBasis[category] == nil {
+                dropped.append(DroppedField(name: name, category: category, reason: .specialCategoryNotGranted(category)))
+            }
+        }
+        var kept = payload
+        for field in dropped { kept[field.name] = nil }
+        for field in type.fields where field.required && kept[field.name] == nil {
+            if field.category.isSpecial {
+                return .failure(Denial(code: .specialCategoryNotGranted, message: "Signal type '\(type.id)' requires '\(field.name)', which holds \(field.category.rawValue) data that rule '\(rule.id)' of convenant '\(convenant.id)' does not grant."))
+            }
+            return .failure(Denial(code: .requiredFieldNotAllowed, message: "Signal type '\(type.id)' requires '\(field.name)', which rule '\(rule.id)' of convenant '\(convenant.id)' does not allow; the signal would arrive incomplete."))
+        }
+        dropped.sort { $0.name < $1.name }
+        let feedback = FeedbackAllowance(statuses: rule.feedback.statuses, fields: type.feedback.fields.filter { rule.feedback.fields.contains($0.name) })
+        return .success(AllowedDelivery(ruleID: rule.id, convenantID: convenant.id, convenantVersion: convenant.version,
+                                        processingActivity: convenant.processingActivity, payload: kept, keptFields: kept.keys.sorted(),
+                                        droppedFields: dropped, retentionDays: rule.retentionDays, feedback: feedback))
+    }
 }

@@ -37,6 +37,48 @@ final class JSONTextTests: XCTestCase {
                        #"{"B":2,"a":null,"b":1}"#)
     }
 
+    /// Strings are escaped exactly as a byte-by-byte escaper does, wherever the special
+    /// bytes fall in the eight-byte words the fast check reads, and log lines carry them so.
+    func testStringEscapesMatchAByteByByteEscaper() {
+        func reference(_ text: String, escapingSlashes: Bool) -> [UInt8] {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), byte]
+                case UInt8(ascii: "/") where escapingSlashes: out += [UInt8(ascii: "\\"), byte]
+                case 0x08: out += Array(#"\b"#.utf8)
+                case 0x0C: out += Array(#"\f"#.utf8)
+                case 0x0A: out += Array(#"\n"#.utf8)
+                case 0x0D: out += Array(#"\r"#.utf8)
+                case 0x09: out += Array(#"\t"#.utf8)
+                case 0..<0x20: out += Array(String(format: "\\u%04x", byte).utf8)
+                default: out.append(byte)
+                }
+            }
+            return out + [UInt8(ascii: "\"")]
+        }
+        var rng = SystemRandomNumberGenerator()
+        let pieces = ["a", "Z", "0", "-", " ", "\"", "\\", "/", "\n", "\u{1}", "\u{1F}", "\u{7F}", "é", "漢", "🙂", "~", "!", "#"]
+        let log = Log()
+        var lines: [String] = []
+        log.sink = { lines.append($0) }
+        for round in 0..<3000 {
+            // Mostly plain text with at most one special piece, at any offset.
+            var parts = (0..<Int.random(in: 0...40, using: &rng)).map { _ in pieces[Int.random(in: 0..<4, using: &rng)] }
+            if round % 3 != 0, !parts.isEmpty { parts[Int.random(in: 0..<parts.count, using: &rng)] = pieces.randomElement(using: &rng)! }
+            let text = parts.joined()
+            for escapingSlashes in [false, true] {
+                var out: [UInt8] = [7]
+                JSONText.appendString(text, to: &out, escapingSlashes: escapingSlashes)
+                XCTAssertEqual(out, [7] + reference(text, escapingSlashes: escapingSlashes), text.debugDescription)
+            }
+            log.info("e", ["k": text, "n": round, "b": true])
+            let expected = #","level":"info","event":"e","k":"# + String(decoding: reference(text, escapingSlashes: false), as: UTF8.self)
+                + #","n":\#(round),"b":true}"#
+            XCTAssertEqual(lines.last.map { String($0.drop { $0 != "," }) }, expected)
+        }
+    }
+
     /// The writer's integers are String's digits, its commas right at any depth (the
     /// per-container state is kept in bits, 64 containers per word).
     func testWriterIntegersAndDeepNesting() throws {
