@@ -390,11 +390,15 @@ struct PreparedHeaders {
 func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
     let start = out.count
     out.append(contentsOf: name.utf8)
-    var capitalise = true
-    for index in start..<out.count {
-        let byte = out[index]
-        if capitalise && byte >= 0x61 && byte <= 0x7a { out[index] = byte - 0x20 }
-        capitalise = byte == UInt8(ascii: "-")
+    // In the buffer itself: through the array, every byte written would check its bounds
+    // and whether the storage is shared.
+    out.withUnsafeMutableBufferPointer { buffer in
+        var capitalise = true
+        for index in start..<buffer.count {
+            let byte = buffer[index]
+            if capitalise && byte >= 0x61 && byte <= 0x7a { buffer[index] = byte - 0x20 }
+            capitalise = byte == UInt8(ascii: "-")
+        }
     }
     out.append(UInt8(ascii: ":"))
     out.append(SP)
