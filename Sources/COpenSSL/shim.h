@@ -61,4 +61,20 @@ static inline long waakvlam_BIO_get_mem_data(BIO *bio, char **data) {
     return BIO_get_mem_data(bio, data);
 }
 
+/* --- SHA-256 without the EVP layer (WaakvlamCrypto) ---
+ * OpenSSL 3.0 frees and allocates the provider's digest state on every EVP_DigestInit_ex and
+ * dispatches each call through the provider; for the journal's small records and the
+ * pseudonyms' MACs that cost about as much as the hashing. The low-level functions (deprecated
+ * in 3.0, still built) run the same assembly on a state the caller keeps, and a state can be
+ * copied (HMAC's keyed midstates). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static inline void waakvlam_sha256_init(SHA256_CTX *state) { SHA256_Init(state); }
+static inline void waakvlam_sha256_update(SHA256_CTX *state, const void *data, size_t count) {
+    SHA256_Update(state, data, count);
+}
+/* Writes the 32-byte digest to `out` and wipes the state. */
+static inline void waakvlam_sha256_final(SHA256_CTX *state, unsigned char *out) { SHA256_Final(out, state); }
+#pragma GCC diagnostic pop
+
 #endif

@@ -8,12 +8,8 @@ public enum CryptoError: Error, Equatable, Sendable {
     case invalidKeyLength
 }
 
-/// SHA-256, fetched once: OpenSSL 3's one-shot SHA256() looks the digest up by name (locks
-/// and string compares) on every call, which dominated hashing many small records.
-let sha256Digest: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
-
-/// SHA-256 over bytes, in the calling thread's reusable context (`EVP_Digest` would create
-/// and free one per call).
+/// SHA-256 over bytes, in the calling thread's reusable state (OpenSSL 3's one-shot SHA256()
+/// would look the digest up by name, and `EVP_Digest` create and free a context, per call).
 public enum SHA256 {
     public static let byteCount = 32
 
@@ -38,21 +34,28 @@ public enum SHA256 {
 
 /// HMAC-SHA256 under one key, used for pseudonyms (keyed hashes of a data subject).
 ///
-/// RFC 2104 over the SHA-256 fetched once: H((K ^ opad) || H((K ^ ipad) || data)). OpenSSL
-/// 3's one-shot HMAC() fetches the MAC and the digest by name on every call, which cost more
-/// than the hashing itself (the relay makes two pseudonyms per signal). The key's padded
-/// blocks are made once; each MAC hashes from buffers on the stack.
-public struct HMACSHA256: Sendable {
+/// RFC 2104: H((K ^ opad) || H((K ^ ipad) || data)). The states after hashing the key's two
+/// padded blocks are made once and copied for each MAC, which then hashes only the data and
+/// the inner digest (OpenSSL 3's one-shot HMAC() fetched the MAC and the digest by name on
+/// every call, and hashed both blocks again).
+public struct HMACSHA256: @unchecked Sendable {
     private static let blockSize = 64
-    private let innerPad: [UInt8]
-    private let outerPad: [UInt8]
+    /// Never changed after `init`: copied, not shared.
+    private let inner: SHA256_CTX
+    private let outer: SHA256_CTX
 
     public init<K: ContiguousBytes>(key: K) {
         var block = key.withUnsafeBytes { [UInt8]($0) }
         if block.count > Self.blockSize { block = SHA256.hash(block) }
         block += [UInt8](repeating: 0, count: Self.blockSize - block.count)
-        innerPad = block.map { $0 ^ 0x36 }
-        outerPad = block.map { $0 ^ 0x5c }
+        func state(afterHashing pad: [UInt8]) -> SHA256_CTX {
+            var state = SHA256_CTX()
+            waakvlam_sha256_init(&state)
+            waakvlam_sha256_update(&state, pad, pad.count)
+            return state
+        }
+        inner = state(afterHashing: block.map { $0 ^ 0x36 })
+        outer = state(afterHashing: block.map { $0 ^ 0x5c })
     }
 
     public func authenticate<D: ContiguousBytes>(_ data: D) -> [UInt8] {
@@ -64,20 +67,19 @@ public struct HMACSHA256: Sendable {
 
     /// Writes the 32-byte MAC of `data` to `out`, without allocating an array for it.
     public func authenticate(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
-        let digest = ThreadContexts.current.digest
-        withUnsafeTemporaryAllocation(byteCount: Self.blockSize + max(data.count, SHA256.byteCount), alignment: 16) { buffer in
-            let base = buffer.baseAddress!
-            innerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
-            if data.count > 0 { (base + Self.blockSize).copyMemory(from: data.baseAddress!, byteCount: data.count) }
-            // The inner hash overwrites the data once it is hashed.
-            digest.hash(UnsafeRawBufferPointer(start: base, count: Self.blockSize + data.count), into: base + Self.blockSize)
-            outerPad.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: Self.blockSize) }
-            digest.hash(UnsafeRawBufferPointer(start: base, count: Self.blockSize + SHA256.byteCount), into: out)
+        var state = inner
+        waakvlam_sha256_update(&state, data.baseAddress, data.count)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: SHA256.byteCount) { digest in
+            waakvlam_sha256_final(&state, digest.baseAddress!)
+            state = outer
+            waakvlam_sha256_update(&state, digest.baseAddress!, SHA256.byteCount)
         }
+        waakvlam_sha256_final(&state, out.assumingMemoryBound(to: UInt8.self))
     }
 }
 
-/// Cryptographically secure random bytes from OpenSSL's DRBG.
+/// Cryptographically secure random bytes from OpenSSL's DRBG. Small draws come from the
+/// calling thread's `RandomPool`, which asks the DRBG for 4 KiB at a time.
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -88,7 +90,17 @@ public enum SecureRandom {
 
     /// Fills `buffer` with random bytes (e.g. on the stack, where an array is not needed).
     public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        guard buffer.count == 0 || RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
+        guard buffer.count > 0 else { return }
+        if buffer.count <= RandomPool.largestDraw {
+            ThreadContexts.current.random.fill(buffer)
+        } else {
+            draw(buffer)
+        }
+    }
+
+    /// Straight from the DRBG.
+    static func draw(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
             fatalError("RAND_bytes failed: the system random source is unavailable")
         }
     }

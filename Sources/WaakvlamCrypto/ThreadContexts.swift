@@ -6,12 +6,11 @@ import Darwin
 import COpenSSL
 
 /// OpenSSL contexts kept per thread, so that hashing and sealing allocate nothing they can
-/// avoid: `EVP_Digest` creates and frees a digest context on every call, and a fresh cipher
-/// context costs two allocations per message (a context reused with the cipher already set
-/// costs none). Each thread gets its own on first use; they are freed when it ends.
+/// avoid: a fresh cipher context costs two allocations per message (a context reused with
+/// the cipher already set costs none). Each thread gets its own on first use; they are freed
+/// when it ends. Also the thread's SHA-256 state and pool of random bytes.
 final class ThreadContexts {
-    /// SHA-256; one allocation per hash remains (OpenSSL 3.0 renews the provider's state on
-    /// every init).
+    /// SHA-256.
     let digest = SHA256Context()
     /// AES-256-GCM contexts with the cipher set: each message only sets its key and nonce.
     let sealing: OpaquePointer
@@ -20,6 +19,7 @@ final class ThreadContexts {
     /// stay in a context's memory until the thread's next message: purging a payload destroys
     /// its key, and no copy of it should linger.
     static let zeroKey = [UInt8](repeating: 0, count: 32)
+    let random = RandomPool()
 
     private init() {
         guard let sealing = EVP_CIPHER_CTX_new(), let opening = EVP_CIPHER_CTX_new(),

@@ -33,6 +33,14 @@ public final class ConfigurationSnapshot: Sendable {
 struct PushTarget: Sendable {
     let endpoint: Endpoint
     let path: String
+    /// What every push to it starts with, serialised once.
+    let head: RequestHead
+
+    init(endpoint: Endpoint, path: String) {
+        self.endpoint = endpoint
+        self.path = path
+        head = RequestHead(method: "POST", target: path, endpoint: endpoint, fields: [("content-type", "application/json")])
+    }
 }
 
 /// Holds the current snapshot; reads and swaps are atomic. Every request reads it, on many

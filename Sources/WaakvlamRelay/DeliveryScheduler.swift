@@ -132,18 +132,31 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     // MARK: - Scheduling (on the loop)
 
-    /// New deliveries were queued or a slot became free: a pass soon. Any thread.
+    /// New deliveries were queued: a pass soon. Any thread.
     private func requestPass() {
+        guard markPassRequested() else { return }
+        loop.execute { [self] in schedulePass() }
+    }
+
+    /// A slot became free or a delivery was released: a pass soon. On the loop, where the pass
+    /// is scheduled at once (a task would cost the loop a wake-up: two system calls).
+    private func requestPassOnLoop() {
+        if markPassRequested() { schedulePass() }
+    }
+
+    /// True when no pass was requested yet since the last one.
+    private func markPassRequested() -> Bool {
         shared.lock()
+        defer { shared.unlock() }
         let first = !passRequested
         passRequested = true
-        shared.unlock()
-        guard first else { return }
-        loop.execute { [self] in
-            // Let the events of the next moment (signals queued, answers, receipts) gather:
-            // one pass for many of them.
-            loop.schedule(at: monotonicNanoseconds() + Self.gatherNanoseconds) { [self] in pass() }
-        }
+        return first
+    }
+
+    /// Lets the events of the next moment (signals queued, answers, receipts) gather: one
+    /// pass for many of them. On the loop.
+    private func schedulePass() {
+        loop.schedule(at: monotonicNanoseconds() + Self.gatherNanoseconds) { [self] in pass() }
     }
 
     /// Once a second: sweeps, and a pass for deliveries whose retry became due.
@@ -199,16 +212,14 @@ final class DeliveryScheduler: @unchecked Sendable {
     /// The request is over (answered, failed, or never sent): the recipient's slot is free.
     private func finishSending(_ recipientID: String) {
         sendingPerRecipient[recipientID, default: 1] -= 1
-        requestPass()
+        requestPassOnLoop()
     }
 
-    /// The delivery is no longer in flight.
+    /// The delivery is no longer in flight. (Its prepared message, if any, left when it was
+    /// pushed: every delivery released was.)
     private func release(_ delivery: DeliveryState) {
         inFlight.remove(delivery.decision.sequence)
-        shared.lock()
-        prepared[Key(signalID: delivery.signalID, recipientID: delivery.recipientID)] = nil
-        shared.unlock()
-        requestPass()
+        requestPassOnLoop()
     }
 
     // MARK: - One delivery
@@ -252,14 +263,11 @@ final class DeliveryScheduler: @unchecked Sendable {
                 return
             }
         }
-        // Names in lower case, as headers keep them (written capitalised on the wire).
-        let headers = if let traceparent = message.traceparent {
-            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID), ("traceparent", traceparent)])
-        } else {
-            HTTPHeaders([("content-type", "application/json"), ("waakvlam-signal-id", delivery.signalID)])
-        }
-        let request = HTTPRequest(method: "POST", target: target.path, headers: headers, body: message.body)
-        loop.send(request, to: target.endpoint, idempotent: true) { [self] result in
+        // Head and message written into the one buffer that is sent.
+        var request = target.head.request(capacity: 256 + delivery.signalID.utf8.count + message.estimatedCount)
+        request.add("waakvlam-signal-id", delivery.signalID)
+        if let traceparent = message.traceparent { request.add("traceparent", traceparent) }
+        loop.send(request.finish { message.write(to: &$0) }, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)
             switch result {
             case .success(let response) where (200..<300).contains(response.status):

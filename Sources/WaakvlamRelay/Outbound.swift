@@ -7,10 +7,87 @@ import WaakvlamSystem
 /// minimised payload with where it comes from and under which rule. Built from the journal,
 /// so that a retry after a restart sends exactly what was decided.
 enum Outbound {
+    /// What a message is written from. Writing it straight into the buffer it is sent from
+    /// (`write(to:)`) saves building it apart and copying it there.
     struct Message: Sendable {
-        /// The message as JSON (keys sorted); the payload is the stored canonical JSON as it is.
-        let body: [UInt8]
+        let signalID: String
+        let signalType: String
+        let senderID: String
+        let receivedAt: Date
+        let decision: Decision
+        /// The stored canonical JSON, written as it is.
+        let payload: [UInt8]
+        /// The sending organisation in the configuration the signal was decided under.
+        let sender: Organisation?
         let traceparent: String?
+
+        init(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
+             payload: [UInt8], received: Received?, sender: Organisation?) {
+            self.signalID = signalID
+            self.signalType = signalType
+            self.senderID = senderID
+            self.receivedAt = receivedAt
+            self.decision = decision
+            self.payload = payload
+            self.sender = sender
+            traceparent = received.map { TraceContext.traceparent(traceID: $0.traceID, spanID: $0.spanID) }
+        }
+
+        /// About the size of the JSON.
+        var estimatedCount: Int { 384 + payload.count }
+
+        /// The message as JSON.
+        var body: [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(estimatedCount)
+            write(to: &out)
+            return out
+        }
+
+        /// Appends the message as JSON to `out`: keys in byte order, as the relay's JSON always
+        /// has them; times as they read back from the journal, so that a message built from the
+        /// records being appended and one read back give the same bytes. Written piece by piece
+        /// (the keys are fixed) rather than through `JSONText.Writer`, which scans every key.
+        func write(to out: inout [UInt8]) {
+            out.append(contentsOf: #"{"convenant":{"id":"#.utf8)
+            JSONText.appendString(decision.convenantID ?? "", to: &out)
+            out.append(contentsOf: #","version":"#.utf8)
+            JSONText.appendString(decision.convenantVersion ?? "", to: &out)
+            out.append(contentsOf: #"},"id":"#.utf8)
+            JSONText.appendString(signalID, to: &out)
+            out.append(contentsOf: #","payload":"#.utf8)
+            out.append(contentsOf: payload)
+            if let activity = decision.processingActivity {
+                out.append(contentsOf: #","processingActivity":"#.utf8)
+                JSONText.appendString(activity, to: &out)
+            }
+            out.append(contentsOf: #","receivedAt":"#.utf8)
+            JSONText.appendTimestamp(JournalTime.rounded(receivedAt), to: &out)
+            if let retention = decision.retentionUntil {
+                out.append(contentsOf: #","retainUntil":"#.utf8)
+                JSONText.appendTimestamp(JournalTime.rounded(retention), to: &out)
+            }
+            out.append(contentsOf: #","rule":"#.utf8)
+            JSONText.appendString(decision.ruleID ?? "", to: &out)
+            out.append(contentsOf: #","sender":{"id":"#.utf8)
+            JSONText.appendString(senderID, to: &out)
+            if let sender {
+                out.append(contentsOf: #","name":"#.utf8)
+                JSONText.appendString(sender.name, to: &out)
+                out.append(contentsOf: #","oin":"#.utf8)
+                JSONText.appendString(sender.oin, to: &out)
+                out.append(contentsOf: #","sector":"#.utf8)
+                JSONText.appendString(sender.sector.rawValue, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+            if let traceparent {
+                out.append(contentsOf: #","traceparent":"#.utf8)
+                JSONText.appendString(traceparent, to: &out)
+            }
+            out.append(contentsOf: #","type":"#.utf8)
+            JSONText.appendString(signalType, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
     }
 
     /// What the signal service tells the delivery side (`DeliveryScheduler.notice`).
@@ -40,8 +117,8 @@ enum Outbound {
         }
 
         var message: Message {
-            Outbound.message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID,
-                             receivedAt: received.at, decision: decision, payload: payload, received: received, sender: sender)
+            Message(signalID: received.signalID, signalType: received.signalType, senderID: received.senderID,
+                    receivedAt: received.at, decision: decision, payload: payload, received: received, sender: sender)
         }
     }
 
@@ -52,39 +129,7 @@ enum Outbound {
               let summary = journal.deliveryState().signal(state.signalID) else { return nil }
         var received: Received?
         if let position = summary.received, case .received(let record) = try journal.record(at: position) { received = record }
-        return message(signalID: state.signalID, signalType: summary.signalType, senderID: summary.senderID, receivedAt: summary.receivedAt,
+        return Message(signalID: state.signalID, signalType: summary.signalType, senderID: summary.senderID, receivedAt: summary.receivedAt,
                        decision: decision, payload: payload, received: received, sender: configuration.organisation(id: summary.senderID))
-    }
-
-    private static func message(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
-                                payload: [UInt8], received: Received?, sender: Organisation?) -> Message {
-        // Keys in byte order, as the relay's JSON always has them; times as they read back
-        // from the journal, so that both ways give the same bytes.
-        let traceparent = received.map { TraceContext.traceparent(traceID: $0.traceID, spanID: $0.spanID) }
-        var json = JSONText.Writer(capacity: 384 + payload.count)
-        json.beginObject()
-        json.beginObject("convenant")
-        json.string("id", decision.convenantID ?? "")
-        json.string("version", decision.convenantVersion ?? "")
-        json.endObject()
-        json.string("id", signalID)
-        // Canonical JSON written by the relay (and authenticated when read back).
-        json.fragment("payload", payload)
-        if let activity = decision.processingActivity { json.string("processingActivity", activity) }
-        json.timestamp("receivedAt", JournalTime.rounded(receivedAt))
-        if let retention = decision.retentionUntil { json.timestamp("retainUntil", JournalTime.rounded(retention)) }
-        json.string("rule", decision.ruleID ?? "")
-        json.beginObject("sender")
-        json.string("id", senderID)
-        if let organisation = sender {
-            json.string("name", organisation.name)
-            json.string("oin", organisation.oin)
-            json.string("sector", organisation.sector.rawValue)
-        }
-        json.endObject()
-        if let traceparent { json.string("traceparent", traceparent) }
-        json.string("type", signalType)
-        json.endObject()
-        return Message(body: json.bytes, traceparent: traceparent)
     }
 }

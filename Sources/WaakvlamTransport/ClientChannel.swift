@@ -93,15 +93,15 @@ final class ClientChannel {
         return false
     }
 
-    /// Starts `request` (adding Host and Content-Length) on an established, reusable channel.
-    func begin(_ request: HTTPRequest) {
+    /// Starts `request` on an established, reusable channel.
+    func begin(_ request: SerializedRequest) {
         precondition(isIdle && isReusable, "begin on a channel that is not ready")
         isReusable = false
         receivedResponseBytes = false
         requestKeepAlive = request.keepAlive
         parser.requestMethod = request.method
         deadline = monotonicNanoseconds() + nanoseconds(configuration.responseTimeout)
-        state = .sending(bytes: Self.serialize(request, endpoint: endpoint), offset: 0)
+        state = .sending(bytes: request.bytes, offset: 0)
     }
 
     /// Does what the socket allows now. Throws the transport error that ends the channel
@@ -116,10 +116,12 @@ final class ClientChannel {
     }
 
     /// True when an idle channel is still usable: not expired, and nothing (such as the
-    /// server's close) arrived while it was idle.
-    func isFreshForReuse(now: UInt64) -> Bool {
+    /// server's close) arrived while it was idle. `askingTheSocket: false` leaves out the
+    /// `poll` that looks for what the kernel holds, for a caller that watches idle sockets
+    /// itself and can send the request again when the server closed meanwhile.
+    func isFreshForReuse(now: UInt64, askingTheSocket: Bool = true) -> Bool {
         guard isIdle, isReusable, now < deadline, let connection else { return false }
-        return !connection.isReadableWhileIdle
+        return askingTheSocket ? !connection.isReadableWhileIdle : !connection.hasPendingBytes
     }
 
     /// Sends close_notify and closes the socket.
@@ -269,36 +271,5 @@ final class ClientChannel {
         return withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
         }
-    }
-
-    static func serialize(_ request: HTTPRequest, endpoint: Endpoint) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
-        out.append(contentsOf: request.method.utf8)
-        out.append(SP)
-        out.append(contentsOf: request.target.utf8)
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
-        if request.headers["host"] == nil {
-            // Endpoint.description, written without building it.
-            let brackets = endpoint.hostNeedsBrackets
-            out.append(contentsOf: "Host: ".utf8)
-            if brackets { out.append(UInt8(ascii: "[")) }
-            out.append(contentsOf: endpoint.host.utf8)
-            out.append(contentsOf: brackets ? "]:".utf8 : ":".utf8)
-            JSONText.appendInteger(Int(endpoint.port), to: &out)
-            out.append(contentsOf: [CR, LF])
-        }
-        for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
-            appendField(field.name, field.value, to: &out)
-        }
-        if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
-            out.append(contentsOf: "Content-Length: ".utf8)
-            JSONText.appendInteger(request.body.count, to: &out)
-            out.append(contentsOf: [CR, LF])
-        }
-        if !request.keepAlive { appendField("connection", "close", to: &out) }
-        out.append(contentsOf: [CR, LF])
-        out.append(contentsOf: request.body)
-        return out
     }
 }

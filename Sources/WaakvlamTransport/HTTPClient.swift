@@ -61,7 +61,7 @@ public final class HTTPClientConnection {
     /// Sends `request` (adding Host and Content-Length) and reads the whole response.
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
         precondition(isReusable, "send on a connection that cannot be reused")
-        channel.begin(request)
+        channel.begin(SerializedRequest(request, endpoint: channel.endpoint))
         guard case .response(let response) = try Self.run(channel) else { preconditionFailure("a request ended without a response") }
         return response
     }

@@ -18,7 +18,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     /// One request and where it is.
     private final class Exchange {
-        let request: HTTPRequest
+        let request: SerializedRequest
         let endpoint: Endpoint
         let idempotent: Bool
         let completion: Completion
@@ -27,8 +27,11 @@ public final class HTTPClientLoop: @unchecked Sendable {
         var reused = false
         /// A retry: on a new connection, never a pooled one.
         var freshOnly = false
+        /// The endpoint's idle connections, looked up once per request (by `start`): the
+        /// connection goes back there after the response.
+        var pool: Pool?
 
-        init(request: HTTPRequest, endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
+        init(request: SerializedRequest, endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
             self.request = request
             self.endpoint = endpoint
             self.idempotent = idempotent
@@ -75,6 +78,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
     private var stopDeadline: UInt64?
     /// Requests started and not yet completed.
     private var requestsInFlight = 0
+    /// No channel's deadline is earlier (some may be later by now): `expire` looks at the
+    /// channels only once it has passed, instead of on every turn of the loop.
+    private var earliestDeadline: UInt64 = .max
 
     /// `tls` must be a client context: this node's certificate and key, and the CAs server
     /// certificates must chain to.
@@ -113,6 +119,11 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// - Parameter idempotent: whether the request may be sent again when a pooled connection
     ///   turns out to have been closed by the server before any response arrived.
     public func send(_ request: HTTPRequest, to endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
+        send(SerializedRequest(request, endpoint: endpoint), to: endpoint, idempotent: idempotent, completion: completion)
+    }
+
+    /// Sends a request serialised already (see `RequestHead`); otherwise as `send` above.
+    public func send(_ request: SerializedRequest, to endpoint: Endpoint, idempotent: Bool, completion: @escaping Completion) {
         requestsInFlight += 1
         start(Exchange(request: request, endpoint: endpoint, idempotent: idempotent, completion: completion))
     }
@@ -147,7 +158,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
             shutDown()
             return nil
         }
-        var earliest = stopDeadline
+        if earliestDeadline <= now { closeExpired(now) }
+        let earliest = min(earliestDeadline, stopDeadline ?? .max)
+        return earliest == .max ? nil : earliest
+    }
+
+    /// Fails or closes the channels whose deadline passed, and finds the earliest one left.
+    private func closeExpired(_ now: UInt64) {
+        earliestDeadline = .max
         for (token, entry) in entries where entries[token] != nil {
             if entry.channel.deadline <= now {
                 if let exchange = entry.exchange {
@@ -158,10 +176,9 @@ public final class HTTPClientLoop: @unchecked Sendable {
                     discard(token)
                 }
             } else {
-                earliest = min(earliest ?? .max, entry.channel.deadline)
+                earliestDeadline = min(earliestDeadline, entry.channel.deadline)
             }
         }
-        return earliest
     }
 
     private func shutDown() {
@@ -180,9 +197,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
 
     private func start(_ exchange: Exchange) {
         let now = monotonicNanoseconds()
-        while !exchange.freshOnly, let token = idle[exchange.endpoint]?.tokens.popLast() {
+        let pool = exchange.pool ?? self.pool(for: exchange.endpoint)
+        exchange.pool = pool
+        while !exchange.freshOnly, let token = pool.tokens.popLast() {
             guard let entry = entries[token] else { continue }
-            if entry.channel.isFreshForReuse(now: now) {
+            // The loop watches idle sockets, so only a close that came since its last wait
+            // can be missed without the poll; an idempotent request then goes out again on a
+            // new connection (see `advance`), as nginx does with its upstream keep-alive.
+            if entry.channel.isFreshForReuse(now: now, askingTheSocket: !exchange.idempotent) {
                 exchange.reused = true
                 entry.exchange = exchange
                 entry.channel.begin(exchange.request)
@@ -209,6 +231,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
         }
     }
 
+    /// The idle connections to `endpoint` (made on first use).
+    private func pool(for endpoint: Endpoint) -> Pool {
+        if let pool = idle[endpoint] { return pool }
+        let pool = Pool()
+        idle[endpoint] = pool
+        return pool
+    }
+
     private func resolvedName(_ endpoint: Endpoint, _ result: Result<[(family: Int32, address: [UInt8])], Error>) {
         if case .success(let addresses) = result { resolved[endpoint] = (addresses, monotonicNanoseconds()) }
         for exchange in resolving.removeValue(forKey: endpoint) ?? [] { connect(exchange, result) }
@@ -230,10 +260,12 @@ public final class HTTPClientLoop: @unchecked Sendable {
         advance(nextToken)
     }
 
-    /// Moves a channel on after its socket became ready (or a request was given to it).
+    /// Moves a channel on after its socket became ready (or a request was given to it). Every
+    /// change of a channel's deadline happens in here.
     private func advance(_ token: UInt64) {
         guard let entry = entries[token], let exchange = entry.exchange else { return }
         let progress: ClientChannel.Progress
+        defer { earliestDeadline = min(earliestDeadline, entry.channel.deadline) }
         do {
             progress = try entry.channel.advance()
         } catch {
@@ -245,6 +277,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
                 let again = Exchange(request: exchange.request, endpoint: exchange.endpoint, idempotent: false,
                                      completion: exchange.completion)
                 again.freshOnly = true
+                again.pool = exchange.pool
                 start(again)
             } else {
                 finish(exchange, .failure(transportError))
@@ -261,16 +294,10 @@ public final class HTTPClientLoop: @unchecked Sendable {
             advance(token)
         case .response(let response):
             entry.exchange = nil
-            if entry.channel.isReusable && (idle[exchange.endpoint]?.tokens.count ?? 0) < configuration.maximumIdleConnectionsPerEndpoint {
+            if let pool = exchange.pool, entry.channel.isReusable && pool.tokens.count < configuration.maximumIdleConnectionsPerEndpoint {
                 // Watched for reads while idle: the server closing it shows up as an event.
                 watch(token, entry, reading: true, writing: false)
-                if let pool = idle[exchange.endpoint] {
-                    pool.tokens.append(token)
-                } else {
-                    let pool = Pool()
-                    pool.tokens.append(token)
-                    idle[exchange.endpoint] = pool
-                }
+                pool.tokens.append(token)
             } else {
                 close(token)
             }

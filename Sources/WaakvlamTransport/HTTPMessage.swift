@@ -230,6 +230,146 @@ public struct HTTPResponse: Sendable, Equatable {
         })
 }
 
+// MARK: - Requests on the wire (client side)
+
+/// A request as it goes on the wire, head and body in one buffer.
+public struct SerializedRequest: Sendable {
+    let bytes: [UInt8]
+    /// For the response parser: the answer to HEAD has no body.
+    let method: String
+    let keepAlive: Bool
+
+    /// `request` with Host (unless it has one) and Content-Length added; Content-Length and
+    /// Transfer-Encoding fields of its own are left out.
+    init(_ request: HTTPRequest, endpoint: Endpoint) {
+        var out: [UInt8] = []
+        out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
+        appendRequestLine(request.method, request.target, to: &out)
+        if request.headers["host"] == nil { appendHost(endpoint, to: &out) }
+        for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
+            appendField(field.name, field.value, to: &out)
+        }
+        if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
+            out.append(contentsOf: "Content-Length: ".utf8)
+            JSONText.appendInteger(request.body.count, to: &out)
+            out.append(contentsOf: [CR, LF])
+        }
+        if !request.keepAlive { appendField("connection", "close", to: &out) }
+        out.append(contentsOf: [CR, LF])
+        out.append(contentsOf: request.body)
+        self.init(bytes: out, method: request.method, keepAlive: request.keepAlive)
+    }
+
+    fileprivate init(bytes: [UInt8], method: String, keepAlive: Bool) {
+        self.bytes = bytes
+        self.method = method
+        self.keepAlive = keepAlive
+    }
+}
+
+/// What every request to one target repeats (the relay's pushes to a recipient): the request
+/// line, Host and fixed fields, serialised once. Each request copies it into its own buffer,
+/// adds its own fields and has its body written straight after (`RequestWriter`), so that
+/// head and body are never built apart and copied together.
+public struct RequestHead: Sendable {
+    private let method: String
+    private let bytes: [UInt8]
+
+    /// `fields` are written as given (names in lower case, as `HTTPHeaders` keeps them;
+    /// written capitalised), after Host.
+    public init(method: String, target: String, endpoint: Endpoint, fields: [(String, String)] = []) {
+        var out: [UInt8] = []
+        appendRequestLine(method, target, to: &out)
+        appendHost(endpoint, to: &out)
+        for (name, value) in fields { appendField(name.asciiLowercased, value, to: &out) }
+        self.method = method
+        self.bytes = out
+    }
+
+    /// A request that starts with this head, in a buffer with room for `capacity` bytes.
+    public func request(capacity: Int) -> RequestWriter {
+        RequestWriter(method: method, head: bytes, capacity: capacity)
+    }
+}
+
+/// One request after its `RequestHead`: its own fields, then Content-Length and the body,
+/// in the buffer that goes on the wire. The connection is kept alive.
+public struct RequestWriter {
+    private let method: String
+    private var bytes: [UInt8] = []
+    /// Room kept for Content-Length's digits, which are known only once the body is written.
+    private static let lengthDigits = 10
+
+    fileprivate init(method: String, head: [UInt8], capacity: Int) {
+        self.method = method
+        bytes.reserveCapacity(max(capacity, head.count + 64))
+        bytes.append(contentsOf: head)
+    }
+
+    /// Adds a field (the name in lower case, as `HTTPHeaders` keeps them; written capitalised).
+    public mutating func add(_ name: String, _ value: String) {
+        appendField(name.asciiLowercased, value, to: &bytes)
+    }
+
+    /// Ends the head with Content-Length, after which `writeBody` appends the body; the
+    /// digits are filled in afterwards, and the body moved back over the room they did not
+    /// need (far cheaper than building the body apart and copying head and body together).
+    public consuming func finish(body writeBody: (inout [UInt8]) -> Void) -> SerializedRequest {
+        bytes.append(contentsOf: "Content-Length: ".utf8)
+        let digitsStart = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: Self.lengthDigits))
+        bytes.append(contentsOf: [CR, LF, CR, LF])
+        let bodyStart = bytes.count
+        writeBody(&bytes)
+        var length = bytes.count - bodyStart
+        var digits = 1
+        var rest = length / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        precondition(digits <= Self.lengthDigits, "a request body of 10 GB or more")
+        let unused = Self.lengthDigits - digits
+        bytes.withUnsafeMutableBytes { buffer in
+            for index in stride(from: digitsStart + digits - 1, through: digitsStart, by: -1) {
+                buffer[index] = UInt8(ascii: "0") + UInt8(length % 10)
+                length /= 10
+            }
+            let end = digitsStart + digits
+            buffer[end] = CR
+            buffer[end + 1] = LF
+            buffer[end + 2] = CR
+            buffer[end + 3] = LF
+            let bodyCount = buffer.count - bodyStart
+            if unused > 0 && bodyCount > 0 {
+                (buffer.baseAddress! + end + 4).copyMemory(from: buffer.baseAddress! + bodyStart, byteCount: bodyCount)
+            }
+        }
+        bytes.removeLast(unused)
+        return SerializedRequest(bytes: bytes, method: method, keepAlive: true)
+    }
+
+}
+
+/// "METHOD target HTTP/1.1\r\n".
+private func appendRequestLine(_ method: String, _ target: String, to out: inout [UInt8]) {
+    out.append(contentsOf: method.utf8)
+    out.append(SP)
+    out.append(contentsOf: target.utf8)
+    out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+}
+
+/// "Host: host:port\r\n", as `Endpoint.description` writes the endpoint, without building it.
+private func appendHost(_ endpoint: Endpoint, to out: inout [UInt8]) {
+    let brackets = endpoint.hostNeedsBrackets
+    out.append(contentsOf: "Host: ".utf8)
+    if brackets { out.append(UInt8(ascii: "[")) }
+    out.append(contentsOf: endpoint.host.utf8)
+    out.append(contentsOf: brackets ? "]:".utf8 : ":".utf8)
+    JSONText.appendInteger(Int(endpoint.port), to: &out)
+    out.append(contentsOf: [CR, LF])
+}
+
 /// Header fields serialised once (the defaults every response of a server carries).
 struct PreparedHeaders {
     let fields: [(name: String, value: String)]
@@ -250,11 +390,15 @@ struct PreparedHeaders {
 func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
     let start = out.count
     out.append(contentsOf: name.utf8)
-    var capitalise = true
-    for index in start..<out.count {
-        let byte = out[index]
-        if capitalise && byte >= 0x61 && byte <= 0x7a { out[index] = byte - 0x20 }
-        capitalise = byte == UInt8(ascii: "-")
+    // In the buffer itself: through the array, every byte written would check its bounds
+    // and whether the storage is shared.
+    out.withUnsafeMutableBufferPointer { buffer in
+        var capitalise = true
+        for index in start..<buffer.count {
+            let byte = buffer[index]
+            if capitalise && byte >= 0x61 && byte <= 0x7a { buffer[index] = byte - 0x20 }
+            capitalise = byte == UInt8(ascii: "-")
+        }
     }
     out.append(UInt8(ascii: ":"))
     out.append(SP)

@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 import XCTest
 import WaakvlamCrypto
@@ -27,6 +28,40 @@ final class CryptoContextTests: XCTestCase {
         let plain = try AESGCM.seal(Array("tweede".utf8), key: key)
         XCTAssertEqual(try AESGCM.open(plain, key: key), Array("tweede".utf8))
         XCTAssertThrowsError(try AESGCM.open(plain, key: key, aad: [5]))
+    }
+
+    /// SHA-256 and HMAC through the low-level functions and keyed midstates give what
+    /// OpenSSL's one-shot EVP_Digest and HMAC() give, around every block boundary.
+    func testHashesAndMACsMatchOpenSSLsOneShotFunctions() {
+        var generator = SystemRandomNumberGenerator()
+        let keys = [0, 1, 32, 63, 64, 65, 200].map { count in (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        let macs = keys.map { HMACSHA256(key: $0) }
+        let context = SHA256Context()
+        for count in Array(0...200) + [1_000, 4_097, 65_536] {
+            let data = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var expected = [UInt8](repeating: 0, count: 32)
+            XCTAssertEqual(EVP_Digest(data, data.count, &expected, nil, EVP_sha256(), nil), 1)
+            XCTAssertEqual(SHA256.hash(data), expected, "\(count) bytes")
+            XCTAssertEqual(data.withUnsafeBytes { context.hash($0) }, expected, "\(count) bytes, own context")
+            for (key, mac) in zip(keys, macs) {
+                var length: UInt32 = 0
+                XCTAssertNotNil(HMAC(EVP_sha256(), key, Int32(key.count), data, data.count, &expected, &length))
+                XCTAssertEqual(mac.authenticate(data), expected, "\(count) bytes, key of \(key.count)")
+            }
+        }
+    }
+
+    /// Small draws come from the thread's pool: across refills they never repeat, and sizes
+    /// above the pool's limit come straight from OpenSSL.
+    func testRandomDrawsAcrossPoolRefillsDoNotRepeat() {
+        var seen = Set<[UInt8]>()
+        for round in 0..<2_000 {
+            let draw = SecureRandom.bytes(16 + round % 40)
+            XCTAssertTrue(seen.insert(Array(draw.prefix(16))).inserted, "round \(round)")
+        }
+        let large = SecureRandom.bytes(10_000)
+        XCTAssertGreaterThan(Set(large).count, 200)
+        XCTAssertEqual(SecureRandom.bytes(0), [])
     }
 
     func testEachThreadHasItsOwnContexts() {

@@ -115,6 +115,28 @@ final class EventLoopTests: PKITestCase {
         XCTAssertNotEqual(json(first)["connection"] as? Int, json(second)["connection"] as? Int)
     }
 
+    /// The loop reuses an idle connection without asking the socket for idempotent requests:
+    /// when the server closed it since the loop last looked, the request goes out again on a
+    /// new connection. A request that is not idempotent is never sent on it.
+    func testARequestOnAConnectionTheServerClosedUnseenGoesOutOnANewOne() throws {
+        let server = try TestServer(pki) { $0.idleTimeout = 0.2 }
+        let loop = try HTTPClientLoop(tls: try pki.clientContext())
+        try loop.start()
+        defer { loop.stop(deadline: deadline(1)) }
+        for idempotent in [true, false] {
+            let first = try XCTUnwrap(try send(loop, HTTPRequest(method: "GET", target: "/"), to: server.endpoint)?.get())
+            let outcome = Outcome()
+            loop.execute {
+                // The loop is busy while the server closes the idle connection: it has not seen the close.
+                usleep(600_000)
+                loop.send(HTTPRequest(method: "POST", target: "/", body: [1]), to: server.endpoint, idempotent: idempotent) { outcome.set($0) }
+            }
+            let second = try XCTUnwrap(try outcome.wait(10)?.get(), "idempotent: \(idempotent)")
+            XCTAssertEqual(second.status, 200)
+            XCTAssertNotEqual(json(first)["connection"] as? Int, json(second)["connection"] as? Int)
+        }
+    }
+
     func testAsynchronousAnswersFromOtherThreadsKeepRequestOrderOnAConnection() throws {
         let queue = DispatchQueue(label: "answers", attributes: .concurrent)
         let server = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),

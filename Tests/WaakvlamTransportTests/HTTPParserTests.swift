@@ -242,8 +242,33 @@ final class HTTPParserTests: XCTestCase {
     func testClientRequestSerialization() {
         var request = HTTPRequest(method: "POST", target: "/v1/signals", headers: HTTPHeaders([("content-type", "application/json")]), body: Array("{}".utf8))
         request.keepAlive = false
-        let text = String(decoding: ClientChannel.serialize(request, endpoint: Endpoint(host: "::1", port: 8443)), as: UTF8.self)
+        let text = String(decoding: SerializedRequest(request, endpoint: Endpoint(host: "::1", port: 8443)).bytes, as: UTF8.self)
         XCTAssertEqual(text, "POST /v1/signals HTTP/1.1\r\nHost: [::1]:8443\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    }
+
+    /// A request built from a `RequestHead` (the relay's pushes) is byte for byte the one
+    /// serialised from the same `HTTPRequest`, also where Content-Length gains a digit.
+    func testRequestsFromAPreparedHeadMatchSerialisedRequests() {
+        var generator = SystemRandomNumberGenerator()
+        let endpoints = [Endpoint(host: "127.0.0.1", port: 8443), Endpoint(host: "::1", port: 443), Endpoint(host: "wijkteam.example", port: 9)]
+        let lengths = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 9_999, 10_000, 65_537, 123_456]
+        for round in 0..<300 {
+            let endpoint = endpoints[round % endpoints.count]
+            let target = "/in/\(round)" + (round % 4 == 0 ? "?via=waakvlam" : "")
+            let bodyCount = round < lengths.count ? lengths[round] : Int.random(in: 0...2_000, using: &generator)
+            let body = (0..<bodyCount).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let own = (0..<Int.random(in: 0...3, using: &generator)).map { ("x-field-\($0)", "value \(round)-\($0)") }
+            let expected = SerializedRequest(HTTPRequest(method: "POST", target: target,
+                                                         headers: HTTPHeaders([("content-type", "application/json")] + own), body: body),
+                                             endpoint: endpoint)
+            var writer = RequestHead(method: "POST", target: target, endpoint: endpoint, fields: [("Content-Type", "application/json")])
+                .request(capacity: Int.random(in: 0...3_000, using: &generator))
+            for (name, value) in own { writer.add(name, value) }
+            let built = writer.finish { $0.append(contentsOf: body) }
+            XCTAssertEqual(built.bytes, expected.bytes, "round \(round), body of \(bodyCount) bytes")
+            XCTAssertTrue(built.keepAlive)
+            XCTAssertEqual(built.method, "POST")
+        }
     }
 
     func testEndpointParsing() throws {
