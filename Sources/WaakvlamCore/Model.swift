@@ -55,15 +55,12 @@ public struct Configuration: Sendable, Equatable {
     /// Runs `body` on the signal type of this id where it lies in the configuration, instead of
     /// returning a copy (which retains each of its strings and arrays); nil when there is none.
     public func withSignalType<Result>(id: String, _ body: (SignalType) throws -> Result) rethrows -> Result? {
-        try withIndexedSignalType(id: id) { type, _ in try body(type) }
+        guard let index = typesByID[id] else { return nil }
+        return try body(signalTypes[index])
     }
 
-    /// `withSignalType(id:_:)`, also giving the type's position in `signalTypes` (the index of
-    /// `rulesByType`).
-    func withIndexedSignalType<Result>(id: String, _ body: (SignalType, Int) throws -> Result) rethrows -> Result? {
-        guard let index = typesByID[id] else { return nil }
-        return try body(signalTypes[index], index)
-    }
+    /// The position of the signal type of this id in `signalTypes` (and `rulesByType`).
+    func signalTypeIndex(id: String) -> Int? { typesByID[id] }
 
     /// A rule by its full name, as recorded with a delivery (used to judge feedback later).
     public func rule(convenantID: String, version: Int, ruleID: String) -> (Convenant, Rule)? {

@@ -162,7 +162,7 @@ public enum Payload {
 /// Where each field of a list of definitions (a signal type's) is in a payload, by position
 /// in the list: the payload's index of that field, or nil when the payload lacks it. Found
 /// once, by validation, so that each rule reads the payload by position instead of by name.
-typealias PayloadPositions = UnsafeMutableBufferPointer<Dictionary<String, PayloadValue>.Index?>
+typealias PayloadPositions = [Dictionary<String, PayloadValue>.Index?]
 
 /// Checks a payload against field definitions (a signal type, or the feedback a rule
 /// allows). Messages name the field and what is expected, never the value sent.
@@ -171,9 +171,8 @@ enum PayloadValidator {
     /// know where the fields are.
     static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
                          owner: @autoclosure () -> String, prefix: String = "payload") -> [PayloadIssue] {
-        withPositions(count: fields.count) { found in
-            validate(payload, against: fields, position: position, owner: owner(), prefix: prefix, found: found)
-        }
+        var found = PayloadPositions(repeating: nil, count: fields.count)
+        return validate(payload, against: fields, position: position, owner: owner(), prefix: prefix, found: &found)
     }
 
     /// - Parameter position: finds where a definition of `fields` is, by name (the
@@ -182,7 +181,7 @@ enum PayloadValidator {
     /// - Parameter found: one entry per definition of `fields`, nil on entry; set to the
     ///   payload's index of each field the payload has.
     static func validate(_ payload: [String: PayloadValue], against fields: [FieldDefinition], position: (String) -> Int?,
-                         owner: @autoclosure () -> String, prefix: String = "payload", found: PayloadPositions) -> [PayloadIssue] {
+                         owner: @autoclosure () -> String, prefix: String = "payload", found: inout PayloadPositions) -> [PayloadIssue] {
         var issues: [PayloadIssue] = []
         // Unsorted (sorting every valid payload's keys is wasted work); issues in name order below.
         for payloadIndex in payload.indices {
@@ -214,15 +213,6 @@ enum PayloadValidator {
             }
         }
         return issues
-    }
-
-    /// Runs `body` with `count` positions, all nil, on the stack where they fit.
-    static func withPositions<Result>(count: Int, _ body: (PayloadPositions) -> Result) -> Result {
-        withUnsafeTemporaryAllocation(of: Dictionary<String, PayloadValue>.Index?.self, capacity: count) { found in
-            found.initialize(repeating: nil)
-            defer { found.deinitialize() }
-            return body(found)
-        }
     }
 
     /// What a value of this format looks like, for messages.

@@ -298,27 +298,26 @@ public enum PolicyEngine {
         if submission.recipients.isEmpty {
             issues.append(PayloadIssue(field: "recipients", code: .noRecipients, message: "name at least one recipient, or route by address"))
         }
-        // The type is read where it lies in the configuration, not copied out.
-        let decided = configuration.withIndexedSignalType(id: submission.type) { type, typeIndex in
-            PayloadValidator.withPositions(count: type.fields.count) { found in
-                decide(submission, of: type, rules: configuration.rulesByType[typeIndex], sender: sender, configuration: configuration,
-                       at: instant, issues: issues, found: found)
-            }
+        // Passed on as arguments, not captured by closures (which copied the type, the
+        // submission and the configuration, retaining each of their strings and arrays).
+        if let typeIndex = configuration.signalTypeIndex(id: submission.type) {
+            return decide(submission, of: configuration.signalTypes[typeIndex], rules: configuration.rulesByType[typeIndex], sender: sender,
+                          configuration: configuration, at: instant, issues: issues)
         }
-        if let decided { return decided }
         let known = configuration.signalTypes.map(\.id)
         return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,
                                                message: "unknown signal type '\(submission.type)': use one of \(known.joined(separator: ", "))")])
     }
 
     /// `decide` once the type and the rules carrying it are known; `issues` are those found
-    /// before; `found` is filled by the validation and read by each rule.
+    /// before.
     private static func decide(_ submission: SignalSubmission, of type: SignalType, rules: [TypedRule], sender: Organisation,
-                               configuration: Configuration, at instant: Date, issues: [PayloadIssue],
-                               found: PayloadPositions) -> PolicyResult {
+                               configuration: Configuration, at instant: Date, issues: [PayloadIssue]) -> PolicyResult {
         var issues = issues
+        // Filled by the validation, read by each rule.
+        var found = PayloadPositions(repeating: nil, count: type.fields.count)
         issues += PayloadValidator.validate(submission.payload, against: type.fields, position: { type.position(of: $0) },
-                                            owner: "signal type '\(type.id)'", found: found)
+                                            owner: "signal type '\(type.id)'", found: &found)
         guard issues.isEmpty else { return .invalid(issues) }
 
         let today = configuration.localDate(of: instant)
