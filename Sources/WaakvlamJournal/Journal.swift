@@ -470,8 +470,9 @@ public final class Journal: @unchecked Sendable {
         queueLock.unlock()
         writerExited.wait()
         // Every queued append was committed before the writer left; its completion is told
-        // before close returns. (Unless this is the completion thread itself: a journal
-        // dropped without `close` whose last reference was a completion's.)
+        // before close returns (handed to its loop, for a loop's: not awaited). (Unless this
+        // is the completion thread itself: a journal dropped without `close` whose last
+        // reference was a completion's.)
         if DispatchQueue.getSpecific(key: Journal.completionQueueKey) == nil { completionQueue.sync {} }
         checkpointQueue.sync {}
         if nextSequence > 1, checkpointedSequence != nextSequence - 1, broken == nil {

@@ -119,15 +119,18 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// Stops scheduling and waits up to `deadline` for pushes on the wire to finish; the rest
-    /// resumes from the journal at the next start.
+    /// Stops scheduling and waits up to `deadline` for pushes on the wire to finish and their
+    /// receipts to be journaled; the rest resumes from the journal at the next start.
     func stop(deadline: Date) {
         shared.lock()
         stopping = true
         prepared.removeAll()
         shared.unlock()
         loop.execute { [self] in running = false }
-        loop.stop(deadline: monotonicNanoseconds() + nanoseconds(deadline.timeIntervalSinceNow))
+        // Until every answered push's receipt (and a sweep) is durable and told, so that its
+        // log line and count are not lost; the journal closes after this returns.
+        loop.stop(deadline: monotonicNanoseconds() + nanoseconds(deadline.timeIntervalSinceNow),
+                  ownerIsDone: { [self] in inFlight.isEmpty && sweeping.isEmpty })
     }
 
     // MARK: - Scheduling (on the loop)

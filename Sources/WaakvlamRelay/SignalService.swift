@@ -46,7 +46,9 @@ final class SignalService: @unchecked Sendable {
 
     /// Decides and journals a submission without waiting: `reply` is called once, on `loop`
     /// (the connection's) once the signal is on disk, at once for a refusal, or from another
-    /// thread with the first answer for an id already journaled.
+    /// thread with the first answer for an id already journaled. Not at all if the loop ended
+    /// first (a connection still open when shutdown's grace period ran out): the signal is
+    /// journaled, but its answer, log lines and counts are lost with the connection.
     /// - Parameter snapshot: the configuration the sender was identified under; the signal is
     ///   decided under the same one.
     func submit(_ request: HTTPRequest, sender: Organisation, snapshot: ConfigurationSnapshot, loop: EventLoop,

@@ -76,6 +76,8 @@ public final class HTTPClientLoop: @unchecked Sendable {
     private static let resolvedLifetime: UInt64 = 60_000_000_000
     /// Set by `stop`: until when requests in flight may finish.
     private var stopDeadline: UInt64?
+    /// Set with `stopDeadline` (see `stop`).
+    private var stopsWhenOwnerIsDone: () -> Bool = { true }
     /// Requests started and not yet completed.
     private var requestsInFlight = 0
     /// No channel's deadline is earlier (some may be later by now): `expire` looks at the
@@ -131,8 +133,14 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// Stops the loop: requests in flight may finish until `deadline` (monotonic ns); those
     /// left then complete with `.shuttingDown`. Then all connections are closed and the thread
     /// ends. Blocks until it has. Not from the loop's thread.
-    public func stop(deadline: UInt64) {
-        loop.execute { [self] in stopDeadline = deadline }
+    /// - Parameter ownerIsDone: asked on the loop; until `deadline`, the loop also waits for it
+    ///   to say true, for the owner's work that follows a response (such as the journal
+    ///   completion of a delivery's receipt, which comes to the loop as a task).
+    public func stop(deadline: UInt64, ownerIsDone: @escaping () -> Bool = { true }) {
+        loop.execute { [self] in
+            stopDeadline = deadline
+            stopsWhenOwnerIsDone = ownerIsDone
+        }
         loop.waitUntilFinished()
     }
 
@@ -154,7 +162,7 @@ public final class HTTPClientLoop: @unchecked Sendable {
     /// Fails the exchanges whose phase timed out and closes expired idle connections; ends
     /// the loop once stopping and done. Returns the earliest deadline left.
     private func expire(_ now: UInt64) -> UInt64? {
-        if let stopDeadline, requestsInFlight == 0 || now >= stopDeadline {
+        if let stopDeadline, requestsInFlight == 0 && stopsWhenOwnerIsDone() || now >= stopDeadline {
             shutDown()
             return nil
         }

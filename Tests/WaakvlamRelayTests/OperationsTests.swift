@@ -12,7 +12,7 @@ final class OperationsTests: XCTestCase {
 
         init(site: Site) throws {
             log = site.root + "/waakvlamd-\(UUID().uuidString).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil), "cannot create \(log)")
             process.executableURL = Site.binary("waakvlamd")
             process.arguments = ["--config", site.config]
             process.standardError = FileHandle(forWritingAtPath: log)

@@ -14,25 +14,14 @@ final class PushDeliveryTests: XCTestCase {
     func testFirstPushesAreWhatTheJournalWouldSendAndEveryReceiptIsJournaled() throws {
         let site = try Site()
         let received = ReceivedBodies()
-        let recipient = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),
-                                       tls: TLSContext(role: .server, certificateChain: site.pki("1hoorn.crt"),
-                                                       privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, _ in
+        let recipient = try Self.pushRecipient(site) { request in
             received.enter()
             defer { received.leave() }
             // Long enough for pushes to overlap at the recipient.
             usleep(5_000)
             received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
-            return HTTPResponse(status: 200)
         }
-        try recipient.start()
         defer { recipient.shutdown(gracePeriod: 1) }
-        let organisations = site.config + "/organisations.json"
-        let text = try String(contentsOfFile: organisations, encoding: .utf8)
-        let pushed = try NSRegularExpression(pattern: #"(id: "1hoorn",[^}]*?delivery: )\{ mode: "inbox" \}"#)
-            .stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text),
-                                      withTemplate: "$1{ mode: \"push\", endpoint: \"https://127.0.0.1:\(recipient.port)/in\" }")
-        XCTAssertNotEqual(pushed, text)
-        try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
         try site.setDelivery("maximumInFlight: 8")
         let threadsBefore = deliveryThreads()
         try site.startNode()
@@ -41,14 +30,7 @@ final class PushDeliveryTests: XCTestCase {
 
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
         let ids = (0..<200).map { "push-\($0)" }
-        let statuses = Statuses()
-        DispatchQueue.concurrentPerform(iterations: ids.count) { index in
-            let body = #"{"id":"\#(ids[index])","type":"zorgsignaal","to":["1hoorn"],"payload":{"Postcode":"1624KM","Huisnummer":12,"#
-                + #""waarneming":"Post stapelt zich op.","gezondheidsobservatie":"Leek verward.","urgentie":"hoog"}}"#
-            let status = (try? client.send(HTTPRequest(method: "POST", target: "/v1/signals", body: Array(body.utf8)), to: site.endpoint).status) ?? 0
-            statuses.add(status)
-        }
-        XCTAssertEqual(statuses.all, Array(repeating: 202, count: ids.count))
+        XCTAssertEqual(Self.submit(ids, site: site, client: client), Array(repeating: 202, count: ids.count))
 
         let deadline = Date(timeIntervalSinceNow: 20)
         let index = node.journal.deliveryState()
@@ -79,6 +61,66 @@ final class PushDeliveryTests: XCTestCase {
                        NSDictionary(dictionary: ["Postcode": "1624KM", "Huisnummer": 12, "waarneming": "Post stapelt zich op.",
                                                  "gezondheidsobservatie": "Leek verward.", "urgentie": "hoog"]))
         XCTAssertEqual((message["sender"] as? [String: Any])?["id"] as? String, "intermaris")
+    }
+
+    /// A graceful stop while the last push waits for its answer: the delivery loop ends only
+    /// once that push's receipt is durable and told, so its count (and log line) is not lost
+    /// with the loop.
+    func testAStopWaitsForTheReceiptOfAPushAnsweredMeanwhile() throws {
+        let site = try Site()
+        let ids = (0..<10).map { "stop-\($0)" }
+        let lastArrived = DispatchSemaphore(value: 0)
+        let arrivals = ReceivedBodies()
+        let recipient = try Self.pushRecipient(site) { request in
+            arrivals.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
+            guard request.headers["waakvlam-signal-id"] == ids.last else { return }
+            lastArrived.signal()
+            // Answered only once the node is stopping.
+            usleep(300_000)
+        }
+        defer { recipient.shutdown(gracePeriod: 1) }
+        try site.setDelivery("maximumInFlight: 1")
+        try site.startNode()
+        let node = try XCTUnwrap(site.node)
+        let client = HTTPClient(tls: try site.clientContext("intermaris"))
+        for id in ids { XCTAssertEqual(Self.submit([id], site: site, client: client), [202]) }
+        XCTAssertEqual(lastArrived.wait(timeout: .now() + 20), .success, "the last push reaches the recipient")
+        node.shutdown(gracePeriod: 5)
+        XCTAssertEqual(Set(ids.map { arrivals.count($0) }), [1], "each signal pushed once")
+        XCTAssertEqual(node.metrics.counter("waakvlam_deliveries_total", ["via": "push"]), Double(ids.count),
+                       "every receipt told before the stop returned, the last one included")
+    }
+
+    /// A recipient stand-in with 1.Hoorn's certificate that runs `handle` for each push and
+    /// answers 200; 1.Hoorn's delivery in the site's configuration is switched to it.
+    private static func pushRecipient(_ site: Site, handle: @escaping @Sendable (HTTPRequest) -> Void) throws -> HTTPServer {
+        let recipient = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),
+                                       tls: TLSContext(role: .server, certificateChain: site.pki("1hoorn.crt"),
+                                                       privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, _ in
+            handle(request)
+            return HTTPResponse(status: 200)
+        }
+        try recipient.start()
+        let organisations = site.config + "/organisations.json"
+        let text = try String(contentsOfFile: organisations, encoding: .utf8)
+        let pushed = try NSRegularExpression(pattern: #"(id: "1hoorn",[^}]*?delivery: )\{ mode: "inbox" \}"#)
+            .stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text),
+                                      withTemplate: "$1{ mode: \"push\", endpoint: \"https://127.0.0.1:\(recipient.port)/in\" }")
+        XCTAssertNotEqual(pushed, text)
+        try pushed.write(toFile: organisations, atomically: true, encoding: .utf8)
+        return recipient
+    }
+
+    /// Submits a zorgsignaal for 1.Hoorn under each id, concurrently; the statuses (0: no answer).
+    private static func submit(_ ids: [String], site: Site, client: HTTPClient) -> [Int] {
+        let statuses = Statuses()
+        DispatchQueue.concurrentPerform(iterations: ids.count) { index in
+            let body = #"{"id":"\#(ids[index])","type":"zorgsignaal","to":["1hoorn"],"payload":{"Postcode":"1624KM","Huisnummer":12,"#
+                + #""waarneming":"Post stapelt zich op.","gezondheidsobservatie":"Leek verward.","urgentie":"hoog"}}"#
+            let status = (try? client.send(HTTPRequest(method: "POST", target: "/v1/signals", body: Array(body.utf8)), to: site.endpoint).status) ?? 0
+            statuses.add(status)
+        }
+        return statuses.all
     }
 }
 
