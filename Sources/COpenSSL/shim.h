@@ -73,7 +73,7 @@ static inline void waakvlam_sha256_init(SHA256_CTX *state) { SHA256_Init(state);
 static inline void waakvlam_sha256_update(SHA256_CTX *state, const void *data, size_t count) {
     SHA256_Update(state, data, count);
 }
-/* Writes the 32-byte digest to `out` and wipes the state. */
+/* Writes the 32-byte digest to `out` and wipes the buffered input. */
 static inline void waakvlam_sha256_final(SHA256_CTX *state, unsigned char *out) { SHA256_Final(out, state); }
 #pragma GCC diagnostic pop
 

@@ -204,7 +204,6 @@ public enum JSONText {
         // unlike `withUTF8` it needs no mutable copy of the string).
         let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
             guard needsNoEscape(bytes, escapingSlashes: escapingSlashes) else { return false }
-            out.reserveCapacity(out.count + bytes.count + 2)
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: bytes)
             out.append(UInt8(ascii: "\""))

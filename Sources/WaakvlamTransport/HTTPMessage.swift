@@ -348,7 +348,6 @@ public struct RequestWriter {
         bytes.removeLast(unused)
         return SerializedRequest(bytes: bytes, method: method, keepAlive: true)
     }
-
 }
 
 /// "METHOD target HTTP/1.1\r\n".
