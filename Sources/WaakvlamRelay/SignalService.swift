@@ -89,31 +89,36 @@ final class SignalService: @unchecked Sendable {
         inFlight[id] = []
         inFlightLock.unlock()
         decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
-                         requestHash: requestHash, trace: trace, loop: loop) { [self] response in
-            reply(response)
-            inFlightLock.lock()
-            let waiting = inFlight.removeValue(forKey: id) ?? []
-            inFlightLock.unlock()
-            // Not on the connection's loop: a re-run may read the journal, which blocks.
-            for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
-        }
+                         requestHash: requestHash, trace: trace, loop: loop, reply: reply)
     }
 
+    /// Gives the answer to the submission of `signalID` that was in flight, then lets the
+    /// submissions of the same id that came meanwhile run again.
+    private func finish(_ signalID: String, _ response: HTTPResponse, reply: @Sendable (HTTPResponse) -> Void) {
+        reply(response)
+        inFlightLock.lock()
+        let waiting = inFlight.removeValue(forKey: signalID) ?? []
+        inFlightLock.unlock()
+        // Not on the connection's loop: a re-run may read the journal, which blocks.
+        for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
+    }
+
+    /// Decides and journals a submission that is now in flight; every way out ends in `finish`
+    /// (the append's completion is the only closure made per signal).
     private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
                                   canonicalPayload: [UInt8], requestHash: String, trace: TraceContext, loop: EventLoop,
                                   reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let now = Date()
-        let current = snapshot.configuration  // taken once for the whole submission
         let decisions: [RecipientDecision]
-        switch PolicyEngine.decide(submission, sender: sender, configuration: current, at: now) {
+        switch PolicyEngine.decide(submission, sender: sender, configuration: snapshot.configuration, at: now) {
         case .invalid(let issues):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
-            return reply(Self.invalid(InvalidPayload(issues)))
+            return finish(submission.id, Self.invalid(InvalidPayload(issues)), reply: reply)
         case .decided(let decided):
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let keys = current.withSignalType(id: submission.type, { subjectKeys(for: submission.payload, type: $0) }) {
+        if let keys = snapshot.configuration.withSignalType(id: submission.type, { subjectKeys(for: submission.payload, type: $0) }) {
             pseudonyms.reserveCapacity(2)
             if let person = keys.person { pseudonyms.append(pseudonymizer.pseudonym(person)) }
             if let address = keys.address { pseudonyms.append(pseudonymizer.pseudonym(address)) }
@@ -144,8 +149,8 @@ final class SignalService: @unchecked Sendable {
         let accepted = Accepted(received: received, decisions: decisions, decisionRecords: decisionRecords)
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
-            case .success: reply(journaled(accepted))
-            case .failure(let error): reply(journalFailed(accepted.received.signalID, error))
+            case .success: finish(accepted.received.signalID, journaled(accepted), reply: reply)
+            case .failure(let error): finish(accepted.received.signalID, journalFailed(accepted.received.signalID, error), reply: reply)
             }
         }
         do {
