@@ -309,7 +309,8 @@ public final class Journal: @unchecked Sendable {
         var purgeCount = 0
         var capacity = 0
         for record in records {
-            capacity += Frame.headerSize + 320
+            // Most records take less (a received record with two pseudonyms about 450 bytes).
+            capacity += Frame.headerSize + 512
             switch record {
             case .decision(let d):
                 if let payload = d.payload {
@@ -333,32 +334,33 @@ public final class Journal: @unchecked Sendable {
         var keyEvents: [KeyEvent] = []
         keyEvents.reserveCapacity(sealingCount + purgeCount)
         var w = ByteWriter(capacity: capacity)
-        // Every fresh key with its nonce, from one call to the random generator.
-        let material = sealingCount > 0 ? SecureRandom.bytes(sealingCount * keyMaterialCount) : []
-        var used = 0
-        for i in records.indices {
-            var sealed: SealedPayload?
-            switch records[i] {
-            case .decision(let d):
-                if let plaintext = d.payload {
-                    let secret = Array(material[used..<used + AESGCM.keyCount])
-                    let nonce = Array(material[used + AESGCM.keyCount..<used + keyMaterialCount])
-                    used += keyMaterialCount
-                    let ciphertext = try AESGCM.seal(plaintext, key: secret, nonce: nonce,
-                                                     aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
-                    sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
-                    keyEvents.append(.seal(record: i, slot: slot, key: secret,
-                                           delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
-                    slot += 1
+        // Every fresh key with its nonce, from one call to the random generator, on the stack:
+        // only the keys are kept (for the key file), the payloads are sealed into the frames.
+        try withUnsafeTemporaryAllocation(byteCount: sealingCount * keyMaterialCount, alignment: 8) { material in
+            SecureRandom.fill(material)
+            var used = 0
+            for i in records.indices {
+                var sealing: PayloadSealing?
+                switch records[i] {
+                case .decision(let d):
+                    if d.payload != nil {
+                        let key = UnsafeRawBufferPointer(rebasing: material[used..<used + AESGCM.keyCount])
+                        let nonce = UnsafeRawBufferPointer(rebasing: material[used + AESGCM.keyCount..<used + keyMaterialCount])
+                        used += keyMaterialCount
+                        sealing = PayloadSealing(slot: slot, key: key, nonce: nonce)
+                        keyEvents.append(.seal(record: i, slot: slot, key: Array(key),
+                                               delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
+                        slot += 1
+                    }
+                case .payloadPurged(let r):
+                    keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
+                default:
+                    break
                 }
-            case .payloadPurged(let r):
-                keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
-            default:
-                break
-            }
-            Frame.encode(records[i], sealed: sealed, flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
-            guard w.bytes.count <= Journal.maxAppendBytes else {
-                throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
+                try Frame.encode(records[i], sealing: sealing, flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
+                guard w.bytes.count <= Journal.maxAppendBytes else {
+                    throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
+                }
             }
         }
         return PendingAppend(records: records, firstSlot: firstSlot, frames: w.bytes, keyEvents: keyEvents,

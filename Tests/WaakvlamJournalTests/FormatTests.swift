@@ -89,7 +89,7 @@ final class IndexDecodingTests: XCTestCase {
                        Sample.decision("s-1", to: "politie", allowed: false, mode: .inbox)]
         for record in records {
             var writer = ByteWriter()
-            record.encodeBody(into: &writer)
+            try record.encodeBody(into: &writer)
             let body = writer.bytes
             let full = try XCTUnwrap(body.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0) })
             let lean = try XCTUnwrap(body.withUnsafeBytes { JournalRecord.decode(kind: record.kind.rawValue, body: $0, detail: .index) })
