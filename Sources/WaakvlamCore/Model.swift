@@ -56,8 +56,7 @@ public struct Configuration: Sendable, Equatable {
     /// returning a copy (which retains each of its strings and arrays); nil when there is none.
     public func withSignalType<Result>(id: String, _ body: (SignalType) throws -> Result) rethrows -> Result? {
         guard let index = typesByID[id] else { return nil }
-        // Through the buffer: the array's subscript would hand `body` a copy after all.
-        return try signalTypes.withUnsafeBufferPointer { try body($0[index]) }
+        return try body(signalTypes[index])
     }
 
     /// The position of the signal type of this id in `signalTypes` (and `rulesByType`).

@@ -118,7 +118,7 @@ final class SignalService: @unchecked Sendable {
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let keys = snapshot.configuration.withSignalType(id: submission.type, { subjectKeys(for: submission.payload, type: $0) }) {
+        if let keys = snapshot.configuration.subjectKeys(for: submission.payload, typeID: submission.type) {
             pseudonyms.reserveCapacity(2)
             if let person = keys.person { pseudonyms.append(pseudonymizer.pseudonym(person)) }
             if let address = keys.address { pseudonyms.append(pseudonymizer.pseudonym(address)) }
@@ -462,7 +462,8 @@ final class SignalService: @unchecked Sendable {
     ///   (from the caller's own records, without gathering copies of them first).
     static func signalJSON(received: Received, recipients: Int, error: (code: String, message: String)? = nil,
                            _ appendRecipients: (inout JSONText.Writer) -> Void) -> [UInt8] {
-        var json = JSONText.Writer(capacity: 256 + 320 * recipients)
+        // Room for the usual answer (a recipient with a few tens of fields) without growing.
+        var json = JSONText.Writer(capacity: 512 + 512 * recipients)
         json.beginObject()
         json.string("configVersion", received.configVersion)
         if let error {
