@@ -142,7 +142,6 @@ public final class Journal: @unchecked Sendable {
     /// The thread running completions (under `queueLock`), and the appends it made meanwhile.
     private var completingThread: pthread_t?
     private var heldByCompletions: [PendingAppend] = []
-    private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
     /// The writer thread's buffer for one group's frames (its capacity is kept between groups).
@@ -150,7 +149,7 @@ public final class Journal: @unchecked Sendable {
     /// The writer thread's running chain hash while it seals a group (it becomes `lastHash`
     /// once durable).
     private var chainHash = [UInt8](repeating: 0, count: 32)
-    /// The key I/O thread's buffer for a run of neighbouring key slots.
+    /// The writer thread's buffer for a run of neighbouring key slots.
     private var slotBuffer: [UInt8] = []
 
     /// The journal folder inside a node's state folder.
@@ -204,7 +203,6 @@ public final class Journal: @unchecked Sendable {
             throw error
         }
         completionQueue.setSpecific(key: Journal.completionQueueKey, value: true)
-        keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         headHash = state.lastHash
         recovery = RecoveryReport(
@@ -553,7 +551,6 @@ public final class Journal: @unchecked Sendable {
                 }
             }
         }
-        keyIO.stop()
         writerExited.signal()
     }
 
@@ -621,11 +618,11 @@ public final class Journal: @unchecked Sendable {
         }
     }
 
-    /// Writes one group. Key slots first: their pwrite and fdatasync run on the helper thread
-    /// while this thread seals the frames, and the records are written only once the keys are
-    /// durable, so that no record on disk can lack its key (nor a `payloadPurged` record
-    /// precede the destruction of its key). Then one pwrite and one fdatasync of the segment.
-    /// On failure the segment is cut back to where the group began.
+    /// Writes one group. Key slots first (pwrite and fdatasync), so that no record on disk can
+    /// lack its key (nor a `payloadPurged` record precede the destruction of its key). Then one
+    /// pwrite and one fdatasync of the segment. On failure the segment is cut back to where the
+    /// group began. (The key slots used to be written on a thread of their own, overlapping the
+    /// sealing of the frames; the two hand-offs per group cost more CPU than the overlap saved.)
     private func write(_ group: ArraySlice<PendingAppend>, bytes: Int) throws {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
@@ -654,9 +651,9 @@ public final class Journal: @unchecked Sendable {
             firstSequence += UInt64(p.records.count)
         }
         if !slotWrites.isEmpty {
-            keyIO.start { [unowned self, slotWrites] in try writeSlots(slotWrites) }
+            try writeSlots(slotWrites)
         }
-        // Pass 2, meanwhile: sequence numbers, checksums and the hash chain, in place.
+        // Pass 2: sequence numbers, checksums and the hash chain, in place.
         let start = segmentSize
         groupBuffer.removeAll(keepingCapacity: true)
         for p in group { groupBuffer.append(contentsOf: p.frames) }
@@ -678,9 +675,6 @@ public final class Journal: @unchecked Sendable {
                     p.positions = list
                 }
             }
-        }
-        if !slotWrites.isEmpty {
-            try keyIO.wait()
         }
         do {
             try groupBuffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
@@ -711,8 +705,7 @@ public final class Journal: @unchecked Sendable {
     /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable. The
     /// file grows ahead of the slots in `keyFileStep`s (zeros: empty slots), so that the
     /// fdatasync of most groups writes their slots only, not also the inode's new size.
-    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`
-    /// and `slotBuffer`).
+    /// Runs on the writer thread (which is what guards `keyFileBytes` and `slotBuffer`).
     private func writeSlots(_ writes: [SlotWrite]) throws {
         var sorted = writes
         sorted.sort { $0.slot < $1.slot }
@@ -1125,47 +1118,4 @@ private final class CommitTicket: @unchecked Sendable {
 
     /// Called once, after every result is set: the group's leave publishes them.
     func complete() { group.leave() }
-}
-
-/// Runs one piece of I/O at a time on a thread of its own (the key file's writes and sync),
-/// so that it overlaps the writer's framing and hashing. The semaphores order the handoff.
-private final class BackgroundIO: @unchecked Sendable {
-    private let go = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var work: (() throws -> Void)?
-    private var failure: Error?
-
-    init() {
-        let thread = Thread { [self] in
-            nameCurrentThread("journal-keys")
-            while true {
-                go.wait()
-                guard let work else { return }
-                do {
-                    try work()
-                    failure = nil
-                } catch {
-                    failure = error
-                }
-                finished.signal()
-            }
-        }
-        thread.start()
-    }
-
-    func start(_ work: @escaping () throws -> Void) {
-        self.work = work
-        go.signal()
-    }
-
-    func wait() throws {
-        finished.wait()
-        work = nil
-        if let failure { throw failure }
-    }
-
-    func stop() {
-        work = nil
-        go.signal()
-    }
 }
