@@ -20,13 +20,17 @@ public struct JournalOptions: Sendable {
     /// queries. Older ones are dropped at open and whenever the index has doubled, so memory
     /// follows the live backlog, not the history. nil: remember every signal.
     public var rememberCompletedSignals: TimeInterval?
+    /// How long a lazy append (`append(_:on:lazily:completion:)`) waits at most for another
+    /// append to start a group commit it can join.
+    public var lazyDelay: TimeInterval
 
     public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
-                rememberCompletedSignals: TimeInterval? = 30 * 86400) {
+                rememberCompletedSignals: TimeInterval? = 30 * 86400, lazyDelay: TimeInterval = 0.01) {
         self.segmentSizeLimit = segmentSizeLimit
         self.maxGroupBytes = maxGroupBytes
         self.checkpointInterval = checkpointInterval
         self.rememberCompletedSignals = rememberCompletedSignals
+        self.lazyDelay = lazyDelay
     }
 }
 
@@ -107,6 +111,10 @@ public final class Journal: @unchecked Sendable {
 
     private let queueLock = NSCondition()
     private var queue: [PendingAppend] = []
+    /// Appends in `queue` that start a group commit (all but the lazy ones).
+    private var urgentQueued = 0
+    /// When the oldest lazy append in `queue` stops waiting for an urgent one (monotonic ns).
+    private var lazyDeadline: UInt64?
     /// What the appends in `queue` wait on; the writer takes it together with them.
     private var openTicket: CommitTicket?
     private var closing = false
@@ -269,14 +277,20 @@ public final class Journal: @unchecked Sendable {
     /// on the thread that made them. A completion whose loop has finished is dropped (its
     /// work ended with the loop); `close` hands the last ones over before it returns, but does
     /// not wait for them to run. Appends a completion makes join the queue at once.
-    public func append(_ records: [JournalRecord], on loop: EventLoop, completion: @escaping AppendCompletion) throws {
+    ///
+    /// A `lazily` append starts no group commit of its own: it joins the next one another
+    /// append starts, or commits after `JournalOptions.lazyDelay` at the latest (at once when
+    /// the journal closes). For records nobody waits on, such as a delivery's receipt: under
+    /// a moderate load they ride along with the next submission instead of costing a sync.
+    public func append(_ records: [JournalRecord], on loop: EventLoop, lazily: Bool = false,
+                       completion: @escaping AppendCompletion) throws {
         guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
-        _ = try enqueue(try prepare(records, completion: completion, on: loop))
+        _ = try enqueue(try prepare(records, completion: completion, on: loop), lazily: lazily)
     }
 
     /// Queues a prepared append for the writer. Returns the ticket a blocking caller waits on
     /// (nil for an asynchronous append, whose completion is called instead).
-    private func enqueue(_ pending: PendingAppend) throws -> CommitTicket? {
+    private func enqueue(_ pending: PendingAppend, lazily: Bool = false) throws -> CommitTicket? {
         queueLock.lock()
         defer { queueLock.unlock() }
         guard !closing else { throw JournalError.closed }
@@ -289,8 +303,15 @@ public final class Journal: @unchecked Sendable {
             return nil
         }
         queue.append(pending)
-        // The writer waits only while the queue is empty: only the first append wakes it.
-        if queue.count == 1 { queueLock.signal() }
+        // The writer waits while the queue is empty (only the first append wakes it, lazy or
+        // not), and while it holds lazy appends only (only the first urgent one wakes it).
+        if lazily {
+            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + UInt64(options.lazyDelay * 1e9) }
+            if queue.count == 1 { queueLock.signal() }
+        } else {
+            urgentQueued += 1
+            if urgentQueued == 1 { queueLock.signal() }
+        }
         return ticket
     }
 
@@ -494,12 +515,24 @@ public final class Journal: @unchecked Sendable {
             queueLock.lock()
             // While closing, completions that are running may still hand over the appends
             // they made before `closing` was set: the writer leaves only after them.
-            while queue.isEmpty && (!closing || completingThread != nil) { queueLock.wait() }
+            while true {
+                if queue.isEmpty {
+                    guard !closing || completingThread != nil else { break }
+                    queueLock.wait()
+                } else if urgentQueued == 0, !closing, let deadline = lazyDeadline, monotonicNanoseconds() < deadline {
+                    // Lazy appends only: they wait for an urgent one, or until their deadline.
+                    _ = queueLock.wait(until: Date(timeIntervalSinceNow: Double(deadline - monotonicNanoseconds()) / 1e9))
+                } else {
+                    break
+                }
+            }
             if queue.isEmpty {
                 queueLock.unlock()
                 break
             }
             swap(&queue, &taken)
+            urgentQueued = 0
+            lazyDeadline = nil
             let ticket = openTicket
             openTicket = nil
             queueLock.unlock()
@@ -565,11 +598,12 @@ public final class Journal: @unchecked Sendable {
         for p in completed { p.completion!(p.result!) }
         queueLock.lock()
         completingThread = nil
-        let wasEmpty = queue.isEmpty
+        let writerWaits = urgentQueued == 0
         queue.append(contentsOf: heldByCompletions)
+        urgentQueued += heldByCompletions.count
         heldByCompletions.removeAll(keepingCapacity: true)
-        // The writer waits for an empty queue to fill, or (closing) for this to end.
-        if wasEmpty && (!queue.isEmpty || closing) { queueLock.signal() }
+        // The writer waits for an urgent append, or (closing) for this to end.
+        if writerWaits && (urgentQueued > 0 || closing) { queueLock.signal() }
         queueLock.unlock()
     }
 
