@@ -292,7 +292,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery) { [self] in
+        append([receipt], for: delivery, lazily: true) { [self] in
             deliveries.increment("push")
             Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
             recipientAnswered(delivery.recipientID)
@@ -311,8 +311,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     /// Appends `records` without waiting. Once they are durable, `durable` runs on the loop;
-    /// then (durable or not) the delivery is released there.
-    private func append(_ records: [JournalRecord], for delivery: DeliveryState,
+    /// then (durable or not) the delivery is released there. `lazily`: see `Journal.append`.
+    private func append(_ records: [JournalRecord], for delivery: DeliveryState, lazily: Bool = false,
                         durable: @escaping @Sendable () -> Void = {}) {
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
@@ -322,7 +322,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             release(delivery)
         }
         do {
-            try journal.append(records, on: loop.eventLoop, completion: completion)
+            try journal.append(records, on: loop.eventLoop, lazily: lazily, completion: completion)
         } catch {
             // Refused at once (closed): told on the loop later, as a commit's failure would be.
             loop.execute { completion(.failure(error as? JournalError ?? .closed)) }
