@@ -423,6 +423,12 @@ public struct RequestWriter {
         appendField(name.asciiLowercased.utf8, value.utf8, to: &bytes)
     }
 
+    /// Adds a field whose value `writeValue` appends (without a line break), as `add` would
+    /// with that value: for a value that is never needed as a string of its own.
+    public mutating func add(_ name: String, writing writeValue: (inout [UInt8]) -> Void) {
+        appendField(name.asciiLowercased.utf8, to: &bytes, value: writeValue)
+    }
+
     /// Ends the head with Content-Length, after which `writeBody` appends the body; the
     /// digits are filled in afterwards, and the body moved back over the room they did not
     /// need (far cheaper than building the body apart and copying head and body together).
@@ -506,6 +512,12 @@ struct PreparedHeaders {
 /// (`content-type` as `Content-Type`).
 func appendField<N: Collection, V: Collection>(_ name: N, _ value: V, to out: inout [UInt8])
     where N.Element == UInt8, V.Element == UInt8 {
+    appendField(name, to: &out) { $0.append(contentsOf: value) }
+}
+
+/// `appendField` with the value appended by `writeValue`.
+func appendField<N: Collection>(_ name: N, to out: inout [UInt8], value writeValue: (inout [UInt8]) -> Void)
+    where N.Element == UInt8 {
     let start = out.count
     out.append(contentsOf: name)
     // In the buffer itself: through the array, every byte written would check its bounds
@@ -520,7 +532,7 @@ func appendField<N: Collection, V: Collection>(_ name: N, _ value: V, to out: in
     }
     out.append(UInt8(ascii: ":"))
     out.append(SP)
-    out.append(contentsOf: value)
+    writeValue(&out)
     out.append(CR)
     out.append(LF)
 }
