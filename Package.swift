@@ -17,7 +17,7 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        // epoll and eventfd, which Glibc's module map leaves out.
+        // epoll and eventfd, which Glibc's module map leaves out, and the CPU's CRC-32C.
         .systemLibrary(name: "CLinux"),
         // POSIX syscall wrappers (EINTR retry), files, clocks, the epoll poller and the
         // structured logger.
@@ -27,7 +27,7 @@ let package = Package(
         // The pure domain: configuration model, validation, policy engine, diff. No I/O.
         .target(name: "WaakvlamCore"),
         // The append-only, hash-chained, group-committed delivery journal.
-        .target(name: "WaakvlamJournal", dependencies: ["WaakvlamSystem", "WaakvlamCrypto"]),
+        .target(name: "WaakvlamJournal", dependencies: ["CLinux", "WaakvlamSystem", "WaakvlamCrypto"]),
         // Mutual-TLS HTTP/1.1 server and client, certificate identity, development PKI.
         .target(name: "WaakvlamTransport", dependencies: ["COpenSSL", "WaakvlamSystem", "WaakvlamCrypto"]),
         // The node: HTTP API, policy enforcement, journaling, delivery, admin listener.

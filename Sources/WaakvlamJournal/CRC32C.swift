@@ -1,7 +1,12 @@
+import CLinux
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), used to detect torn or damaged
-/// records. Slicing-by-8 in pure Swift: about a gigabyte per second in release builds, which
-/// keeps recovery of a large journal I/O-bound.
+/// records. With the CPU's crc32 instruction (x86-64 with SSE 4.2) where there is one, several
+/// gigabytes per second; else slicing-by-8 in pure Swift, about one gigabyte per second.
 enum CRC32C {
+    /// Whether `checksum` uses the CPU's instruction (asked once).
+    static let usesHardware = waakvlam_crc32c_hardware() != 0
+
     private static let tables: [UInt32] = {
         var t = [UInt32](repeating: 0, count: 8 * 256)
         for i in 0..<256 {
@@ -20,6 +25,13 @@ enum CRC32C {
 
     /// The checksum of `bytes` (initial value and final xor 0xFFFFFFFF, as in iSCSI/ext4).
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress else { return 0 }
+        guard usesHardware else { return softwareChecksum(bytes) }
+        return waakvlam_crc32c_update(0xFFFF_FFFF, base.assumingMemoryBound(to: UInt8.self), bytes.count) ^ 0xFFFF_FFFF
+    }
+
+    /// `checksum` without the CPU's instruction (used where there is none; tests compare both).
+    static func softwareChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         guard var p = bytes.baseAddress else { return 0 }
         var n = bytes.count

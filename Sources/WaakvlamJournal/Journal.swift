@@ -20,13 +20,17 @@ public struct JournalOptions: Sendable {
     /// queries. Older ones are dropped at open and whenever the index has doubled, so memory
     /// follows the live backlog, not the history. nil: remember every signal.
     public var rememberCompletedSignals: TimeInterval?
+    /// How long a lazy append (`append(_:on:lazily:completion:)`) waits at most for another
+    /// append to start a group commit it can join.
+    public var lazyDelay: TimeInterval
 
     public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
-                rememberCompletedSignals: TimeInterval? = 30 * 86400) {
+                rememberCompletedSignals: TimeInterval? = 30 * 86400, lazyDelay: TimeInterval = 0.01) {
         self.segmentSizeLimit = segmentSizeLimit
         self.maxGroupBytes = maxGroupBytes
         self.checkpointInterval = checkpointInterval
         self.rememberCompletedSignals = rememberCompletedSignals
+        self.lazyDelay = lazyDelay
     }
 }
 
@@ -107,6 +111,10 @@ public final class Journal: @unchecked Sendable {
 
     private let queueLock = NSCondition()
     private var queue: [PendingAppend] = []
+    /// Appends in `queue` that start a group commit (all but the lazy ones).
+    private var urgentQueued = 0
+    /// When the oldest lazy append in `queue` stops waiting for an urgent one (monotonic ns).
+    private var lazyDeadline: UInt64?
     /// What the appends in `queue` wait on; the writer takes it together with them.
     private var openTicket: CommitTicket?
     private var closing = false
@@ -142,7 +150,6 @@ public final class Journal: @unchecked Sendable {
     /// The thread running completions (under `queueLock`), and the appends it made meanwhile.
     private var completingThread: pthread_t?
     private var heldByCompletions: [PendingAppend] = []
-    private let keyIO: BackgroundIO
     /// The writer thread's hashing context.
     private let hasher = SHA256Context()
     /// The writer thread's buffer for one group's frames (its capacity is kept between groups).
@@ -150,7 +157,7 @@ public final class Journal: @unchecked Sendable {
     /// The writer thread's running chain hash while it seals a group (it becomes `lastHash`
     /// once durable).
     private var chainHash = [UInt8](repeating: 0, count: 32)
-    /// The key I/O thread's buffer for a run of neighbouring key slots.
+    /// The writer thread's buffer for a run of neighbouring key slots.
     private var slotBuffer: [UInt8] = []
 
     /// The journal folder inside a node's state folder.
@@ -204,7 +211,6 @@ public final class Journal: @unchecked Sendable {
             throw error
         }
         completionQueue.setSpecific(key: Journal.completionQueueKey, value: true)
-        keyIO = BackgroundIO()
         stats.headSequence = state.nextSequence - 1
         headHash = state.lastHash
         recovery = RecoveryReport(
@@ -271,14 +277,20 @@ public final class Journal: @unchecked Sendable {
     /// on the thread that made them. A completion whose loop has finished is dropped (its
     /// work ended with the loop); `close` hands the last ones over before it returns, but does
     /// not wait for them to run. Appends a completion makes join the queue at once.
-    public func append(_ records: [JournalRecord], on loop: EventLoop, completion: @escaping AppendCompletion) throws {
+    ///
+    /// A `lazily` append starts no group commit of its own: it joins the next one another
+    /// append starts, or commits after `JournalOptions.lazyDelay` at the latest (at once when
+    /// the journal closes). For records nobody waits on, such as a delivery's receipt: under
+    /// a moderate load they ride along with the next submission instead of costing a sync.
+    public func append(_ records: [JournalRecord], on loop: EventLoop, lazily: Bool = false,
+                       completion: @escaping AppendCompletion) throws {
         guard !records.isEmpty else { throw JournalError.invalidRecord("an append needs at least one record") }
-        _ = try enqueue(try prepare(records, completion: completion, on: loop))
+        _ = try enqueue(try prepare(records, completion: completion, on: loop), lazily: lazily)
     }
 
     /// Queues a prepared append for the writer. Returns the ticket a blocking caller waits on
     /// (nil for an asynchronous append, whose completion is called instead).
-    private func enqueue(_ pending: PendingAppend) throws -> CommitTicket? {
+    private func enqueue(_ pending: PendingAppend, lazily: Bool = false) throws -> CommitTicket? {
         queueLock.lock()
         defer { queueLock.unlock() }
         guard !closing else { throw JournalError.closed }
@@ -291,8 +303,15 @@ public final class Journal: @unchecked Sendable {
             return nil
         }
         queue.append(pending)
-        // The writer waits only while the queue is empty: only the first append wakes it.
-        if queue.count == 1 { queueLock.signal() }
+        // The writer waits while the queue is empty (only the first append wakes it, lazy or
+        // not), and while it holds lazy appends only (only the first urgent one wakes it).
+        if lazily {
+            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + UInt64(options.lazyDelay * 1e9) }
+            if queue.count == 1 { queueLock.signal() }
+        } else {
+            urgentQueued += 1
+            if urgentQueued == 1 { queueLock.signal() }
+        }
         return ticket
     }
 
@@ -496,12 +515,24 @@ public final class Journal: @unchecked Sendable {
             queueLock.lock()
             // While closing, completions that are running may still hand over the appends
             // they made before `closing` was set: the writer leaves only after them.
-            while queue.isEmpty && (!closing || completingThread != nil) { queueLock.wait() }
+            while true {
+                if queue.isEmpty {
+                    guard !closing || completingThread != nil else { break }
+                    queueLock.wait()
+                } else if urgentQueued == 0, !closing, let deadline = lazyDeadline, monotonicNanoseconds() < deadline {
+                    // Lazy appends only: they wait for an urgent one, or until their deadline.
+                    _ = queueLock.wait(until: Date(timeIntervalSinceNow: Double(deadline - monotonicNanoseconds()) / 1e9))
+                } else {
+                    break
+                }
+            }
             if queue.isEmpty {
                 queueLock.unlock()
                 break
             }
             swap(&queue, &taken)
+            urgentQueued = 0
+            lazyDeadline = nil
             let ticket = openTicket
             openTicket = nil
             queueLock.unlock()
@@ -553,7 +584,6 @@ public final class Journal: @unchecked Sendable {
                 }
             }
         }
-        keyIO.stop()
         writerExited.signal()
     }
 
@@ -568,11 +598,12 @@ public final class Journal: @unchecked Sendable {
         for p in completed { p.completion!(p.result!) }
         queueLock.lock()
         completingThread = nil
-        let wasEmpty = queue.isEmpty
+        let writerWaits = urgentQueued == 0
         queue.append(contentsOf: heldByCompletions)
+        urgentQueued += heldByCompletions.count
         heldByCompletions.removeAll(keepingCapacity: true)
-        // The writer waits for an empty queue to fill, or (closing) for this to end.
-        if wasEmpty && (!queue.isEmpty || closing) { queueLock.signal() }
+        // The writer waits for an urgent append, or (closing) for this to end.
+        if writerWaits && (urgentQueued > 0 || closing) { queueLock.signal() }
         queueLock.unlock()
     }
 
@@ -621,11 +652,11 @@ public final class Journal: @unchecked Sendable {
         }
     }
 
-    /// Writes one group. Key slots first: their pwrite and fdatasync run on the helper thread
-    /// while this thread seals the frames, and the records are written only once the keys are
-    /// durable, so that no record on disk can lack its key (nor a `payloadPurged` record
-    /// precede the destruction of its key). Then one pwrite and one fdatasync of the segment.
-    /// On failure the segment is cut back to where the group began.
+    /// Writes one group. Key slots first (pwrite and fdatasync), so that no record on disk can
+    /// lack its key (nor a `payloadPurged` record precede the destruction of its key). Then one
+    /// pwrite and one fdatasync of the segment. On failure the segment is cut back to where the
+    /// group began. (The key slots used to be written on a thread of their own, overlapping the
+    /// sealing of the frames; the two hand-offs per group cost more CPU than the overlap saved.)
     private func write(_ group: ArraySlice<PendingAppend>, bytes: Int) throws {
         if segmentSize > UInt64(Segment.headerSize), segmentSize + UInt64(bytes) > UInt64(options.segmentSizeLimit) {
             try rotate()
@@ -654,9 +685,9 @@ public final class Journal: @unchecked Sendable {
             firstSequence += UInt64(p.records.count)
         }
         if !slotWrites.isEmpty {
-            keyIO.start { [unowned self, slotWrites] in try writeSlots(slotWrites) }
+            try writeSlots(slotWrites)
         }
-        // Pass 2, meanwhile: sequence numbers, checksums and the hash chain, in place.
+        // Pass 2: sequence numbers, checksums and the hash chain, in place.
         let start = segmentSize
         groupBuffer.removeAll(keepingCapacity: true)
         for p in group { groupBuffer.append(contentsOf: p.frames) }
@@ -678,9 +709,6 @@ public final class Journal: @unchecked Sendable {
                     p.positions = list
                 }
             }
-        }
-        if !slotWrites.isEmpty {
-            try keyIO.wait()
         }
         do {
             try groupBuffer.withUnsafeBytes { try pwriteAll(segmentFD, $0, at: Int64(start)) }
@@ -711,8 +739,7 @@ public final class Journal: @unchecked Sendable {
     /// Writes key slots, coalescing neighbours into one pwrite, and makes them durable. The
     /// file grows ahead of the slots in `keyFileStep`s (zeros: empty slots), so that the
     /// fdatasync of most groups writes their slots only, not also the inode's new size.
-    /// Runs on the key I/O thread, one call at a time (which is what guards `keyFileBytes`
-    /// and `slotBuffer`).
+    /// Runs on the writer thread (which is what guards `keyFileBytes` and `slotBuffer`).
     private func writeSlots(_ writes: [SlotWrite]) throws {
         var sorted = writes
         sorted.sort { $0.slot < $1.slot }
@@ -1125,47 +1152,4 @@ private final class CommitTicket: @unchecked Sendable {
 
     /// Called once, after every result is set: the group's leave publishes them.
     func complete() { group.leave() }
-}
-
-/// Runs one piece of I/O at a time on a thread of its own (the key file's writes and sync),
-/// so that it overlaps the writer's framing and hashing. The semaphores order the handoff.
-private final class BackgroundIO: @unchecked Sendable {
-    private let go = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var work: (() throws -> Void)?
-    private var failure: Error?
-
-    init() {
-        let thread = Thread { [self] in
-            nameCurrentThread("journal-keys")
-            while true {
-                go.wait()
-                guard let work else { return }
-                do {
-                    try work()
-                    failure = nil
-                } catch {
-                    failure = error
-                }
-                finished.signal()
-            }
-        }
-        thread.start()
-    }
-
-    func start(_ work: @escaping () throws -> Void) {
-        self.work = work
-        go.signal()
-    }
-
-    func wait() throws {
-        finished.wait()
-        work = nil
-        if let failure { throw failure }
-    }
-
-    func stop() {
-        work = nil
-        go.signal()
-    }
 }

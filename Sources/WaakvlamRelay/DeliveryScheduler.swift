@@ -292,7 +292,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery, then: .delivered)
+        append([receipt], for: delivery, lazily: true, then: .delivered)
     }
 
     /// A receipt is durable: the recipient counts as up.
@@ -318,8 +318,8 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// Appends `records` without waiting. Once they are durable, `durable` is told on the
     /// loop; then (durable or not) the delivery is released there. (One closure per append:
-    /// what follows is named, not a closure of its own.)
-    private func append(_ records: [JournalRecord], for delivery: DeliveryState, then durable: Durable) {
+    /// what follows is named, not a closure of its own.) `lazily`: see `Journal.append`.
+    private func append(_ records: [JournalRecord], for delivery: DeliveryState, lazily: Bool = false, then durable: Durable) {
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
             case .success: tell(durable, delivery)
@@ -328,7 +328,7 @@ final class DeliveryScheduler: @unchecked Sendable {
             release(delivery)
         }
         do {
-            try journal.append(records, on: loop.eventLoop, completion: completion)
+            try journal.append(records, on: loop.eventLoop, lazily: lazily, completion: completion)
         } catch {
             // Refused at once (closed): told on the loop later, as a commit's failure would be.
             loop.execute { completion(.failure(error as? JournalError ?? .closed)) }

@@ -28,6 +28,10 @@ public final class EventLoop: @unchecked Sendable {
     /// The batch being run (loop thread only): swapped with `tasks`, so neither array is
     /// reallocated per batch.
     private var running: [() -> Void] = []
+    /// The loop is in, or about to enter, a wait that only a descriptor, a timer or a wake-up
+    /// ends. Only then does `execute` wake it: a busy loop runs new tasks at its next turn
+    /// anyway, and the eventfd's write, read and extra epoll round would be wasted.
+    private var blocking = false
     private var wakePending = false
     private var thread: pthread_t?
 
@@ -64,8 +68,8 @@ public final class EventLoop: @unchecked Sendable {
             return
         }
         tasks.append(task)
-        let wake = !wakePending
-        wakePending = true
+        let wake = blocking && !wakePending
+        if wake { wakePending = true }
         lock.unlock()
         if wake { poller.wake() }
     }
@@ -114,18 +118,24 @@ public final class EventLoop: @unchecked Sendable {
             // Ready descriptors first, then deadlines: after a long iteration, an answer that
             // is already in a socket is read rather than timed out.
             let events = poller.wait(timeoutMilliseconds: timeout)
+            if timeout != 0 {
+                lock.lock()
+                blocking = false
+                lock.unlock()
+            }
             runTasks()
             if !events.isEmpty { onEvents(events) }
             let now = monotonicNanoseconds()
             runDueTimers(now)
             var earliest = onIteration(now) ?? now + 1_000_000_000
+            for timer in timers { earliest = min(earliest, timer.deadline) }
             lock.lock()
             let finishing = state == .finishing
-            let pending = wakePending
+            timeout = !tasks.isEmpty || earliest <= now ? 0 : Int32(min((earliest - now + 999_999) / 1_000_000, 1_000))
+            // Decided under the lock: a task handed in from here on sees `blocking` and wakes.
+            blocking = timeout != 0
             lock.unlock()
             if finishing { break }
-            for timer in timers { earliest = min(earliest, timer.deadline) }
-            timeout = pending || earliest <= now ? 0 : Int32(min((earliest - now + 999_999) / 1_000_000, 1_000))
         }
         // The owner's handlers usually hold the owner, which holds this loop: let go.
         timers.removeAll()

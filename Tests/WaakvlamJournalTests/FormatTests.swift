@@ -8,6 +8,22 @@ final class FormatTests: XCTestCase {
     func testCRC32CCheckValue() {
         XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
         XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
+        XCTAssertEqual(Array("123456789".utf8).withUnsafeBytes { CRC32C.softwareChecksum($0) }, 0xE306_9283)
+    }
+
+    /// The CPU's instruction and the table agree for every length up to 300 at every alignment.
+    func testCRC32CInstructionAndTableAgree() throws {
+        try XCTSkipUnless(CRC32C.usesHardware, "this CPU has no crc32 instruction; the table is used alone")
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<320).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { all in
+            for start in 0..<8 {
+                for length in 0...300 {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<start + length])
+                    XCTAssertEqual(CRC32C.checksum(slice), CRC32C.softwareChecksum(slice), "offset \(start), length \(length)")
+                }
+            }
+        }
     }
 
     func testSegmentAndFrameLayoutMatchTheDocumentation() throws {

@@ -344,6 +344,63 @@ final class JournalTests: XCTestCase {
         }
     }
 
+    /// A lazy append starts no group commit: it waits for the next urgent append and shares
+    /// its commit, or commits alone once its delay is over.
+    func testALazyAppendJoinsTheNextGroupCommitOrWaitsItsDelayAtMost() throws {
+        let loop = try EventLoop(name: "test-lazy")
+        try loop.start()
+        defer {
+            loop.execute { loop.finish() }
+            loop.waitUntilFinished()
+        }
+        let patient = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
+        let joined = DispatchSemaphore(value: 0)
+        try patient.append(Sample.signal("lazy-1"), on: loop, lazily: true) { result in
+            if case .success = result { joined.signal() }
+        }
+        XCTAssertEqual(joined.wait(timeout: .now() + 0.3), .timedOut, "a lazy append alone waits")
+        XCTAssertEqual(patient.statistics.groupCommits, 0)
+        try patient.append(Sample.signal("urgent-1"))
+        XCTAssertEqual(joined.wait(timeout: .now() + 5), .success, "the lazy append rode along")
+        XCTAssertEqual(patient.statistics.groupCommits, 1)
+        XCTAssertEqual(patient.statistics.appends, 2)
+        patient.close()
+
+        let hasty = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 0.05))
+        let alone = DispatchSemaphore(value: 0)
+        try hasty.append(Sample.signal("lazy-2"), on: loop, lazily: true) { result in
+            if case .success = result { alone.signal() }
+        }
+        XCTAssertEqual(alone.wait(timeout: .now() + 5), .success, "committed once its delay was over")
+        XCTAssertEqual(hasty.statistics.groupCommits, 1)
+        hasty.close()
+    }
+
+    /// Closing the journal commits the lazy appends that wait, and tells them.
+    func testClosingCommitsWaitingLazyAppends() throws {
+        let loop = try EventLoop(name: "test-lazy-close")
+        try loop.start()
+        defer {
+            loop.execute { loop.finish() }
+            loop.waitUntilFinished()
+        }
+        let dir = temporaryDirectory(self)
+        let journal = try Journal.openForTest(dir, JournalOptions(lazyDelay: 60))
+        let told = DispatchSemaphore(value: 0)
+        for i in 0..<3 {
+            try journal.append(Sample.signal("lazy-\(i)"), on: loop, lazily: true) { result in
+                if case .success = result { told.signal() }
+            }
+        }
+        let closing = monotonicNanoseconds()
+        journal.close()
+        XCTAssertLessThan(monotonicNanoseconds() - closing, 30_000_000_000, "close did not wait out the lazy delay")
+        for _ in 0..<3 { XCTAssertEqual(told.wait(timeout: .now() + 5), .success) }
+        let reopened = try Journal.openForTest(dir)
+        XCTAssertEqual(reopened.statistics.headSequence, UInt64(3 * Sample.signal("x").count))
+        reopened.close()
+    }
+
     /// Writers that append again from their completion, as the benchmark's do: nothing waits,
     /// and appends still share syncs.
     func testCompletionsMayAppendAgain() throws {

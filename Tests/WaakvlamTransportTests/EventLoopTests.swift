@@ -17,6 +17,33 @@ final class EventLoopTests: PKITestCase {
         return outcome.wait(timeout)
     }
 
+    /// A task handed to an idle loop (waiting up to a second for nothing) runs at once: the
+    /// hand-off wakes it. A busy loop is not woken (it runs the task at its next turn); a
+    /// missed wake-up here would leave each task waiting for the rest of that second.
+    func testATaskHandedToAnIdleLoopWakesIt() throws {
+        let loop = try EventLoop(name: "test-idle")
+        try loop.start()
+        defer {
+            loop.execute { loop.finish() }
+            loop.waitUntilFinished()
+        }
+        var delays: [UInt64] = []
+        for _ in 0..<20 {
+            usleep(20_000) // the loop settles into its wait
+            let ran = DispatchSemaphore(value: 0)
+            let handed = monotonicNanoseconds()
+            let delay = Box()
+            loop.execute {
+                delay.value = monotonicNanoseconds() - handed
+                ran.signal()
+            }
+            XCTAssertEqual(ran.wait(timeout: .now() + 5), .success)
+            delays.append(delay.value)
+        }
+        delays.sort()
+        XCTAssertLessThan(delays[delays.count / 2], 100_000_000, "median delay \(delays[delays.count / 2]) ns")
+    }
+
     func testManyConcurrentRequestsShareAFewKeptAliveConnections() throws {
         let server = try TestServer(pki)
         let loop = try HTTPClientLoop(tls: try pki.clientContext())
@@ -199,6 +226,11 @@ final class EventLoopTests: PKITestCase {
         while server.openConnectionCount > 0 && Date() < end { usleep(10_000) }
         XCTAssertEqual(server.openConnectionCount, 0)
     }
+}
+
+/// A value set on one thread and read after a semaphore says it was set.
+private final class Box: @unchecked Sendable {
+    var value: UInt64 = 0
 }
 
 /// One result, set once from any thread.
