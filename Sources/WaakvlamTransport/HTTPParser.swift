@@ -536,14 +536,26 @@ struct HTTPInputBuffer {
         let consumed = terminator + 4
         guard consumed <= limits.maximumHeaderBytes else { return .error(.headersTooLarge(limit: limits.maximumHeaderBytes)) }
         headLines.removeAll(keepingCapacity: true)
-        var lineStart = 0
-        while lineStart < terminator + 2 {
-            guard let crlf = firstCRLF(from: lineStart, limit: terminator + 2) else { break }
-            let bare = withBytes { bytes in bytes[lineStart..<crlf].contains { $0 == CR || $0 == LF } }
-            if bare { return .error(headLines.isEmpty ? .malformedStartLine : .malformedHeader) }
-            headLines.append(lineStart..<crlf)
-            lineStart = crlf + 2
+        // One pass: each line ends at the first CRLF; a CR or LF before it is a bare one.
+        let bare: Bool = storage.withUnsafeBufferPointer { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[start..<(start + terminator + 2)])
+            var lineStart = 0
+            var i = 0
+            while i < bytes.count {
+                let byte = bytes[i]
+                if byte == CR && i + 1 < bytes.count && bytes[i + 1] == LF {
+                    headLines.append(lineStart..<i)
+                    i += 2
+                    lineStart = i
+                } else if byte == CR || byte == LF {
+                    return true
+                } else {
+                    i += 1
+                }
+            }
+            return false
         }
+        if bare { return .error(headLines.isEmpty ? .malformedStartLine : .malformedHeader) }
         if headLines.isEmpty { return .error(.malformedStartLine) }
         if headLines.count - 1 > limits.maximumHeaderCount { return .error(.tooManyHeaders(limit: limits.maximumHeaderCount)) }
         return .head(consumed: consumed)

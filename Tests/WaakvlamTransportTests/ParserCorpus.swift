@@ -125,11 +125,8 @@ enum ParserCorpus {
         }
         var parser = HTTPRequestParser(limits: limits(&g, response: false))
         var out: [String] = []
-        var offset = 0
-        while offset < bytes.count {
-            let n = g.chance(50) ? bytes.count - offset : min(bytes.count - offset, 1 + g.below(40))
-            parser.feed(bytes[offset..<offset + n])
-            offset += n
+        inPieces(bytes, &g) { piece in
+            parser.feed(piece)
             events: while true {
                 let event = parser.next()
                 out.append(describe(event))
@@ -138,7 +135,8 @@ enum ParserCorpus {
                 case .continueExpected, .request: continue
                 }
             }
-            if case .error = parser.next() { break }
+            if case .error = parser.next() { return false }
+            return true
         }
         out.append("inside=\(parser.isInsideRequest) body=\(parser.isReadingBody)")
         return out.joined(separator: " | ")
@@ -161,24 +159,32 @@ enum ParserCorpus {
         var parser = HTTPResponseParser(limits: limits(&g, response: true))
         if head { parser.requestMethod = "HEAD" }
         var out: [String] = []
-        var offset = 0
-        var failed = false
-        while offset < bytes.count && !failed {
-            let n = g.chance(50) ? bytes.count - offset : min(bytes.count - offset, 1 + g.below(40))
-            parser.feed(bytes[offset..<offset + n])
-            offset += n
-            events: while true {
+        inPieces(bytes, &g) { piece in
+            parser.feed(piece)
+            while true {
                 let event = parser.next()
                 out.append(describe(event))
                 switch event {
-                case .needMoreData: break events
-                case .error: failed = true; break events
+                case .needMoreData: return true
+                case .error: return false
                 case .response: continue
                 }
             }
         }
         out.append("end: " + describe(parser.finishAtEndOfStream()) + " unconsumed=\(parser.hasUnconsumedBytes)")
         return out.joined(separator: " | ")
+    }
+
+    /// Hands `bytes` to `take` in pieces of random length (all at once half the time), until
+    /// it returns false.
+    static func inPieces(_ bytes: [UInt8], _ g: inout Generator, _ take: (ArraySlice<UInt8>) -> Bool) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = g.chance(50) ? bytes.count - offset : min(bytes.count - offset, 1 + g.below(40))
+            let goOn = take(bytes[offset..<offset + n])
+            offset += n
+            if !goOn { return }
+        }
     }
 
     static func describe(_ event: HTTPRequestParser.Event) -> String {
