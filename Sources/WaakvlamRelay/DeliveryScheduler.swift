@@ -112,7 +112,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         shared.lock()
         defer { shared.unlock() }
         guard !stopping else { return }
-        let wanted = items.filter { !downRecipients.contains($0.decision.recipientID) }
+        let wanted = downRecipients.isEmpty ? items : items.filter { !downRecipients.contains($0.decision.recipientID) }
         if prepared.count + wanted.count > Self.preparedLimit { prepared.removeAll() }
         for item in wanted {
             prepared[Key(signalID: item.decision.signalID, recipientID: item.decision.recipientID)] = item
@@ -269,7 +269,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         // Head and message written into the one buffer that is sent.
         var request = target.head.request(capacity: 256 + delivery.signalID.utf8.count + message.estimatedCount)
         request.add("waakvlam-signal-id", delivery.signalID)
-        if let traceparent = message.traceparent { request.add("traceparent", traceparent) }
+        if message.trace != nil { request.add("traceparent") { message.appendTraceparent(to: &$0) } }
         loop.send(request.finish { message.write(to: &$0) }, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)
             switch result {
@@ -292,11 +292,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery, lazily: true) { [self] in
-            deliveries.increment("push")
-            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
-            recipientAnswered(delivery.recipientID)
-        }
+        append([receipt], for: delivery, lazily: true, then: .delivered)
     }
 
     /// A receipt is durable: the recipient counts as up.
@@ -310,13 +306,23 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
     }
 
-    /// Appends `records` without waiting. Once they are durable, `durable` runs on the loop;
-    /// then (durable or not) the delivery is released there. `lazily`: see `Journal.append`.
-    private func append(_ records: [JournalRecord], for delivery: DeliveryState, lazily: Bool = false,
-                        durable: @escaping @Sendable () -> Void = {}) {
+    /// What is told once a delivery's record is durable.
+    private enum Durable {
+        /// Its receipt: counted and logged, and the recipient counts as up.
+        case delivered
+        /// A failed attempt: told when it happened.
+        case attemptFailed
+        /// Its expiry, after its last outcome.
+        case expired(reason: String)
+    }
+
+    /// Appends `records` without waiting. Once they are durable, `durable` is told on the
+    /// loop; then (durable or not) the delivery is released there. (One closure per append:
+    /// what follows is named, not a closure of its own.) `lazily`: see `Journal.append`.
+    private func append(_ records: [JournalRecord], for delivery: DeliveryState, lazily: Bool = false, then durable: Durable) {
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
-            case .success: durable()
+            case .success: tell(durable, delivery)
             case .failure(let error): Log.shared.error("journal_append_failed", ["signal": delivery.signalID, "error": "\(error)"])
             }
             release(delivery)
@@ -326,6 +332,20 @@ final class DeliveryScheduler: @unchecked Sendable {
         } catch {
             // Refused at once (closed): told on the loop later, as a commit's failure would be.
             loop.execute { completion(.failure(error as? JournalError ?? .closed)) }
+        }
+    }
+
+    private func tell(_ durable: Durable, _ delivery: DeliveryState) {
+        switch durable {
+        case .delivered:
+            deliveries.increment("push")
+            Log.shared.info("delivered", ["signal": delivery.signalID, "recipient": delivery.recipientID, "via": "push"])
+            recipientAnswered(delivery.recipientID)
+        case .attemptFailed:
+            break
+        case .expired(let reason):
+            metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
+            Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
         }
     }
 
@@ -356,7 +376,8 @@ final class DeliveryScheduler: @unchecked Sendable {
         }
         let next = now.addingTimeInterval(Self.backoff(age, settings))
         append([.attempt(Attempt(signalID: delivery.signalID, recipientID: delivery.recipientID,
-                                 attempt: attempts + 1, outcome: outcome, nextAttemptAt: next, at: now))], for: delivery)
+                                 attempt: attempts + 1, outcome: outcome, nextAttemptAt: next, at: now))], for: delivery,
+               then: .attemptFailed)
         Log.shared.info("delivery_attempt_failed", ["signal": delivery.signalID, "recipient": delivery.recipientID,
                                                     "attempt": attempts + 1, "outcome": outcome,
                                                     "next_attempt_at": Log.timestamp(next)])
@@ -367,10 +388,8 @@ final class DeliveryScheduler: @unchecked Sendable {
     }
 
     private func expire(_ delivery: DeliveryState, reason: String, at now: Date) {
-        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery) { [metrics] in
-            metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
-            Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
-        }
+        append([.expired(Expired(signalID: delivery.signalID, recipientID: delivery.recipientID, at: now))], for: delivery,
+               then: .expired(reason: reason))
     }
 
     // MARK: - Sweeps

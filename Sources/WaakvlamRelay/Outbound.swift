@@ -19,7 +19,8 @@ enum Outbound {
         let payload: [UInt8]
         /// The sending organisation in the configuration the signal was decided under.
         let sender: Organisation?
-        let traceparent: String?
+        /// The trace the signal came with: its `traceparent` is written from it, never built.
+        let trace: (traceID: String, spanID: String)?
 
         init(signalID: String, signalType: String, senderID: String, receivedAt: Date, decision: Decision,
              payload: [UInt8], received: Received?, sender: Organisation?) {
@@ -30,7 +31,7 @@ enum Outbound {
             self.decision = decision
             self.payload = payload
             self.sender = sender
-            traceparent = received.map { TraceContext.traceparent(traceID: $0.traceID, spanID: $0.spanID) }
+            trace = received.map { ($0.traceID, $0.spanID) }
         }
 
         /// About the size of the JSON.
@@ -80,13 +81,35 @@ enum Outbound {
                 JSONText.appendString(sender.sector.rawValue, to: &out)
             }
             out.append(UInt8(ascii: "}"))
-            if let traceparent {
+            if let trace {
                 out.append(contentsOf: #","traceparent":"#.utf8)
-                JSONText.appendString(traceparent, to: &out)
+                if Self.needsNoEscape(trace.traceID) && Self.needsNoEscape(trace.spanID) {
+                    out.append(UInt8(ascii: "\""))
+                    appendTraceparent(to: &out)
+                    out.append(UInt8(ascii: "\""))
+                } else {
+                    JSONText.appendString(TraceContext.traceparent(traceID: trace.traceID, spanID: trace.spanID), to: &out)
+                }
             }
             out.append(contentsOf: #","type":"#.utf8)
             JSONText.appendString(signalType, to: &out)
             out.append(UInt8(ascii: "}"))
+        }
+
+        /// The `traceparent` as `TraceContext.traceparent` has it, "00-<trace id>-<span id>-01",
+        /// appended to `out` (a message must have a `trace`).
+        func appendTraceparent(to out: inout [UInt8]) {
+            out.append(contentsOf: "00-".utf8)
+            out.append(contentsOf: trace!.traceID.utf8)
+            out.append(UInt8(ascii: "-"))
+            out.append(contentsOf: trace!.spanID.utf8)
+            out.append(contentsOf: "-01".utf8)
+        }
+
+        /// Whether `JSONText.appendString` would copy `text` as it is (no quote, backslash or
+        /// control character; it escapes byte by byte, so parts can be checked apart).
+        private static func needsNoEscape(_ text: String) -> Bool {
+            text.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
         }
     }
 

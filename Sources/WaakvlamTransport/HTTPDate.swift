@@ -20,7 +20,7 @@ enum HTTPDate {
             var buffer = [CChar](repeating: 0, count: 64)
             strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &broken)
             var line: [UInt8] = []
-            appendField("date", String(cString: buffer), to: &line)
+            appendField("date".utf8, String(cString: buffer).utf8, to: &line)
             cachedLine = line
             cachedSecond = second
         }

@@ -3,27 +3,64 @@ import WaakvlamSystem
 
 /// Header fields in the order received. Names are stored lower-cased (they are
 /// case-insensitive in HTTP); values have surrounding whitespace removed.
+///
+/// The fields live one after the other in one byte buffer (each as its name's and its
+/// value's byte counts, then the name and the value), so that a parsed head costs one
+/// allocation instead of one per field name or value longer than a small string; strings
+/// are made only when asked for. Names and values compare as the strings they read as.
 public struct HTTPHeaders: Sendable, Equatable, Sequence {
-    public private(set) var fields: [(name: String, value: String)] = []
+    private var storage: [UInt8] = []
+    public private(set) var count = 0
+    /// The bytes before a field's name: its name's and its value's byte counts.
+    private static let prefixCount = 2 * MemoryLayout<UInt32>.size
 
     public init() {}
 
-    /// Empty, with room for `capacity` fields.
-    init(capacity: Int) {
-        fields.reserveCapacity(capacity)
+    /// Empty, with room for `byteCount` bytes of names and values in `fields` fields.
+    init(capacity fields: Int, byteCount: Int) {
+        storage.reserveCapacity(fields * Self.prefixCount + byteCount)
     }
 
     public init(_ fields: [(String, String)]) {
         for (name, value) in fields { add(name, value) }
     }
 
-    public mutating func add(_ name: String, _ value: String) {
-        fields.append((name.asciiLowercased, value))
+    /// The fields as strings, in order.
+    public var fields: [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(count)
+        forEachField { name, value in
+            out.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            return true
+        }
+        return out
     }
 
-    /// For the parser, whose names are lower-cased already.
-    mutating func addLowercased(_ name: String, _ value: String) {
-        fields.append((name, value))
+    public mutating func add(_ name: String, _ value: String) {
+        append(name: name.utf8, lowercasing: true, value: value.utf8)
+    }
+
+    /// For the parser: `name` is a token (ASCII), lower-cased while copied; `value` is kept
+    /// as `String(decoding:as: UTF8.self)` reads it (invalid UTF-8 replaced).
+    mutating func addParsed(name: HeadBytes, value: HeadBytes) {
+        if value.contains(where: { $0 >= 0x80 }) {
+            append(name: name, lowercasing: true, value: String(decoding: value, as: UTF8.self).utf8)
+        } else {
+            append(name: name, lowercasing: true, value: value)
+        }
+    }
+
+    private mutating func append<N: Collection, V: Collection>(name: N, lowercasing: Bool, value: V)
+        where N.Element == UInt8, V.Element == UInt8 {
+        withUnsafeBytes(of: UInt32(name.count).littleEndian) { storage.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(value.count).littleEndian) { storage.append(contentsOf: $0) }
+        if lowercasing {
+            for byte in name { storage.append(byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte) }
+        } else {
+            storage.append(contentsOf: name)
+        }
+        storage.append(contentsOf: value)
+        count += 1
     }
 
     /// Replaces every field called `name` by a single one.
@@ -33,32 +70,98 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     }
 
     public mutating func remove(_ name: String) {
-        let lower = name.asciiLowercased
-        fields.removeAll { $0.name == lower }
+        var kept = HTTPHeaders()
+        var lower = name.asciiLowercased
+        lower.withUTF8 { key in
+            forEachField { fieldName, value in
+                if !Self.same(fieldName, key) { kept.append(name: fieldName, lowercasing: false, value: value) }
+                return true
+            }
+        }
+        self = kept
     }
 
     /// The first value of `name`, if any.
     public subscript(name: String) -> String? {
-        let lower = name.asciiLowercased
-        return fields.first { $0.name == lower }?.value
+        var found: String?
+        forEachValue(named: name) { value in
+            found = String(decoding: value, as: UTF8.self)
+            return false
+        }
+        return found
     }
 
     public func values(_ name: String) -> [String] {
-        let lower = name.asciiLowercased
-        return fields.filter { $0.name == lower }.map(\.value)
+        var out: [String] = []
+        forEachValue(named: name) { value in
+            out.append(String(decoding: value, as: UTF8.self))
+            return true
+        }
+        return out
     }
 
-    public var count: Int { fields.count }
+    /// Calls `body` with the value of each field called `name` (in any case), in order, while
+    /// it returns true.
+    private func forEachValue(named name: String, _ body: (UnsafeBufferPointer<UInt8>) -> Bool) {
+        var lower = name.asciiLowercased
+        lower.withUTF8 { key in
+            forEachField { fieldName, value in Self.same(fieldName, key) ? body(value) : true }
+        }
+    }
+
+    /// Whether a field is called `name` (lower case).
+    func contains(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        var found = false
+        forEachField { fieldName, _ in
+            found = Self.same(fieldName, name)
+            return !found
+        }
+        return found
+    }
+
+    /// Calls `body` with each field's name and value, in order, while it returns true.
+    func forEachField(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) throws -> Bool) rethrows {
+        try storage.withUnsafeBufferPointer { all in
+            guard let base = all.baseAddress else { return }
+            var offset = 0
+            while offset < all.count {
+                let nameCount = Int(UInt32(littleEndian: UnsafeRawPointer(base + offset).loadUnaligned(as: UInt32.self)))
+                let valueCount = Int(UInt32(littleEndian: UnsafeRawPointer(base + offset + 4).loadUnaligned(as: UInt32.self)))
+                let name = UnsafeBufferPointer(start: base + offset + Self.prefixCount, count: nameCount)
+                let value = UnsafeBufferPointer(start: base + offset + Self.prefixCount + nameCount, count: valueCount)
+                offset += Self.prefixCount + nameCount + valueCount
+                guard try body(name, value) else { return }
+            }
+        }
+    }
+
+    /// Whether a stored name reads as `name` (see `same`).
+    static func name(_ stored: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
+        name.withUTF8Buffer { same(stored, $0) }
+    }
+
+    /// Whether a name the parser stored is `name`: byte for byte, as parsed names are ASCII.
+    static func parsedName(_ stored: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
+        name.withUTF8Buffer { stored.count == $0.count && (stored.isEmpty || memcmp(stored.baseAddress!, $0.baseAddress!, stored.count) == 0) }
+    }
+
+    /// Whether two names or values read as the same string: equal bytes, or (only possible
+    /// beyond ASCII) canonically equivalent text, as `String`'s `==` has it.
+    static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        if a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) { return true }
+        guard a.contains(where: { $0 >= 0x80 }) || b.contains(where: { $0 >= 0x80 }) else { return false }
+        return String(decoding: a, as: UTF8.self) == String(decoding: b, as: UTF8.self)
+    }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
         fields.makeIterator()
     }
 
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
-        lhs.fields.count == rhs.fields.count
-            && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+        guard lhs.count == rhs.count else { return false }
+        if lhs.storage == rhs.storage { return true }
+        return zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
-
 }
 
 extension String {
@@ -128,8 +231,11 @@ public struct HTTPResponse: Sendable, Equatable {
 
     /// A response with a JSON body (already serialised).
     public static func json(status: Int, _ body: [UInt8]) -> HTTPResponse {
-        HTTPResponse(status: status, headers: HTTPHeaders([("content-type", "application/json")]), body: body)
+        HTTPResponse(status: status, headers: jsonHeaders, body: body)
     }
+
+    /// Made once: a copy shares its storage.
+    private static let jsonHeaders = HTTPHeaders([("content-type", "application/json")])
 
     /// A response with a JSON-serialisable object as body (keys sorted).
     public static func json(status: Int, object: Any) -> HTTPResponse {
@@ -191,7 +297,7 @@ public struct HTTPResponse: Sendable, Equatable {
     public func serialized(keepAlive: Bool, date: String? = nil, headRequest: Bool = false,
                            defaults: HTTPHeaders = HTTPHeaders()) -> [UInt8] {
         var dateLine: [UInt8] = []
-        if let date { appendField("date", date, to: &dateLine) }
+        if let date { appendField("date".utf8, date.utf8, to: &dateLine) }
         return serialized(keepAlive: keepAlive, dateLine: dateLine, headRequest: headRequest, defaults: PreparedHeaders(defaults))
     }
 
@@ -205,18 +311,21 @@ public struct HTTPResponse: Sendable, Equatable {
             out.append(contentsOf: "HTTP/1.1 \(status) \(HTTPResponse.reason(status))\r\n".utf8)
         }
         var overridesDefault = false
-        for field in headers.fields where field.name != "content-length" && field.name != "connection" {
-            appendField(field.name, field.value, to: &out)
-            overridesDefault = overridesDefault || defaults.names.contains(field.name)
+        headers.forEachField { name, value in
+            if !HTTPHeaders.name(name, is: "content-length") && !HTTPHeaders.name(name, is: "connection") {
+                appendField(name, value, to: &out)
+                overridesDefault = overridesDefault || defaults.headers.contains(name)
+            }
+            return true
         }
         if overridesDefault {
-            for (name, value) in defaults.fields where headers[name] == nil { appendField(name, value, to: &out) }
+            for (name, value) in defaults.headers.fields where headers[name] == nil { appendField(name.utf8, value.utf8, to: &out) }
         } else {
             out.append(contentsOf: defaults.bytes)
         }
         out.append(contentsOf: dateLine)
-        if status >= 200 && status != 204 && status != 304 { appendField("content-length", String(body.count), to: &out) }
-        if !keepAlive { appendField("connection", "close", to: &out) }
+        if status >= 200 && status != 204 && status != 304 { appendField("content-length".utf8, String(body.count).utf8, to: &out) }
+        if !keepAlive { appendField("connection".utf8, "close".utf8, to: &out) }
         out.append(CR)
         out.append(LF)
         if !headRequest { out.append(contentsOf: body) }
@@ -246,15 +355,18 @@ public struct SerializedRequest: Sendable {
         out.reserveCapacity(128 + request.headers.count * 32 + request.body.count)
         appendRequestLine(request.method, request.target, to: &out)
         if request.headers["host"] == nil { appendHost(endpoint, to: &out) }
-        for field in request.headers where field.name != "content-length" && field.name != "transfer-encoding" {
-            appendField(field.name, field.value, to: &out)
+        request.headers.forEachField { name, value in
+            if !HTTPHeaders.name(name, is: "content-length") && !HTTPHeaders.name(name, is: "transfer-encoding") {
+                appendField(name, value, to: &out)
+            }
+            return true
         }
         if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
             out.append(contentsOf: "Content-Length: ".utf8)
             JSONText.appendInteger(request.body.count, to: &out)
             out.append(contentsOf: [CR, LF])
         }
-        if !request.keepAlive { appendField("connection", "close", to: &out) }
+        if !request.keepAlive { appendField("connection".utf8, "close".utf8, to: &out) }
         out.append(contentsOf: [CR, LF])
         out.append(contentsOf: request.body)
         self.init(bytes: out, method: request.method, keepAlive: request.keepAlive)
@@ -281,7 +393,7 @@ public struct RequestHead: Sendable {
         var out: [UInt8] = []
         appendRequestLine(method, target, to: &out)
         appendHost(endpoint, to: &out)
-        for (name, value) in fields { appendField(name.asciiLowercased, value, to: &out) }
+        for (name, value) in fields { appendField(name.asciiLowercased.utf8, value.utf8, to: &out) }
         self.method = method
         self.bytes = out
     }
@@ -308,13 +420,24 @@ public struct RequestWriter {
 
     /// Adds a field (the name in lower case, as `HTTPHeaders` keeps them; written capitalised).
     public mutating func add(_ name: String, _ value: String) {
-        appendField(name.asciiLowercased, value, to: &bytes)
+        appendField(name.asciiLowercased.utf8, value.utf8, to: &bytes)
+    }
+
+    /// Adds a field whose value `writeValue` appends (without a line break), as `add` would
+    /// with that value: for a value that is never needed as a string of its own.
+    public mutating func add(_ name: String, writing writeValue: (inout [UInt8]) -> Void) {
+        appendField(name.asciiLowercased.utf8, to: &bytes, value: writeValue)
     }
 
     /// Ends the head with Content-Length, after which `writeBody` appends the body; the
     /// digits are filled in afterwards, and the body moved back over the room they did not
     /// need (far cheaper than building the body apart and copying head and body together).
-    public consuming func finish(body writeBody: (inout [UInt8]) -> Void) -> SerializedRequest {
+    /// The writer is empty afterwards.
+    public mutating func finish(body writeBody: (inout [UInt8]) -> Void) -> SerializedRequest {
+        // Taken out of the writer, so that the buffer has one owner and grows in place (a
+        // consuming call could leave the caller's copy holding it: one copy per request).
+        var bytes = self.bytes
+        self.bytes = []
         bytes.append(contentsOf: "Content-Length: ".utf8)
         let digitsStart = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: Self.lengthDigits))
@@ -371,24 +494,32 @@ private func appendHost(_ endpoint: Endpoint, to out: inout [UInt8]) {
 
 /// Header fields serialised once (the defaults every response of a server carries).
 struct PreparedHeaders {
-    let fields: [(name: String, value: String)]
-    let names: Set<String>
+    let headers: HTTPHeaders
     let bytes: [UInt8]
 
     init(_ headers: HTTPHeaders) {
-        fields = headers.fields
-        names = Set(headers.fields.map(\.name))
+        self.headers = headers
         var bytes: [UInt8] = []
-        for field in headers.fields { appendField(field.name, field.value, to: &bytes) }
+        headers.forEachField { name, value in
+            appendField(name, value, to: &bytes)
+            return true
+        }
         self.bytes = bytes
     }
 }
 
 /// Appends "Name: value\r\n", writing the lower-case `name` in the usual capitalisation
 /// (`content-type` as `Content-Type`).
-func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
+func appendField<N: Collection, V: Collection>(_ name: N, _ value: V, to out: inout [UInt8])
+    where N.Element == UInt8, V.Element == UInt8 {
+    appendField(name, to: &out) { $0.append(contentsOf: value) }
+}
+
+/// `appendField` with the value appended by `writeValue`.
+func appendField<N: Collection>(_ name: N, to out: inout [UInt8], value writeValue: (inout [UInt8]) -> Void)
+    where N.Element == UInt8 {
     let start = out.count
-    out.append(contentsOf: name.utf8)
+    out.append(contentsOf: name)
     // In the buffer itself: through the array, every byte written would check its bounds
     // and whether the storage is shared.
     out.withUnsafeMutableBufferPointer { buffer in
@@ -401,7 +532,7 @@ func appendField(_ name: String, _ value: String, to out: inout [UInt8]) {
     }
     out.append(UInt8(ascii: ":"))
     out.append(SP)
-    out.append(contentsOf: value.utf8)
+    writeValue(&out)
     out.append(CR)
     out.append(LF)
 }

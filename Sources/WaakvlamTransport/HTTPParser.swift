@@ -319,15 +319,16 @@ private func parseVersion(_ bytes: HeadBytes) throws -> HTTPVersion {
 
 /// Parses field lines (without their CRLF); `locateHead` has already bounded their count.
 private func parseFieldLines(_ lines: HeadLines, limits: HTTPLimits) throws -> HTTPHeaders {
-    var headers = HTTPHeaders(capacity: lines.count)
+    var headers = HTTPHeaders(capacity: lines.count, byteCount: lines.byteCount)
     for line in lines {
         let (name, value) = try parseFieldLine(line)
-        headers.addLowercased(name, value)
+        headers.addParsed(name: name, value: value)
     }
     return headers
 }
 
-private func parseFieldLine(_ line: HeadBytes) throws -> (String, String) {
+/// Checks a field line; returns its name and its value without surrounding whitespace.
+private func parseFieldLine(_ line: HeadBytes) throws -> (name: HeadBytes, value: HeadBytes) {
     guard let first = line.first else { throw HTTPParseError.malformedHeader }
     if first == SP || first == HTAB { throw HTTPParseError.obsoleteLineFolding }
     guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw HTTPParseError.malformedHeader }
@@ -338,12 +339,7 @@ private func parseFieldLine(_ line: HeadBytes) throws -> (String, String) {
     while let b = value.last, b == SP || b == HTAB { value = value.dropLast() }
     // field-vchar, SP, HTAB and obs-text; no other control characters.
     guard value.allSatisfy({ $0 == HTAB || ($0 >= 0x20 && $0 != 0x7f) }) else { throw HTTPParseError.malformedHeader }
-    // Token characters are ASCII: lower-case them while copying.
-    let lowerName = String(unsafeUninitializedCapacity: name.count) { buffer in
-        for (offset, byte) in name.enumerated() { buffer[offset] = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte }
-        return name.count
-    }
-    return (lowerName, String(decoding: value, as: UTF8.self))
+    return (name, value)
 }
 
 enum BodyFraming: Equatable {
@@ -363,18 +359,23 @@ private struct FramingFields {
     var connection: [String] = []
     var expect: String?
 
+    /// `headers` as parsed: names are tokens, in lower case. Strings are made only of the
+    /// values used.
     init(_ headers: HTTPHeaders) {
-        for field in headers.fields {
-            switch field.name {
-            case "host": hostCount += 1
-            case "content-length":
+        headers.forEachField { name, value in
+            if HTTPHeaders.parsedName(name, is: "host") {
+                hostCount += 1
+            } else if HTTPHeaders.parsedName(name, is: "content-length") {
                 contentLengthCount += 1
-                if contentLength == nil { contentLength = field.value }
-            case "transfer-encoding": transferEncodings.append(field.value)
-            case "connection": connection.append(field.value)
-            case "expect": expect = field.value
-            default: break
+                if contentLength == nil { contentLength = String(decoding: value, as: UTF8.self) }
+            } else if HTTPHeaders.parsedName(name, is: "transfer-encoding") {
+                transferEncodings.append(String(decoding: value, as: UTF8.self))
+            } else if HTTPHeaders.parsedName(name, is: "connection") {
+                connection.append(String(decoding: value, as: UTF8.self))
+            } else if HTTPHeaders.parsedName(name, is: "expect") {
+                expect = String(decoding: value, as: UTF8.self)
             }
+            return true
         }
     }
 }
@@ -430,6 +431,8 @@ struct HeadLines: RandomAccessCollection {
     var startIndex: Int { ranges.startIndex }
     var endIndex: Int { ranges.endIndex }
     subscript(position: Int) -> HeadBytes { bytes[ranges[position]] }
+    /// The bytes of all lines together.
+    var byteCount: Int { ranges.reduce(0) { $0 + $1.count } }
 }
 
 /// Received bytes not consumed yet. Consumed bytes are dropped lazily so that a pipelined
@@ -533,14 +536,26 @@ struct HTTPInputBuffer {
         let consumed = terminator + 4
         guard consumed <= limits.maximumHeaderBytes else { return .error(.headersTooLarge(limit: limits.maximumHeaderBytes)) }
         headLines.removeAll(keepingCapacity: true)
-        var lineStart = 0
-        while lineStart < terminator + 2 {
-            guard let crlf = firstCRLF(from: lineStart, limit: terminator + 2) else { break }
-            let bare = withBytes { bytes in bytes[lineStart..<crlf].contains { $0 == CR || $0 == LF } }
-            if bare { return .error(headLines.isEmpty ? .malformedStartLine : .malformedHeader) }
-            headLines.append(lineStart..<crlf)
-            lineStart = crlf + 2
+        // One pass: each line ends at the first CRLF; a CR or LF before it is a bare one.
+        let bare: Bool = storage.withUnsafeBufferPointer { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[start..<(start + terminator + 2)])
+            var lineStart = 0
+            var i = 0
+            while i < bytes.count {
+                let byte = bytes[i]
+                if byte == CR && i + 1 < bytes.count && bytes[i + 1] == LF {
+                    headLines.append(lineStart..<i)
+                    i += 2
+                    lineStart = i
+                } else if byte == CR || byte == LF {
+                    return true
+                } else {
+                    i += 1
+                }
+            }
+            return false
         }
+        if bare { return .error(headLines.isEmpty ? .malformedStartLine : .malformedHeader) }
         if headLines.isEmpty { return .error(.malformedStartLine) }
         if headLines.count - 1 > limits.maximumHeaderCount { return .error(.tooManyHeaders(limit: limits.maximumHeaderCount)) }
         return .head(consumed: consumed)
