@@ -21,7 +21,7 @@ public struct JournalOptions: Sendable {
     /// follows the live backlog, not the history. nil: remember every signal.
     public var rememberCompletedSignals: TimeInterval?
     /// How long a lazy append (`append(_:on:lazily:completion:)`) waits at most for another
-    /// append to start a group commit it can join.
+    /// append to start a group commit it can join. 0 ... 60 s.
     public var lazyDelay: TimeInterval
 
     public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
@@ -109,12 +109,14 @@ public final class Journal: @unchecked Sendable {
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
     private var broken: JournalError?
 
-    private let queueLock = NSCondition()
+    private let queueLock = MonotonicCondition()
     private var queue: [PendingAppend] = []
     /// Appends in `queue` that start a group commit (all but the lazy ones).
     private var urgentQueued = 0
     /// When the oldest lazy append in `queue` stops waiting for an urgent one (monotonic ns).
     private var lazyDeadline: UInt64?
+    /// `options.lazyDelay` in nanoseconds.
+    private let lazyDelay: UInt64
     /// What the appends in `queue` wait on; the writer takes it together with them.
     private var openTicket: CommitTicket?
     private var closing = false
@@ -176,6 +178,9 @@ public final class Journal: @unchecked Sendable {
         guard options.checkpointInterval > 0 else {
             throw JournalError.invalidSetup("checkpointInterval must be at least 1")
         }
+        guard (0...60).contains(options.lazyDelay) else {
+            throw JournalError.invalidSetup("lazyDelay must be between 0 and 60 seconds")
+        }
         try makeDirectory(directory)
         let lockFD = try lock(directory)
         do {
@@ -189,6 +194,7 @@ public final class Journal: @unchecked Sendable {
     private init(directory: String, options: JournalOptions, lockFD: Int32) throws {
         self.directory = directory
         self.options = options
+        lazyDelay = nanoseconds(options.lazyDelay)
         self.lockFD = lockFD
         let started = monotonicNanoseconds()
         let index = DeliveryIndex(directory: directory)
@@ -306,7 +312,7 @@ public final class Journal: @unchecked Sendable {
         // The writer waits while the queue is empty (only the first append wakes it, lazy or
         // not), and while it holds lazy appends only (only the first urgent one wakes it).
         if lazily {
-            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + UInt64(options.lazyDelay * 1e9) }
+            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + lazyDelay }
             if queue.count == 1 { queueLock.signal() }
         } else {
             urgentQueued += 1
@@ -523,7 +529,7 @@ public final class Journal: @unchecked Sendable {
                     queueLock.wait()
                 } else if urgentQueued == 0, !closing, let deadline = lazyDeadline, monotonicNanoseconds() < deadline {
                     // Lazy appends only: they wait for an urgent one, or until their deadline.
-                    _ = queueLock.wait(until: Date(timeIntervalSinceNow: Double(deadline - monotonicNanoseconds()) / 1e9))
+                    queueLock.wait(untilMonotonic: deadline)
                 } else {
                     break
                 }
@@ -602,6 +608,7 @@ public final class Journal: @unchecked Sendable {
         completingThread = nil
         let writerWaits = urgentQueued == 0
         queue.append(contentsOf: heldByCompletions)
+        // Held appends are never lazy: only appends without a loop are held, and a lazy one has a loop.
         urgentQueued += heldByCompletions.count
         heldByCompletions.removeAll(keepingCapacity: true)
         // The writer waits for an urgent append, or (closing) for this to end.
