@@ -112,22 +112,61 @@ public enum Payload {
     public static func canonicalBytes(_ payload: [String: PayloadValue]) -> [UInt8] {
         var output: [UInt8] = [UInt8(ascii: "{")]
         output.reserveCapacity(64 + payload.count * 48)
-        // Sorted as pairs (the keys are distinct), so no value is looked up again by key.
-        let members = payload.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-        for (index, member) in members.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: ",")) }
-            appendCanonicalString(member.key, to: &output)
-            output.append(UInt8(ascii: ":"))
-            switch member.value {
-            case .string(let text): appendCanonicalString(text, to: &output)
-            case .integer(let number): output.append(contentsOf: String(number).utf8)
-            case .number(let number):
-                output.append(contentsOf: (number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)").utf8)
-            case .boolean(let flag): output.append(contentsOf: (flag ? "true" : "false").utf8)
+        // The members' positions sorted by key on the stack (the keys are distinct): no sorted
+        // copy of the members, and most comparisons settled by the keys' first bytes.
+        withUnsafeTemporaryAllocation(of: CanonicalOrder.self, capacity: payload.count) { order in
+            order.initialize(repeating: CanonicalOrder(start: 0, index: payload.startIndex))
+            var count = 0
+            for index in payload.indices {
+                let entry = CanonicalOrder(start: CanonicalOrder.start(of: payload.keys[index]), index: index)
+                // Insertion sort: payloads have a few tens of fields at most.
+                var slot = count
+                while slot > 0, entry.precedes(order[slot - 1], in: payload) {
+                    order[slot] = order[slot - 1]
+                    slot -= 1
+                }
+                order[slot] = entry
+                count += 1
+            }
+            for position in 0..<count {
+                if position > 0 { output.append(UInt8(ascii: ",")) }
+                let index = order[position].index
+                appendCanonicalString(payload.keys[index], to: &output)
+                output.append(UInt8(ascii: ":"))
+                switch payload.values[index] {
+                case .string(let text): appendCanonicalString(text, to: &output)
+                case .integer(let number): output.append(contentsOf: String(number).utf8)
+                case .number(let number):
+                    output.append(contentsOf: (number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)").utf8)
+                case .boolean(let flag): output.append(contentsOf: (flag ? "true" : "false").utf8)
+                }
             }
         }
         output.append(UInt8(ascii: "}"))
         return output
+    }
+
+    /// A member's place in `canonicalBytes`: the first eight bytes of its key as a big-endian
+    /// number (zero-padded: comparing two of them compares the keys' starts in byte order), and
+    /// where the member lies in the payload.
+    private struct CanonicalOrder {
+        let start: UInt64
+        let index: Dictionary<String, PayloadValue>.Index
+
+        static func start(of key: String) -> UInt64 {
+            var start: UInt64 = 0, count: UInt64 = 0
+            for byte in key.utf8.prefix(8) {
+                start = start << 8 | UInt64(byte)
+                count += 1
+            }
+            return start << (8 * (8 - count))  // (shifted out entirely for an empty key)
+        }
+
+        /// Whether this member's key comes before `other`'s in byte order.
+        func precedes(_ other: CanonicalOrder, in payload: [String: PayloadValue]) -> Bool {
+            if start != other.start { return start < other.start }
+            return payload.keys[index].utf8.lexicographicallyPrecedes(payload.keys[other.index].utf8)
+        }
     }
 
     /// A JSON string literal: quote, backslash, \n, \r and \t escaped, other control

@@ -92,6 +92,23 @@ public struct SubjectKeys: Sendable, Equatable {
 /// address fields. Computed from the submitted payload, before minimisation: the signal is
 /// about that person whatever each recipient gets.
 public func subjectKeys(for payload: [String: PayloadValue], type: SignalType) -> SubjectKeys {
+    subjectKeys(for: payload, person: type.person, address: type.address)
+}
+
+extension Configuration {
+    /// `subjectKeys(for:type:)` for the signal type of this id; nil when there is none. Only
+    /// the type's person and address fields are read from the configuration: a copy of the
+    /// whole type (as `withSignalType` hands it over) retains each of its arrays and longer
+    /// strings, for every signal.
+    public func subjectKeys(for payload: [String: PayloadValue], typeID: String) -> SubjectKeys? {
+        guard let index = signalTypeIndex(id: typeID) else { return nil }
+        return WaakvlamCore.subjectKeys(for: payload, person: signalTypes[index].person, address: signalTypes[index].address)
+    }
+}
+
+/// The subject keys of a payload from a signal type's person and address fields.
+private func subjectKeys(for payload: [String: PayloadValue], person personFields: PersonFields?,
+                         address addressFields: AddressFields?) -> SubjectKeys {
     func text(_ field: String?) -> String? {
         guard let field else { return nil }
         switch payload[field] {
@@ -101,14 +118,14 @@ public func subjectKeys(for payload: [String: PayloadValue], type: SignalType) -
         }
     }
     var person: String?
-    if let person_ = type.person {
-        person = text(person_.bsn).flatMap { SubjectKeys.person(bsn: $0) }
-        if person == nil, let surname = text(person_.surname), let birthDate = text(person_.birthDate), let postcode = text(person_.postcode) {
+    if let fields = personFields {
+        person = text(fields.bsn).flatMap { SubjectKeys.person(bsn: $0) }
+        if person == nil, let surname = text(fields.surname), let birthDate = text(fields.birthDate), let postcode = text(fields.postcode) {
             person = SubjectKeys.person(surname: surname, birthDate: birthDate, postcode: postcode)
         }
     }
     var address: String?
-    if let fields = type.address, let postcode = text(fields.postcode), let number = text(fields.houseNumber) {
+    if let fields = addressFields, let postcode = text(fields.postcode), let number = text(fields.houseNumber) {
         address = SubjectKeys.address(postcode: postcode, houseNumber: number, addition: text(fields.houseNumberAddition))
     }
     return SubjectKeys(person: person, address: address)

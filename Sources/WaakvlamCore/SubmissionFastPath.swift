@@ -9,13 +9,7 @@ extension SignalSubmission {
     /// message; so the result is always the general reader's.
     public static func parse(bytes: [UInt8], makeID: (() -> String)? = nil) -> Result<SignalSubmission, InvalidPayload> {
         var reader = SubmissionFastReader(bytes: bytes)
-        if let fields = reader.submission() {
-            let id = fields.id ?? makeID?()
-            if let id, let type = fields.type, isValidID(id) {
-                return .success(SignalSubmission(id: id, type: type, recipients: fields.recipients, payload: fields.payload,
-                                                 traceparent: fields.traceparent))
-            }
-        }
+        if let submission = reader.submission(makeID: makeID) { return .success(submission) }
         return parse(Data(bytes), makeID: makeID)
     }
 }
@@ -26,14 +20,6 @@ extension SignalSubmission {
 /// general reader (`JSONParser` with `SignalSubmission.parse`) for what it accepts: numbers
 /// are converted by the same rules (`Int`, else a finite `Double`), text must be valid UTF-8.
 struct SubmissionFastReader {
-    struct Fields {
-        var id: String?
-        var type: String?
-        var recipients: [RecipientRequest] = []
-        var payload: [String: PayloadValue] = [:]
-        var traceparent: String?
-    }
-
     private let bytes: [UInt8]
     private var index = 0
 
@@ -41,8 +27,11 @@ struct SubmissionFastReader {
         self.bytes = bytes
     }
 
-    mutating func submission() -> Fields? {
-        var fields = Fields()
+    /// The submission, with an id from `makeID` when the body has none; nil for a body this
+    /// reader leaves to the general one, and for an invalid id. (Its parts are kept apart until
+    /// the submission is made: a struct of them would be copied into it field by field.)
+    mutating func submission(makeID: (() -> String)?) -> SignalSubmission? {
+        var id: String?, type: String?, traceparent: String?, payload: [String: PayloadValue]?
         var seen: UInt8 = 0
         var to: [RecipientRequest]?, routeByAddress = false
         skipSpace()
@@ -58,11 +47,11 @@ struct SubmissionFastReader {
                 if key.elementsEqual(Self.idKey) {
                     bit = 1
                     guard let text = string() else { return nil }
-                    fields.id = text
+                    id = text
                 } else if key.elementsEqual(Self.typeKey) {
                     bit = 2
                     guard let text = string() else { return nil }
-                    fields.type = text
+                    type = text
                 } else if key.elementsEqual(Self.toKey) {
                     bit = 4
                     guard let list = recipients() else { return nil }
@@ -74,11 +63,11 @@ struct SubmissionFastReader {
                 } else if key.elementsEqual(Self.traceparentKey) {
                     bit = 16
                     guard let text = string() else { return nil }
-                    fields.traceparent = text
+                    traceparent = text
                 } else if key.elementsEqual(Self.payloadKey) {
                     bit = 32
-                    guard let payload = payload() else { return nil }
-                    fields.payload = payload
+                    guard let values = self.payload() else { return nil }
+                    payload = values
                 } else {
                     return nil
                 }
@@ -92,10 +81,10 @@ struct SubmissionFastReader {
         }
         skipSpace()
         // The type and the payload are required; without an id, the caller makes one.
-        guard index == bytes.count, seen & 34 == 34 else { return nil }
-        fields.recipients = to ?? []
-        if routeByAddress { fields.recipients.append(.gemeenteOfAddress) }
-        return fields
+        guard index == bytes.count, let type, let payload, let id = id ?? makeID?(), SignalSubmission.isValidID(id) else { return nil }
+        var recipients = to ?? []
+        if routeByAddress { recipients.append(.gemeenteOfAddress) }
+        return SignalSubmission(id: id, type: type, recipients: recipients, payload: payload, traceparent: traceparent)
     }
 
     private static let idKey = Array("id".utf8), typeKey = Array("type".utf8), toKey = Array("to".utf8)

@@ -134,11 +134,24 @@ public enum AESGCM {
     }
 
     private static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
+        let count = nonceCount + plaintext.count + tagCount
+        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try key.withUnsafeBytes { try seal(plaintext, key: $0, nonce: nonce, aad: aad, into: buffer.baseAddress!) }
+            initialized = count
+        }
+    }
+
+    /// Writes nonce || ciphertext || tag (`nonceCount + plaintext.count + tagCount` bytes) to
+    /// `out`: for a caller that seals straight into a larger buffer. The nonce rule of
+    /// `seal(_:key:nonce:aad:)` holds.
+    public static func seal(_ plaintext: [UInt8], key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: [UInt8],
+                            into out: UnsafeMutableRawPointer) throws {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
         let ctx = ThreadContexts.current.sealing
         defer { _ = EVP_EncryptInit_ex(ctx, nil, nil, ThreadContexts.zeroKey, nil) }
-        guard EVP_EncryptInit_ex(ctx, nil, nil, key, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
+        guard EVP_EncryptInit_ex(ctx, nil, nil, key.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                 nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
             throw CryptoError.openSSL("EVP_EncryptInit_ex")
         }
         var length: Int32 = 0
@@ -147,23 +160,19 @@ public enum AESGCM {
                 throw CryptoError.openSSL("EVP_EncryptUpdate(aad)")
             }
         }
-        let count = nonceCount + plaintext.count + tagCount
-        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            let base = buffer.baseAddress!
-            UnsafeMutableRawPointer(base).copyMemory(from: nonce.baseAddress!, byteCount: nonceCount)
-            var n: Int32 = 0
-            guard EVP_EncryptUpdate(ctx, base + nonceCount, &n, plaintext, Int32(plaintext.count)) == 1 else {
-                throw CryptoError.openSSL("EVP_EncryptUpdate")
-            }
-            var final: Int32 = 0
-            guard EVP_EncryptFinal_ex(ctx, base + nonceCount + Int(n), &final) == 1 else {
-                throw CryptoError.openSSL("EVP_EncryptFinal_ex")
-            }
-            precondition(Int(n + final) == plaintext.count)
-            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagCount), base + nonceCount + plaintext.count) == 1 else {
-                throw CryptoError.openSSL("EVP_CTRL_GCM_GET_TAG")
-            }
-            initialized = count
+        out.copyMemory(from: nonce.baseAddress!, byteCount: nonceCount)
+        let base = out.assumingMemoryBound(to: UInt8.self)
+        var n: Int32 = 0
+        guard EVP_EncryptUpdate(ctx, base + nonceCount, &n, plaintext, Int32(plaintext.count)) == 1 else {
+            throw CryptoError.openSSL("EVP_EncryptUpdate")
+        }
+        var final: Int32 = 0
+        guard EVP_EncryptFinal_ex(ctx, base + nonceCount + Int(n), &final) == 1 else {
+            throw CryptoError.openSSL("EVP_EncryptFinal_ex")
+        }
+        precondition(Int(n + final) == plaintext.count)
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagCount), base + nonceCount + plaintext.count) == 1 else {
+            throw CryptoError.openSSL("EVP_CTRL_GCM_GET_TAG")
         }
     }
 

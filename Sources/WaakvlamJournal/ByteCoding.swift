@@ -1,4 +1,5 @@
 import Foundation
+import WaakvlamCrypto
 
 /// Appends the journal's primitive encodings to a byte buffer. All integers are
 /// little-endian; see docs/JOURNAL.md for the table of encodings.
@@ -35,6 +36,16 @@ struct ByteWriter {
     mutating func data<Bytes: Collection<UInt8>>(_ v: Bytes) {
         varint(UInt64(v.count))
         bytes.append(contentsOf: v)
+    }
+
+    /// `data` of `plaintext` sealed with AES-256-GCM (nonce || ciphertext || tag), encrypted
+    /// straight into the buffer instead of into an array of its own.
+    mutating func sealed(_ plaintext: [UInt8], key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: [UInt8]) throws {
+        let count = AESGCM.nonceCount + plaintext.count + AESGCM.tagCount
+        varint(UInt64(count))
+        let start = bytes.count
+        zeros(count)
+        try bytes.withUnsafeMutableBytes { try AESGCM.seal(plaintext, key: key, nonce: nonce, aad: aad, into: $0.baseAddress! + start) }
     }
 
     /// `count` zero bytes.

@@ -84,11 +84,11 @@ enum Frame {
 
     /// Appends `record` to `w` as a frame with its body length, kind and flags; the sequence
     /// number, previous hash and CRC stay zero until `seal` fills them in. Callers encode their
-    /// own records this way, so the writer thread only seals. `sealed`: see `encodeBody`.
-    static func encode(_ record: JournalRecord, sealed: SealedPayload? = nil, flags: UInt8, into w: inout ByteWriter) {
+    /// own records this way, so the writer thread only seals. `sealing`: see `encodeBody`.
+    static func encode(_ record: JournalRecord, sealing: PayloadSealing? = nil, flags: UInt8, into w: inout ByteWriter) throws {
         let start = w.bytes.count
         w.zeros(headerSize)
-        record.encodeBody(into: &w, sealed: sealed)
+        try record.encodeBody(into: &w, sealing: sealing)
         let length = w.bytes.count - start
         w.bytes.withUnsafeMutableBytes { all in
             let p = all.baseAddress! + start

@@ -21,7 +21,7 @@ public struct JournalOptions: Sendable {
     /// follows the live backlog, not the history. nil: remember every signal.
     public var rememberCompletedSignals: TimeInterval?
     /// How long a lazy append (`append(_:on:lazily:completion:)`) waits at most for another
-    /// append to start a group commit it can join.
+    /// append to start a group commit it can join. 0 ... 60 s.
     public var lazyDelay: TimeInterval
 
     public init(segmentSizeLimit: Int = 64 << 20, maxGroupBytes: Int = 4 << 20, checkpointInterval: UInt64 = 100_000,
@@ -109,12 +109,14 @@ public final class Journal: @unchecked Sendable {
     /// Set when a failed write could not be rolled back: the journal refuses further appends.
     private var broken: JournalError?
 
-    private let queueLock = NSCondition()
+    private let queueLock = MonotonicCondition()
     private var queue: [PendingAppend] = []
     /// Appends in `queue` that start a group commit (all but the lazy ones).
     private var urgentQueued = 0
     /// When the oldest lazy append in `queue` stops waiting for an urgent one (monotonic ns).
     private var lazyDeadline: UInt64?
+    /// `options.lazyDelay` in nanoseconds.
+    private let lazyDelay: UInt64
     /// What the appends in `queue` wait on; the writer takes it together with them.
     private var openTicket: CommitTicket?
     private var closing = false
@@ -176,6 +178,9 @@ public final class Journal: @unchecked Sendable {
         guard options.checkpointInterval > 0 else {
             throw JournalError.invalidSetup("checkpointInterval must be at least 1")
         }
+        guard (0...60).contains(options.lazyDelay) else {
+            throw JournalError.invalidSetup("lazyDelay must be between 0 and 60 seconds")
+        }
         try makeDirectory(directory)
         let lockFD = try lock(directory)
         do {
@@ -189,6 +194,7 @@ public final class Journal: @unchecked Sendable {
     private init(directory: String, options: JournalOptions, lockFD: Int32) throws {
         self.directory = directory
         self.options = options
+        lazyDelay = nanoseconds(options.lazyDelay)
         self.lockFD = lockFD
         let started = monotonicNanoseconds()
         let index = DeliveryIndex(directory: directory)
@@ -306,7 +312,7 @@ public final class Journal: @unchecked Sendable {
         // The writer waits while the queue is empty (only the first append wakes it, lazy or
         // not), and while it holds lazy appends only (only the first urgent one wakes it).
         if lazily {
-            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + UInt64(options.lazyDelay * 1e9) }
+            if lazyDeadline == nil { lazyDeadline = monotonicNanoseconds() + lazyDelay }
             if queue.count == 1 { queueLock.signal() }
         } else {
             urgentQueued += 1
@@ -328,7 +334,8 @@ public final class Journal: @unchecked Sendable {
         var purgeCount = 0
         var capacity = 0
         for record in records {
-            capacity += Frame.headerSize + 320
+            // Most records take less (a received record with two pseudonyms about 450 bytes).
+            capacity += Frame.headerSize + 512
             switch record {
             case .decision(let d):
                 if let payload = d.payload {
@@ -352,32 +359,33 @@ public final class Journal: @unchecked Sendable {
         var keyEvents: [KeyEvent] = []
         keyEvents.reserveCapacity(sealingCount + purgeCount)
         var w = ByteWriter(capacity: capacity)
-        // Every fresh key with its nonce, from one call to the random generator.
-        let material = sealingCount > 0 ? SecureRandom.bytes(sealingCount * keyMaterialCount) : []
-        var used = 0
-        for i in records.indices {
-            var sealed: SealedPayload?
-            switch records[i] {
-            case .decision(let d):
-                if let plaintext = d.payload {
-                    let secret = Array(material[used..<used + AESGCM.keyCount])
-                    let nonce = Array(material[used + AESGCM.keyCount..<used + keyMaterialCount])
-                    used += keyMaterialCount
-                    let ciphertext = try AESGCM.seal(plaintext, key: secret, nonce: nonce,
-                                                     aad: KeySlot.associatedData(signalID: d.signalID, recipientID: d.recipientID))
-                    sealed = SealedPayload(keySlot: slot, ciphertext: ciphertext)
-                    keyEvents.append(.seal(record: i, slot: slot, key: secret,
-                                           delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
-                    slot += 1
+        // Every fresh key with its nonce, from one call to the random generator, on the stack:
+        // only the keys are kept (for the key file), the payloads are sealed into the frames.
+        try withUnsafeTemporaryAllocation(byteCount: sealingCount * keyMaterialCount, alignment: 8) { material in
+            SecureRandom.fill(material)
+            var used = 0
+            for i in records.indices {
+                var sealing: PayloadSealing?
+                switch records[i] {
+                case .decision(let d):
+                    if d.payload != nil {
+                        let key = UnsafeRawBufferPointer(rebasing: material[used..<used + AESGCM.keyCount])
+                        let nonce = UnsafeRawBufferPointer(rebasing: material[used + AESGCM.keyCount..<used + keyMaterialCount])
+                        used += keyMaterialCount
+                        sealing = PayloadSealing(slot: slot, key: key, nonce: nonce)
+                        keyEvents.append(.seal(record: i, slot: slot, key: Array(key),
+                                               delivery: DeliveryKey(signalID: d.signalID, recipientID: d.recipientID)))
+                        slot += 1
+                    }
+                case .payloadPurged(let r):
+                    keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
+                default:
+                    break
                 }
-            case .payloadPurged(let r):
-                keyEvents.append(.purge(record: i, delivery: DeliveryKey(signalID: r.signalID, recipientID: r.recipientID)))
-            default:
-                break
-            }
-            Frame.encode(records[i], sealed: sealed, flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
-            guard w.bytes.count <= Journal.maxAppendBytes else {
-                throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
+                try Frame.encode(records[i], sealing: sealing, flags: i == records.count - 1 ? Frame.flagEndOfAppend : 0, into: &w)
+                guard w.bytes.count <= Journal.maxAppendBytes else {
+                    throw JournalError.invalidRecord("one append may hold at most \(Journal.maxAppendBytes) bytes; split the batch or shrink the payload")
+                }
             }
         }
         return PendingAppend(records: records, firstSlot: firstSlot, frames: w.bytes, keyEvents: keyEvents,
@@ -521,7 +529,7 @@ public final class Journal: @unchecked Sendable {
                     queueLock.wait()
                 } else if urgentQueued == 0, !closing, let deadline = lazyDeadline, monotonicNanoseconds() < deadline {
                     // Lazy appends only: they wait for an urgent one, or until their deadline.
-                    _ = queueLock.wait(until: Date(timeIntervalSinceNow: Double(deadline - monotonicNanoseconds()) / 1e9))
+                    queueLock.wait(untilMonotonic: deadline)
                 } else {
                     break
                 }
@@ -600,6 +608,7 @@ public final class Journal: @unchecked Sendable {
         completingThread = nil
         let writerWaits = urgentQueued == 0
         queue.append(contentsOf: heldByCompletions)
+        // Held appends are never lazy: only appends without a loop are held, and a lazy one has a loop.
         urgentQueued += heldByCompletions.count
         heldByCompletions.removeAll(keepingCapacity: true)
         // The writer waits for an urgent append, or (closing) for this to end.

@@ -360,11 +360,19 @@ public struct StoredRecord: Equatable, Sendable {
 
 // MARK: - Body encoding (field order is the on-disk format; see docs/JOURNAL.md)
 
+/// How `encodeBody` seals a decision's plaintext payload: with AES-256-GCM under `key` and
+/// `nonce`, straight into the body, as the sealed payload of key slot `slot`.
+struct PayloadSealing {
+    let slot: UInt32
+    let key: UnsafeRawBufferPointer
+    let nonce: UnsafeRawBufferPointer
+}
+
 extension JournalRecord {
-    /// Appends the body bytes to `w`. A decision's plaintext payload is not written: the
-    /// journal seals it on append and passes what it sealed as `sealed` (which then replaces
-    /// the record's own).
-    func encodeBody(into w: inout ByteWriter, sealed: SealedPayload? = nil) {
+    /// Appends the body bytes to `w`. A decision's plaintext payload is never written as it
+    /// is: the journal seals it on append, passing `sealing` (whose sealed payload then
+    /// replaces the record's own). Throws what sealing throws.
+    func encodeBody(into w: inout ByteWriter, sealing: PayloadSealing? = nil) throws {
         switch self {
         case .received(let r):
             w.string(r.signalID)
@@ -380,7 +388,7 @@ extension JournalRecord {
             w.string(r.configVersion)
             w.time(r.at)
         case .decision(let r):
-            precondition(r.payload == nil || sealed != nil, "plaintext payloads are sealed before encoding")
+            precondition(r.payload == nil || sealing != nil, "plaintext payloads are sealed while encoding")
             w.string(r.signalID)
             w.string(r.recipientID)
             w.bool(r.allowed)
@@ -395,9 +403,16 @@ extension JournalRecord {
             w.strings(r.fieldsDropped)
             w.optional(r.retentionUntil) { $0.time($1) }
             w.optional(r.deliveryMode) { $0.string($1.rawValue) }
-            w.optional(sealed ?? r.sealed) {
-                $0.varint(UInt64($1.keySlot))
-                $0.data($1.ciphertext)
+            if let sealing, let plaintext = r.payload {
+                w.u8(1)
+                w.varint(UInt64(sealing.slot))
+                try w.sealed(plaintext, key: sealing.key, nonce: sealing.nonce,
+                             aad: KeySlot.associatedData(signalID: r.signalID, recipientID: r.recipientID))
+            } else {
+                w.optional(r.sealed) {
+                    $0.varint(UInt64($1.keySlot))
+                    $0.data($1.ciphertext)
+                }
             }
             w.time(r.at)
         case .attempt(let r):

@@ -17,8 +17,9 @@ import WaakvlamTransport
 /// outcomes run, so the state below needs no lock. A pass runs once a second, and shortly
 /// after new deliveries were queued or a slot became free (wake-ups that come close together
 /// share one pass). A push that got a 2xx appends its receipt to the journal without
-/// waiting; the journal's completion hands the delivery back to the loop once the receipt is
-/// durable, so a delivery is never picked again before that. Failed attempts and expiries
+/// waiting, lazily (it joins the next submission's group commit, or commits within the
+/// journal's `lazyDelay`, 10 ms); the journal's completion hands the delivery back to the loop
+/// once the receipt is durable, so a delivery is never picked again before that. Failed attempts and expiries
 /// are released the same way once their record is durable. The per-recipient limit counts
 /// requests on the wire.
 ///
@@ -290,11 +291,13 @@ final class DeliveryScheduler: @unchecked Sendable {
 
     /// Appends the receipt without waiting; the completion releases the delivery. A receipt
     /// that cannot be journaled means the delivery is pushed again later (at-least-once;
-    /// recipients deduplicate by id).
+    /// recipients deduplicate by id). Lazily, unless every in-flight slot is taken: then the
+    /// next push waits for this release, and should not wait out the lazy delay too.
     private func journalReceipt(of delivery: DeliveryState) {
         let receipt = JournalRecord.delivered(Delivered(signalID: delivery.signalID, recipientID: delivery.recipientID,
                                                         via: .push, at: Date()))
-        append([receipt], for: delivery, lazily: true, then: .delivered)
+        let slotsFull = inFlight.count >= configuration.current.configuration.node.delivery.maximumInFlight
+        append([receipt], for: delivery, lazily: !slotsFull, then: .delivered)
     }
 
     /// A receipt is durable: the recipient counts as up.

@@ -330,7 +330,9 @@ final class PeerRoutes: @unchecked Sendable {
         // One snapshot per request: the sender is identified and its signal decided under it.
         let snapshot = configuration.current
         let organisation: Organisation
-        switch Identity.organisation(for: peer.certificate, in: snapshot.configuration) {
+        // Through the closure's parameter: taken from the local, the configuration would be
+        // copied for the call (each of its arrays and dictionaries retained and released).
+        switch withExtendedLifetime(snapshot, { Identity.organisation(for: peer.certificate, in: $0.configuration) }) {
         case .failure(let refusal):
             metrics.increment("waakvlam_identity_refused_total", ["code": refusal.code])
             Log.shared.warning("identity_refused", ["remote": peer.remoteAddress, "code": refusal.code,

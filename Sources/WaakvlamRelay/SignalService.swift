@@ -89,31 +89,36 @@ final class SignalService: @unchecked Sendable {
         inFlight[id] = []
         inFlightLock.unlock()
         decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
-                         requestHash: requestHash, trace: trace, loop: loop) { [self] response in
-            reply(response)
-            inFlightLock.lock()
-            let waiting = inFlight.removeValue(forKey: id) ?? []
-            inFlightLock.unlock()
-            // Not on the connection's loop: a re-run may read the journal, which blocks.
-            for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
-        }
+                         requestHash: requestHash, trace: trace, loop: loop, reply: reply)
     }
 
+    /// Gives the answer to the submission of `signalID` that was in flight, then lets the
+    /// submissions of the same id that came meanwhile run again.
+    private func finish(_ signalID: String, _ response: HTTPResponse, reply: @Sendable (HTTPResponse) -> Void) {
+        reply(response)
+        inFlightLock.lock()
+        let waiting = inFlight.removeValue(forKey: signalID) ?? []
+        inFlightLock.unlock()
+        // Not on the connection's loop: a re-run may read the journal, which blocks.
+        for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
+    }
+
+    /// Decides and journals a submission that is now in flight; every way out ends in `finish`
+    /// (the append's completion is the only closure made per signal).
     private func decideAndJournal(_ submission: SignalSubmission, sender: Organisation, snapshot: ConfigurationSnapshot,
                                   canonicalPayload: [UInt8], requestHash: String, trace: TraceContext, loop: EventLoop,
                                   reply: @escaping @Sendable (HTTPResponse) -> Void) {
         let now = Date()
-        let current = snapshot.configuration  // taken once for the whole submission
         let decisions: [RecipientDecision]
-        switch PolicyEngine.decide(submission, sender: sender, configuration: current, at: now) {
+        switch PolicyEngine.decide(submission, sender: sender, configuration: snapshot.configuration, at: now) {
         case .invalid(let issues):
             metrics.increment("waakvlam_signals_rejected_total", ["reason": "invalid_payload"])
-            return reply(Self.invalid(InvalidPayload(issues)))
+            return finish(submission.id, Self.invalid(InvalidPayload(issues)), reply: reply)
         case .decided(let decided):
             decisions = decided
         }
         var pseudonyms: [String] = []
-        if let keys = current.withSignalType(id: submission.type, { subjectKeys(for: submission.payload, type: $0) }) {
+        if let keys = snapshot.configuration.subjectKeys(for: submission.payload, typeID: submission.type) {
             pseudonyms.reserveCapacity(2)
             if let person = keys.person { pseudonyms.append(pseudonymizer.pseudonym(person)) }
             if let address = keys.address { pseudonyms.append(pseudonymizer.pseudonym(address)) }
@@ -141,11 +146,11 @@ final class SignalService: @unchecked Sendable {
             decisionRecords.append(record)
         }
         if !prepared.isEmpty { onQueued(.prepared(prepared)) }
-        let accepted = Accepted(received: received, decisions: decisions, decisionRecords: decisionRecords)
+        let accepted = Accepted(received: received, decisionRecords: decisionRecords)
         let completion: Journal.AppendCompletion = { [self] result in
             switch result {
-            case .success: reply(journaled(accepted))
-            case .failure(let error): reply(journalFailed(accepted.received.signalID, error))
+            case .success: finish(accepted.received.signalID, journaled(accepted), reply: reply)
+            case .failure(let error): finish(accepted.received.signalID, journalFailed(accepted.received.signalID, error), reply: reply)
             }
         }
         do {
@@ -156,10 +161,10 @@ final class SignalService: @unchecked Sendable {
     }
 
     /// A submission decided and on its way to the journal: what its answer and logs need
-    /// (the received record holds the signal's id, sender, type, trace and configuration).
+    /// (the received record holds the signal's id, sender, type, trace and configuration;
+    /// the decision records, one per recipient, the rest).
     private struct Accepted: @unchecked Sendable {
         let received: Received
-        let decisions: [RecipientDecision]
         let decisionRecords: [Decision]
     }
 
@@ -176,7 +181,7 @@ final class SignalService: @unchecked Sendable {
                 Log.shared.info("decision_allowed", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
                                                      "recipient": records[index].recipientID,
                                                      "rule": records[index].ruleID ?? "", "convenant": records[index].convenantID ?? "",
-                                                     "convenant_version": accepted.decisions[index].allowed?.convenantVersion ?? 0,
+                                                     "convenant_version": Self.convenantVersion(of: records[index]),
                                                      "config_version": accepted.received.configVersion])
             } else {
                 let code = records[index].reasonCode ?? ""
@@ -191,11 +196,17 @@ final class SignalService: @unchecked Sendable {
         acceptedByType.increment(accepted.received.signalType)
         Log.shared.info("signal_received", ["signal": accepted.received.signalID, "sender": accepted.received.senderID,
                                             "type": accepted.received.signalType,
-                                            "recipients": accepted.decisions.count, "trace_id": accepted.received.traceID])
+                                            "recipients": records.count, "trace_id": accepted.received.traceID])
         if queuedPush { onQueued(.queued) }
         // The answer a resubmission would get from the journal, from the records as they were
         // appended instead of reading them back.
         return Self.answer(received: accepted.received, decisions: accepted.decisionRecords)
+    }
+
+    /// The version of the convenant that allowed a decision, as a number (as the convenant
+    /// numbers it; the record holds it as text); 0 for a denial.
+    private static func convenantVersion(of decision: Decision) -> Int {
+        decision.convenantVersion.flatMap { Int($0) } ?? 0
     }
 
     private func journalFailed(_ signalID: String, _ error: Error) -> HTTPResponse {
@@ -404,16 +415,23 @@ final class SignalService: @unchecked Sendable {
     /// SHA-256 over the canonical form of what was asked (type, recipients, payload), so
     /// that the same content resubmitted under the same id is recognised.
     static func requestHash(_ submission: SignalSubmission, canonicalPayload: [UInt8]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(64 + canonicalPayload.count)
-        bytes.append(contentsOf: submission.type.utf8)
-        bytes.append(0x0A)
-        for recipient in submission.recipients {
-            bytes.append(contentsOf: recipient.description.utf8)
-            bytes.append(0x0A)
+        var count = submission.type.utf8.count + 1 + canonicalPayload.count
+        for recipient in submission.recipients { count += recipient.description.utf8.count + 1 }
+        // Gathered on the stack (for all but very large payloads), not in an array of its own.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { bytes in
+            var end = bytes.startIndex
+            func append<Bytes: Sequence<UInt8>>(_ part: Bytes, line: Bool) {
+                end += UnsafeMutableBufferPointer(rebasing: bytes[end...]).initialize(from: part).1
+                if line {
+                    bytes[end] = 0x0A
+                    end += 1
+                }
+            }
+            append(submission.type.utf8, line: true)
+            for recipient in submission.recipients { append(recipient.description.utf8, line: true) }
+            append(canonicalPayload, line: false)
+            return SHA256.hexDigest(UnsafeRawBufferPointer(bytes))
         }
-        bytes.append(contentsOf: canonicalPayload)
-        return SHA256.hexDigest(bytes)
     }
 
     /// - Parameter canonicalPayload: the submitted payload's canonical JSON, which is the
@@ -444,7 +462,8 @@ final class SignalService: @unchecked Sendable {
     ///   (from the caller's own records, without gathering copies of them first).
     static func signalJSON(received: Received, recipients: Int, error: (code: String, message: String)? = nil,
                            _ appendRecipients: (inout JSONText.Writer) -> Void) -> [UInt8] {
-        var json = JSONText.Writer(capacity: 256 + 320 * recipients)
+        // Room for the usual answer (a recipient with a few tens of fields) without growing.
+        var json = JSONText.Writer(capacity: 512 + 512 * recipients)
         json.beginObject()
         json.string("configVersion", received.configVersion)
         if let error {

@@ -102,6 +102,27 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(journal.deliveryState().delivery(signalID: "b", recipientID: "x")?.hasPayload, false)
     }
 
+    /// A payload sealed straight into the body (as the journal appends) gives the bytes that
+    /// sealing it into an array of its own and writing that gives.
+    func testPayloadSealedIntoTheBodyEqualsTheSealedArrayWritten() throws {
+        let key = SecureRandom.bytes(AESGCM.keyCount), nonce = SecureRandom.bytes(AESGCM.nonceCount)
+        for count in [0, 1, 15, 16, 17, 127, 128, 300, 5000] {
+            guard case .decision(var d) = Sample.decision("s-\(count)", payload: SecureRandom.bytes(count)) else { return XCTFail("samples changed") }
+            var direct = ByteWriter()
+            try key.withUnsafeBytes { key in
+                try nonce.withUnsafeBytes { nonce in
+                    try JournalRecord.decision(d).encodeBody(into: &direct, sealing: PayloadSealing(slot: 300, key: key, nonce: nonce))
+                }
+            }
+            let ciphertext = try AESGCM.seal(d.payload!, key: key, nonce: nonce, aad: Array("s-\(count)\u{0}gemeente-hoorn".utf8))
+            d.payload = nil
+            d.sealed = SealedPayload(keySlot: 300, ciphertext: ciphertext)
+            var viaArray = ByteWriter()
+            try JournalRecord.decision(d).encodeBody(into: &viaArray)
+            XCTAssertEqual(direct.bytes, viaArray.bytes, "payload of \(count) bytes")
+        }
+    }
+
     func testRecordCopiesAreIndependent() {
         guard case .received(let original) = Sample.received("s"), case .decision(let decision) = Sample.decision("s") else {
             return XCTFail("samples changed")

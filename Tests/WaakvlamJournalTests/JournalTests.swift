@@ -376,6 +376,31 @@ final class JournalTests: XCTestCase {
         hasty.close()
     }
 
+    /// An append made by a completion on the completion thread (held until the group's
+    /// completions ran) starts a group commit even while a lazy append waits in the queue.
+    func testAnAppendMadeOnTheCompletionThreadDoesNotWaitBehindALazyOne() throws {
+        let loop = try EventLoop(name: "test-lazy-held")
+        try loop.start()
+        defer {
+            loop.execute { loop.finish() }
+            loop.waitUntilFinished()
+        }
+        let journal = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
+        let lazyDone = DispatchSemaphore(value: 0), heldDone = DispatchSemaphore(value: 0)
+        try journal.append(Sample.signal("first")) { _ in
+            try? journal.append(Sample.signal("lazy"), on: loop, lazily: true) { result in
+                if case .success = result { lazyDone.signal() }
+            }
+            try? journal.append(Sample.signal("held")) { result in
+                if case .success = result { heldDone.signal() }
+            }
+        }
+        XCTAssertEqual(heldDone.wait(timeout: .now() + 5), .success, "the held append did not wait for the lazy delay")
+        XCTAssertEqual(lazyDone.wait(timeout: .now() + 5), .success, "the lazy append rode along")
+        XCTAssertEqual(journal.statistics.groupCommits, 2)
+        journal.close()
+    }
+
     /// Closing the journal commits the lazy appends that wait, and tells them.
     func testClosingCommitsWaitingLazyAppends() throws {
         let loop = try EventLoop(name: "test-lazy-close")

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import WaakvlamCore
 @testable import WaakvlamRelay
+import WaakvlamCrypto
 import WaakvlamTransport
 
 /// The relay's shortcuts on the submission path give what the general path gives.
@@ -22,6 +23,24 @@ final class HotPathTests: XCTestCase {
         XCTAssertEqual(request.query, "limit=5")
         XCTAssertEqual(HTTPRequest(method: "GET", target: "/v1/inbox").path, "/v1/inbox")
         XCTAssertNil(HTTPRequest(method: "GET", target: "/v1/inbox").query)
+    }
+
+    /// The request hash is journaled (a resubmission is recognised by it): it stays SHA-256
+    /// over the type, each recipient and the canonical payload, each on its own line.
+    func testRequestHashIsTheHashOfTheCanonicalRequest() {
+        let names = ["", "1hoorn", "gemeente-hoorn", "politie-nhn", "é", String(repeating: "x", count: 200)]
+        for round in 0..<300 {
+            var recipients = (0..<Int.random(in: 0...4)).map { _ in RecipientRequest.organisation(names.randomElement()!) }
+            if round % 3 == 0 { recipients.append(.gemeenteOfAddress) }
+            let payload: [String: PayloadValue] = Dictionary(uniqueKeysWithValues: (0..<Int.random(in: 0...30)).map {
+                ("veld\($0)", PayloadValue.string(String(repeating: "w", count: Int.random(in: 0...300))))
+            })
+            let submission = SignalSubmission(id: "h-\(round)", type: round % 2 == 0 ? "zorgsignaal" : "", recipients: recipients, payload: payload)
+            let canonical = Payload.canonicalBytes(payload)
+            var bytes = Array(submission.type.utf8) + [0x0A]
+            for recipient in recipients { bytes += Array(recipient.description.utf8) + [0x0A] }
+            XCTAssertEqual(SignalService.requestHash(submission, canonicalPayload: canonical), SHA256.hexDigest(bytes + canonical))
+        }
     }
 
     /// A decision whose rule keeps every field stores the submitted payload's canonical bytes;
