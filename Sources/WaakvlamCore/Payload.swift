@@ -155,7 +155,8 @@ public enum Payload {
 
         static func start(of key: String) -> UInt64 {
             var start: UInt64 = 0, count: UInt64 = 0
-            for byte in key.utf8.prefix(8) {
+            for byte in key.utf8 {
+                if count == 8 { break }
                 start = start << 8 | UInt64(byte)
                 count += 1
             }

@@ -20,6 +20,8 @@ public struct SubjectKeys: Sendable, Equatable {
         PayloadValidator.isValidBSN(bsn) ? "bsn:" + bsn : nil
     }
 
+    private static let personPrefix = Array("person:".utf8)
+
     /// The surname is folded (case, accents, spaces), so "Dijk, van" and "van dijk" differ but
     /// "Çelik" and "celik" do not.
     public static func person(surname: String, birthDate: String, postcode: String) -> String? {
@@ -27,27 +29,38 @@ public struct SubjectKeys: Sendable, Equatable {
         if surname.utf8.allSatisfy({ $0 < 0x80 }) {
             // ASCII (most names): folding is lower-casing; the same text, without the cost of
             // Foundation's locale-aware folding on every signal. Words lower-cased, separated
-            // by one space (runs of whitespace collapsed, none at the ends), written straight
-            // into the key (one allocation, where interpolating its parts made several).
-            var key = "person:"
-            key.reserveCapacity(key.utf8.count + surname.utf8.count + 2 + 10 + 6)
-            let prefixCount = key.utf8.count
-            var space = false
-            for byte in surname.utf8 {
-                if byte == 0x20 || (0x09...0x0D).contains(byte) {
-                    space = key.utf8.count > prefixCount
-                    continue
+            // by one space (runs of whitespace collapsed, none at the ends), written byte by
+            // byte into the key's own storage (one allocation, no per-character appends).
+            func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
+            guard surname.utf8.contains(where: { !isSpace($0) }) else { return nil }
+            let date = date.description, postcode = postcode.description
+            let capacity = Self.personPrefix.count + surname.utf8.count + 1 + date.utf8.count + 1 + postcode.utf8.count
+            return String(unsafeUninitializedCapacity: capacity) { key in
+                var end = 0
+                func append<Bytes: Collection<UInt8>>(_ bytes: Bytes) {
+                    end += UnsafeMutableBufferPointer(rebasing: key[end...]).initialize(fromContentsOf: bytes)
                 }
-                if space { key.unicodeScalars.append(" ") }
-                space = false
-                key.unicodeScalars.append(Unicode.Scalar((0x41...0x5A).contains(byte) ? byte + 0x20 : byte))
+                func put(_ byte: UInt8) {
+                    key[end] = byte
+                    end += 1
+                }
+                append(Self.personPrefix)
+                var space = false
+                for byte in surname.utf8 {
+                    if isSpace(byte) {
+                        space = end > Self.personPrefix.count
+                        continue
+                    }
+                    if space { put(0x20) }
+                    space = false
+                    put((0x41...0x5A).contains(byte) ? byte + 0x20 : byte)
+                }
+                put(UInt8(ascii: "|"))
+                append(date.utf8)
+                put(UInt8(ascii: "|"))
+                append(postcode.utf8)
+                return end
             }
-            guard key.utf8.count > prefixCount else { return nil }
-            key += "|"
-            key += date.description
-            key += "|"
-            key += postcode.description
-            return key
         }
         let folded = surname.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
             .split(whereSeparator: { $0.isWhitespace }).joined(separator: " ").lowercased()
