@@ -270,7 +270,9 @@ final class DeliveryScheduler: @unchecked Sendable {
         // Head and message written into the one buffer that is sent.
         var request = target.head.request(capacity: 256 + delivery.signalID.utf8.count + message.estimatedCount)
         request.add("waakvlam-signal-id", delivery.signalID)
-        if message.trace != nil { request.add("traceparent") { message.appendTraceparent(to: &$0) } }
+        if let trace = message.trace {
+            request.add("traceparent") { Outbound.Message.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &$0) }
+        }
         loop.send(request.finish { message.write(to: &$0) }, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)
             switch result {

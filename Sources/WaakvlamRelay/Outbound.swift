@@ -85,7 +85,7 @@ enum Outbound {
                 out.append(contentsOf: #","traceparent":"#.utf8)
                 if Self.needsNoEscape(trace.traceID) && Self.needsNoEscape(trace.spanID) {
                     out.append(UInt8(ascii: "\""))
-                    appendTraceparent(to: &out)
+                    Self.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &out)
                     out.append(UInt8(ascii: "\""))
                 } else {
                     JSONText.appendString(TraceContext.traceparent(traceID: trace.traceID, spanID: trace.spanID), to: &out)
@@ -96,14 +96,19 @@ enum Outbound {
             out.append(UInt8(ascii: "}"))
         }
 
-        /// The `traceparent` as `TraceContext.traceparent` has it, "00-<trace id>-<span id>-01",
-        /// appended to `out` (a message must have a `trace`).
-        func appendTraceparent(to out: inout [UInt8]) {
+        /// The `traceparent` as `TraceContext.traceparent` has it, "00-<trace id>-<span id>-01".
+        static func appendTraceparent(traceID: String, spanID: String, to out: inout [UInt8]) {
             out.append(contentsOf: "00-".utf8)
-            out.append(contentsOf: trace!.traceID.utf8)
+            appendUTF8(traceID, to: &out)
             out.append(UInt8(ascii: "-"))
-            out.append(contentsOf: trace!.spanID.utf8)
+            appendUTF8(spanID, to: &out)
             out.append(contentsOf: "-01".utf8)
+        }
+
+        /// Copies from the string's own buffer (handing `utf8` to `append(contentsOf:)` would
+        /// retain the string).
+        private static func appendUTF8(_ text: String, to out: inout [UInt8]) {
+            if text.utf8.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { out.append(contentsOf: text.utf8) }
         }
 
         /// Whether `JSONText.appendString` would copy `text` as it is (no quote, backslash or

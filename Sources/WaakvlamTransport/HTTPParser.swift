@@ -362,6 +362,11 @@ private struct FramingFields {
     /// `headers` as parsed: names are tokens, in lower case. Strings are made only of the
     /// values used.
     init(_ headers: HTTPHeaders) {
+        // Gathered in local variables: a closure changing `self` (or one local value of this
+        // type) copies the whole value in and out.
+        var hostCount = 0, contentLengthCount = 0
+        var contentLength: String?, expect: String?
+        var transferEncodings: [String] = [], connection: [String] = []
         headers.forEachField { name, value in
             if HTTPHeaders.parsedName(name, is: "host") {
                 hostCount += 1
@@ -377,6 +382,12 @@ private struct FramingFields {
             }
             return true
         }
+        self.hostCount = hostCount
+        self.contentLengthCount = contentLengthCount
+        self.contentLength = contentLength
+        self.transferEncodings = transferEncodings
+        self.connection = connection
+        self.expect = expect
     }
 }
 
