@@ -52,12 +52,6 @@ public struct Configuration: Sendable, Equatable {
         organisation(id: identifier) ?? organisation(oin: identifier)
     }
     public func signalType(id: String) -> SignalType? { typesByID[id].map { signalTypes[$0] } }
-    /// Runs `body` on the signal type of this id where it lies in the configuration, instead of
-    /// returning a copy (which retains each of its strings and arrays); nil when there is none.
-    public func withSignalType<Result>(id: String, _ body: (SignalType) throws -> Result) rethrows -> Result? {
-        guard let index = typesByID[id] else { return nil }
-        return try body(signalTypes[index])
-    }
 
     /// The position of the signal type of this id in `signalTypes` (and `rulesByType`).
     func signalTypeIndex(id: String) -> Int? { typesByID[id] }

@@ -111,8 +111,7 @@ public func subjectKeys(for payload: [String: PayloadValue], type: SignalType) -
 extension Configuration {
     /// `subjectKeys(for:type:)` for the signal type of this id; nil when there is none. Only
     /// the type's person and address fields are read from the configuration: a copy of the
-    /// whole type (as `withSignalType` hands it over) retains each of its arrays and longer
-    /// strings, for every signal.
+    /// whole type retains each of its arrays and longer strings, for every signal.
     public func subjectKeys(for payload: [String: PayloadValue], typeID: String) -> SubjectKeys? {
         guard let index = signalTypeIndex(id: typeID) else { return nil }
         return WaakvlamCore.subjectKeys(for: payload, person: signalTypes[index].person, address: signalTypes[index].address)
