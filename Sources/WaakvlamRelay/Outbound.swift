@@ -34,8 +34,16 @@ enum Outbound {
             trace = received.map { ($0.traceID, $0.spanID) }
         }
 
-        /// About the size of the JSON.
-        var estimatedCount: Int { 384 + payload.count }
+        /// About the size of the JSON (a little more unless much needs escaping): the fixed
+        /// parts and the text, so that the buffer it is written into need not grow.
+        var estimatedCount: Int {
+            var text = signalID.utf8.count + signalType.utf8.count + senderID.utf8.count
+            text += (decision.convenantID?.utf8.count ?? 0) + (decision.convenantVersion?.utf8.count ?? 0)
+                + (decision.processingActivity?.utf8.count ?? 0) + (decision.ruleID?.utf8.count ?? 0)
+            if let sender { text += sender.name.utf8.count + sender.oin.utf8.count + sender.sector.rawValue.utf8.count }
+            if let trace { text += trace.traceID.utf8.count + trace.spanID.utf8.count }
+            return 384 + payload.count + text
+        }
 
         /// The message as JSON.
         var body: [UInt8] {
