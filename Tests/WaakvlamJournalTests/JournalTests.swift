@@ -347,83 +347,79 @@ final class JournalTests: XCTestCase {
     /// A lazy append starts no group commit: it waits for the next urgent append and shares
     /// its commit, or commits alone once its delay is over.
     func testALazyAppendJoinsTheNextGroupCommitOrWaitsItsDelayAtMost() throws {
-        let loop = try EventLoop(name: "test-lazy")
-        try loop.start()
-        defer {
-            loop.execute { loop.finish() }
-            loop.waitUntilFinished()
-        }
-        let patient = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
-        let joined = DispatchSemaphore(value: 0)
-        try patient.append(Sample.signal("lazy-1"), on: loop, lazily: true) { result in
-            if case .success = result { joined.signal() }
-        }
-        XCTAssertEqual(joined.wait(timeout: .now() + 0.3), .timedOut, "a lazy append alone waits")
-        XCTAssertEqual(patient.statistics.groupCommits, 0)
-        try patient.append(Sample.signal("urgent-1"))
-        XCTAssertEqual(joined.wait(timeout: .now() + 5), .success, "the lazy append rode along")
-        XCTAssertEqual(patient.statistics.groupCommits, 1)
-        XCTAssertEqual(patient.statistics.appends, 2)
-        patient.close()
+        try withLoop("test-lazy") { loop in
+            let patient = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
+            let joined = DispatchSemaphore(value: 0)
+            try appendLazily("lazy-1", to: patient, on: loop, told: joined)
+            XCTAssertEqual(joined.wait(timeout: .now() + 0.3), .timedOut, "a lazy append alone waits")
+            XCTAssertEqual(patient.statistics.groupCommits, 0)
+            try patient.append(Sample.signal("urgent-1"))
+            XCTAssertEqual(joined.wait(timeout: .now() + 5), .success, "the lazy append rode along")
+            XCTAssertEqual(patient.statistics.groupCommits, 1)
+            XCTAssertEqual(patient.statistics.appends, 2)
+            patient.close()
 
-        let hasty = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 0.05))
-        let alone = DispatchSemaphore(value: 0)
-        try hasty.append(Sample.signal("lazy-2"), on: loop, lazily: true) { result in
-            if case .success = result { alone.signal() }
+            let hasty = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 0.05))
+            let alone = DispatchSemaphore(value: 0)
+            try appendLazily("lazy-2", to: hasty, on: loop, told: alone)
+            XCTAssertEqual(alone.wait(timeout: .now() + 5), .success, "committed once its delay was over")
+            XCTAssertEqual(hasty.statistics.groupCommits, 1)
+            hasty.close()
         }
-        XCTAssertEqual(alone.wait(timeout: .now() + 5), .success, "committed once its delay was over")
-        XCTAssertEqual(hasty.statistics.groupCommits, 1)
-        hasty.close()
     }
 
     /// An append made by a completion on the completion thread (held until the group's
     /// completions ran) starts a group commit even while a lazy append waits in the queue.
     func testAnAppendMadeOnTheCompletionThreadDoesNotWaitBehindALazyOne() throws {
-        let loop = try EventLoop(name: "test-lazy-held")
-        try loop.start()
-        defer {
-            loop.execute { loop.finish() }
-            loop.waitUntilFinished()
-        }
-        let journal = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
-        let lazyDone = DispatchSemaphore(value: 0), heldDone = DispatchSemaphore(value: 0)
-        try journal.append(Sample.signal("first")) { _ in
-            try? journal.append(Sample.signal("lazy"), on: loop, lazily: true) { result in
-                if case .success = result { lazyDone.signal() }
+        try withLoop("test-lazy-held") { loop in
+            let journal = try Journal.openForTest(temporaryDirectory(self), JournalOptions(lazyDelay: 60))
+            let lazyDone = DispatchSemaphore(value: 0), heldDone = DispatchSemaphore(value: 0)
+            try journal.append(Sample.signal("first")) { _ in
+                try? self.appendLazily("lazy", to: journal, on: loop, told: lazyDone)
+                try? journal.append(Sample.signal("held")) { result in
+                    if case .success = result { heldDone.signal() }
+                }
             }
-            try? journal.append(Sample.signal("held")) { result in
-                if case .success = result { heldDone.signal() }
-            }
+            XCTAssertEqual(heldDone.wait(timeout: .now() + 5), .success, "the held append did not wait for the lazy delay")
+            XCTAssertEqual(lazyDone.wait(timeout: .now() + 5), .success, "the lazy append rode along")
+            XCTAssertEqual(journal.statistics.groupCommits, 2)
+            journal.close()
         }
-        XCTAssertEqual(heldDone.wait(timeout: .now() + 5), .success, "the held append did not wait for the lazy delay")
-        XCTAssertEqual(lazyDone.wait(timeout: .now() + 5), .success, "the lazy append rode along")
-        XCTAssertEqual(journal.statistics.groupCommits, 2)
-        journal.close()
     }
 
     /// Closing the journal commits the lazy appends that wait, and tells them.
     func testClosingCommitsWaitingLazyAppends() throws {
-        let loop = try EventLoop(name: "test-lazy-close")
+        try withLoop("test-lazy-close") { loop in
+            let dir = temporaryDirectory(self)
+            let journal = try Journal.openForTest(dir, JournalOptions(lazyDelay: 60))
+            let told = DispatchSemaphore(value: 0)
+            for i in 0..<3 { try appendLazily("lazy-\(i)", to: journal, on: loop, told: told) }
+            let closing = monotonicNanoseconds()
+            journal.close()
+            XCTAssertLessThan(monotonicNanoseconds() - closing, 30_000_000_000, "close did not wait out the lazy delay")
+            for _ in 0..<3 { XCTAssertEqual(told.wait(timeout: .now() + 5), .success) }
+            let reopened = try Journal.openForTest(dir)
+            XCTAssertEqual(reopened.statistics.headSequence, UInt64(3 * Sample.signal("x").count))
+            reopened.close()
+        }
+    }
+
+    /// Runs `body` with a started event loop, and ends the loop afterwards.
+    private func withLoop(_ name: String, _ body: (EventLoop) throws -> Void) throws {
+        let loop = try EventLoop(name: name)
         try loop.start()
         defer {
             loop.execute { loop.finish() }
             loop.waitUntilFinished()
         }
-        let dir = temporaryDirectory(self)
-        let journal = try Journal.openForTest(dir, JournalOptions(lazyDelay: 60))
-        let told = DispatchSemaphore(value: 0)
-        for i in 0..<3 {
-            try journal.append(Sample.signal("lazy-\(i)"), on: loop, lazily: true) { result in
-                if case .success = result { told.signal() }
-            }
+        try body(loop)
+    }
+
+    /// Appends a sample signal lazily on `loop`; `told` is signalled once it is durable.
+    private func appendLazily(_ id: String, to journal: Journal, on loop: EventLoop, told: DispatchSemaphore) throws {
+        try journal.append(Sample.signal(id), on: loop, lazily: true) { result in
+            if case .success = result { told.signal() }
         }
-        let closing = monotonicNanoseconds()
-        journal.close()
-        XCTAssertLessThan(monotonicNanoseconds() - closing, 30_000_000_000, "close did not wait out the lazy delay")
-        for _ in 0..<3 { XCTAssertEqual(told.wait(timeout: .now() + 5), .success) }
-        let reopened = try Journal.openForTest(dir)
-        XCTAssertEqual(reopened.statistics.headSequence, UInt64(3 * Sample.signal("x").count))
-        reopened.close()
     }
 
     /// Writers that append again from their completion, as the benchmark's do: nothing waits,
