@@ -113,24 +113,21 @@ public enum Payload {
         var output: [UInt8] = [UInt8(ascii: "{")]
         output.reserveCapacity(64 + payload.count * 48)
         // The members' positions sorted by key on the stack (the keys are distinct): no sorted
-        // copy of the members, and most comparisons settled by the keys' first bytes.
+        // copy of the members, and most comparisons settled by the keys' first bytes. (The
+        // standard sort: O(n log n) for a payload of any size, and for the usual few tens of
+        // fields an insertion sort that allocates nothing.)
         withUnsafeTemporaryAllocation(of: CanonicalOrder.self, capacity: payload.count) { order in
-            order.initialize(repeating: CanonicalOrder(start: 0, index: payload.startIndex))
             var count = 0
             for index in payload.indices {
-                let entry = CanonicalOrder(start: CanonicalOrder.start(of: payload.keys[index]), index: index)
-                // Insertion sort: payloads have a few tens of fields at most.
-                var slot = count
-                while slot > 0, entry.precedes(order[slot - 1], in: payload) {
-                    order[slot] = order[slot - 1]
-                    slot -= 1
-                }
-                order[slot] = entry
+                order.initializeElement(at: count, to: CanonicalOrder(start: CanonicalOrder.start(of: payload.keys[index]), index: index))
                 count += 1
             }
+            var sorted = UnsafeMutableBufferPointer(rebasing: order[..<count])
+            defer { _ = sorted.deinitialize() }
+            sorted.sort { $0.precedes($1, in: payload) }
             for position in 0..<count {
                 if position > 0 { output.append(UInt8(ascii: ",")) }
-                let index = order[position].index
+                let index = sorted[position].index
                 appendCanonicalString(payload.keys[index], to: &output)
                 output.append(UInt8(ascii: ":"))
                 switch payload.values[index] {
