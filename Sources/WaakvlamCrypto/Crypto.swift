@@ -136,18 +136,20 @@ public enum AESGCM {
     private static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
         let count = nonceCount + plaintext.count + tagCount
         return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            try key.withUnsafeBytes { try seal(plaintext, key: $0, nonce: nonce, aad: aad, into: buffer.baseAddress!) }
+            try key.withUnsafeBytes { try seal(plaintext, key: $0, nonce: nonce, aad: aad, into: UnsafeMutableRawBufferPointer(buffer)) }
             initialized = count
         }
     }
 
-    /// Writes nonce || ciphertext || tag (`nonceCount + plaintext.count + tagCount` bytes) to
-    /// `out`: for a caller that seals straight into a larger buffer. The nonce rule of
+    /// Writes nonce || ciphertext || tag into `destination`, which must be exactly
+    /// `nonceCount + plaintext.count + tagCount` bytes: for a caller that seals straight into a larger buffer. The nonce rule of
     /// `seal(_:key:nonce:aad:)` holds.
     public static func seal(_ plaintext: [UInt8], key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: [UInt8],
-                            into out: UnsafeMutableRawPointer) throws {
+                            into destination: UnsafeMutableRawBufferPointer) throws {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }
         precondition(nonce.count == nonceCount, "AES-GCM nonces are 12 bytes")
+        precondition(destination.count == nonceCount + plaintext.count + tagCount, "room for exactly nonce, ciphertext and tag")
+        let out = destination.baseAddress!
         let ctx = ThreadContexts.current.sealing
         defer { _ = EVP_EncryptInit_ex(ctx, nil, nil, ThreadContexts.zeroKey, nil) }
         guard EVP_EncryptInit_ex(ctx, nil, nil, key.baseAddress!.assumingMemoryBound(to: UInt8.self),

@@ -45,7 +45,9 @@ struct ByteWriter {
         varint(UInt64(count))
         let start = bytes.count
         zeros(count)
-        try bytes.withUnsafeMutableBytes { try AESGCM.seal(plaintext, key: key, nonce: nonce, aad: aad, into: $0.baseAddress! + start) }
+        try bytes.withUnsafeMutableBytes {
+            try AESGCM.seal(plaintext, key: key, nonce: nonce, aad: aad, into: UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + count]))
+        }
     }
 
     /// `count` zero bytes.

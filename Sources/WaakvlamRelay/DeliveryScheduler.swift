@@ -271,7 +271,7 @@ final class DeliveryScheduler: @unchecked Sendable {
         var request = target.head.request(capacity: 256 + delivery.signalID.utf8.count + message.estimatedCount)
         request.add("waakvlam-signal-id", delivery.signalID)
         if let trace = message.trace {
-            request.add("traceparent") { Outbound.Message.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &$0) }
+            request.add("traceparent") { TraceContext.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &$0) }
         }
         loop.send(request.finish { message.write(to: &$0) }, to: target.endpoint, idempotent: true) { [self] result in
             finishSending(delivery.recipientID)

@@ -91,9 +91,9 @@ enum Outbound {
             out.append(UInt8(ascii: "}"))
             if let trace {
                 out.append(contentsOf: #","traceparent":"#.utf8)
-                if Self.needsNoEscape(trace.traceID) && Self.needsNoEscape(trace.spanID) {
+                if JSONText.isPlain(trace.traceID) && JSONText.isPlain(trace.spanID) {
                     out.append(UInt8(ascii: "\""))
-                    Self.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &out)
+                    TraceContext.appendTraceparent(traceID: trace.traceID, spanID: trace.spanID, to: &out)
                     out.append(UInt8(ascii: "\""))
                 } else {
                     JSONText.appendString(TraceContext.traceparent(traceID: trace.traceID, spanID: trace.spanID), to: &out)
@@ -104,26 +104,6 @@ enum Outbound {
             out.append(UInt8(ascii: "}"))
         }
 
-        /// The `traceparent` as `TraceContext.traceparent` has it, "00-<trace id>-<span id>-01".
-        static func appendTraceparent(traceID: String, spanID: String, to out: inout [UInt8]) {
-            out.append(contentsOf: "00-".utf8)
-            appendUTF8(traceID, to: &out)
-            out.append(UInt8(ascii: "-"))
-            appendUTF8(spanID, to: &out)
-            out.append(contentsOf: "-01".utf8)
-        }
-
-        /// Copies from the string's own buffer (handing `utf8` to `append(contentsOf:)` would
-        /// retain the string).
-        private static func appendUTF8(_ text: String, to out: inout [UInt8]) {
-            if text.utf8.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { out.append(contentsOf: text.utf8) }
-        }
-
-        /// Whether `JSONText.appendString` would copy `text` as it is (no quote, backslash or
-        /// control character; it escapes byte by byte, so parts can be checked apart).
-        private static func needsNoEscape(_ text: String) -> Bool {
-            text.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
-        }
     }
 
     /// What the signal service tells the delivery side (`DeliveryScheduler.notice`).

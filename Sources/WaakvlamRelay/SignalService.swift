@@ -430,6 +430,7 @@ final class SignalService: @unchecked Sendable {
             append(submission.type.utf8, line: true)
             for recipient in submission.recipients { append(recipient.description.utf8, line: true) }
             append(canonicalPayload, line: false)
+            precondition(end == bytes.endIndex, "the request hash's input was counted wrong")
             return SHA256.hexDigest(UnsafeRawBufferPointer(bytes))
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import WaakvlamCrypto
+import WaakvlamSystem
 
 /// A W3C Trace Context `traceparent` (version 00): carried across organisations so that a
 /// signal's processing can be followed in every party's Logboek Dataverwerkingen.
@@ -48,10 +49,13 @@ public struct TraceContext: Sendable, Equatable {
 
     public var traceparent: String { Self.traceparent(traceID: traceID, spanID: spanID, flags: flags) }
 
+    /// The version this node writes.
+    private static let version = "00"
+
     /// `00-<trace id>-<span id>-<flags>`, built in one allocation (interpolation takes two or
     /// three): every answer and every push carries one.
     static func traceparent(traceID: String, spanID: String, flags: String = "01") -> String {
-        var text = "00-"
+        var text = version + "-"
         text.reserveCapacity(3 + traceID.utf8.count + 1 + spanID.utf8.count + 1 + flags.utf8.count)
         text += traceID
         text += "-"
@@ -59,5 +63,17 @@ public struct TraceContext: Sendable, Equatable {
         text += "-"
         text += flags
         return text
+    }
+
+    /// `traceparent(traceID:spanID:flags:)` written straight into `out` (a push's header and
+    /// message), with no String in between.
+    static func appendTraceparent(traceID: String, spanID: String, flags: String = "01", to out: inout [UInt8]) {
+        JSONText.appendUTF8(version, to: &out)
+        out.append(UInt8(ascii: "-"))
+        JSONText.appendUTF8(traceID, to: &out)
+        out.append(UInt8(ascii: "-"))
+        JSONText.appendUTF8(spanID, to: &out)
+        out.append(UInt8(ascii: "-"))
+        JSONText.appendUTF8(flags, to: &out)
     }
 }

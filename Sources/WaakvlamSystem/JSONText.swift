@@ -231,6 +231,20 @@ public enum JSONText {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// Whether `appendString` would write `text` as it is, between quotes (no quote,
+    /// backslash or control character). Escaping goes byte by byte, so the parts of a value
+    /// can be checked apart and then written with `appendUTF8`.
+    public static func isPlain(_ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { needsNoEscape($0, escapingSlashes: false) }
+            ?? text.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+    }
+
+    /// Appends `text`'s UTF-8 bytes as they are, from the string's own buffer (handing `utf8`
+    /// to `append(contentsOf:)` would retain the string).
+    public static func appendUTF8(_ text: String, to out: inout [UInt8]) {
+        if text.utf8.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil { out.append(contentsOf: text.utf8) }
+    }
+
     /// Whether `bytes` hold nothing a JSON string must escape: no quote, backslash or control
     /// character, and no "/" when `escapingSlashes`. Eight bytes are checked at a time (with
     /// the "has a byte below n / equal to c" word tricks, exact for any bytes).
