@@ -81,6 +81,13 @@ public struct HMACSHA256: @unchecked Sendable {
 /// Cryptographically secure random bytes from OpenSSL's DRBG. Small draws come from the
 /// calling thread's `RandomPool`, which asks the DRBG for 4 KiB at a time.
 public enum SecureRandom {
+    /// Overwrites secret bytes with zeros in a way the compiler cannot drop (OPENSSL_cleanse),
+    /// once they are no longer needed: keys drawn into a stack buffer, say.
+    public static func wipe(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress else { return }
+        OPENSSL_cleanse(base, buffer.count)
+    }
+
     public static func bytes(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             fill(UnsafeMutableRawBufferPointer(buffer))

@@ -363,6 +363,7 @@ public final class Journal: @unchecked Sendable {
         // only the keys are kept (for the key file), the payloads are sealed into the frames.
         try withUnsafeTemporaryAllocation(byteCount: sealingCount * keyMaterialCount, alignment: 8) { material in
             SecureRandom.fill(material)
+            defer { SecureRandom.wipe(material) }
             var used = 0
             for i in records.indices {
                 var sealing: PayloadSealing?

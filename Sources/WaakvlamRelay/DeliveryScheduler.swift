@@ -18,10 +18,10 @@ import WaakvlamTransport
 /// after new deliveries were queued or a slot became free (wake-ups that come close together
 /// share one pass). A push that got a 2xx appends its receipt to the journal without
 /// waiting, lazily (it joins the next submission's group commit, or commits within the
-/// journal's `lazyDelay`, 10 ms); the journal's completion hands the delivery back to the loop
-/// once the receipt is durable, so a delivery is never picked again before that. Failed attempts and expiries
-/// are released the same way once their record is durable. The per-recipient limit counts
-/// requests on the wire.
+/// journal's `lazyDelay`, 10 ms); the journal's completion hands the delivery back to the
+/// loop once the receipt is durable, so a delivery is never picked again before that. Failed
+/// attempts and expiries are released the same way once their record is durable. The
+/// per-recipient limit counts requests on the wire.
 ///
 /// The first push of a new signal uses a message built from the records as the signal
 /// service journaled them (`notice(.prepared)`, given before the append so it is there when
