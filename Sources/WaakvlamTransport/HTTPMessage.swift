@@ -140,17 +140,22 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
         name.withUTF8Buffer { same(stored, $0) }
     }
 
-    /// Whether a name the parser stored is `name`: byte for byte, as parsed names are ASCII.
+    /// Whether a name the parser stored is `name`: byte for byte, as parsed names are ASCII
+    /// (`name(_:is:)` also allows for stored names beyond ASCII).
     static func parsedName(_ stored: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
-        name.withUTF8Buffer { stored.count == $0.count && (stored.isEmpty || memcmp(stored.baseAddress!, $0.baseAddress!, stored.count) == 0) }
+        name.withUTF8Buffer { equalBytes(stored, $0) }
     }
 
     /// Whether two names or values read as the same string: equal bytes, or (only possible
     /// beyond ASCII) canonically equivalent text, as `String`'s `==` has it.
     static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        if a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) { return true }
+        if equalBytes(a, b) { return true }
         guard a.contains(where: { $0 >= 0x80 }) || b.contains(where: { $0 >= 0x80 }) else { return false }
         return String(decoding: a, as: UTF8.self) == String(decoding: b, as: UTF8.self)
+    }
+
+    private static func equalBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
     }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
