@@ -100,6 +100,76 @@ func closedLoop<State>(threads: Int, warmUp: Double = 0, seconds: Double, count:
                             cpuSeconds: cpuAfter - cpuBefore)
 }
 
+/// Closed-loop load from event loops instead of a thread per connection: `connections`
+/// requests in flight at all times, each on its own keep-alive connection, spread over
+/// `loops` `HTTPClientLoop`s (one thread each). A response is handled where it arrives and
+/// the connection's next request goes out in the same turn, so the generator costs no
+/// thread wake-up per request and, with one loop, competes with the servers for the cores as
+/// one thread instead of `connections`. Before the window, every connection makes one
+/// `warmUp` request (its handshake; its answer is not checked). `request(number)` makes
+/// request `number`; `check` says what is wrong with a response (nil: nothing).
+func closedLoopOnEventLoops(connections: Int, loops loopCount: Int, seconds: Double, tls: TLSContext, endpoint: Endpoint,
+                            warmUp: HTTPRequest, request: @escaping @Sendable (Int) -> HTTPRequest,
+                            check: @escaping @Sendable (HTTPResponse) -> String?) throws -> ClosedLoopResult {
+    let configuration = HTTPClientConfiguration(maximumIdleConnectionsPerEndpoint: connections)
+    let clients = try (0..<loopCount).map { index in
+        try HTTPClientLoop(tls: tls, configuration: configuration, threadName: "generator-\(index)")
+    }
+    for client in clients { try client.start() }
+    defer { for client in clients { client.stop(deadline: monotonicNanoseconds()) } }
+    let completed = Counter()
+    let stop = Flag()
+    let connected = DispatchGroup()
+    let finished = DispatchGroup()
+    for chain in 0..<connections {
+        let client = clients[chain % loopCount]
+        connected.enter()
+        finished.enter()
+        client.execute {
+            var sequence = 0
+            /// Sends the chain's next request, or ends the chain once stopped or failed.
+            func next() {
+                guard !stop.isSet else { return finished.leave() }
+                client.send(request(chain * 1_000_000_000 + sequence), to: endpoint, idempotent: true) { result in
+                    switch result {
+                    case .success(let response):
+                        if let problem = check(response) {
+                            completed.fail(problem)
+                            stop.set()
+                        } else {
+                            completed.add()
+                        }
+                    case .failure(let error):
+                        completed.fail("\(error)")
+                        stop.set()
+                    }
+                    sequence += 1
+                    next()
+                }
+            }
+            client.send(warmUp, to: endpoint, idempotent: true) { result in
+                connected.leave()
+                if case .failure(let error) = result {
+                    completed.fail("\(error)")
+                    stop.set()
+                }
+                next()
+            }
+        }
+    }
+    connected.wait()
+    let start = monotonicNanoseconds()
+    let before = completed.value
+    if !stop.isSet { usleep(UInt32(seconds * 1_000_000)) }
+    let after = completed.value
+    let end = monotonicNanoseconds()
+    stop.set()
+    finished.wait()
+    if let failure = completed.failure { throw BenchError.load(failure) }
+    return ClosedLoopResult(perSecond: Double(after - before) / (Double(end - start) / 1e9), total: completed.value,
+                            windowStart: start, windowEnd: end, cpuSeconds: 0)
+}
+
 /// Open-loop load at a fixed offered `rate` for `seconds`: operation number i is due at
 /// start + i/rate, whatever happened to earlier ones, and its latency is measured from that
 /// due time (so a stall is not hidden by requests that were never sent: no coordinated

@@ -19,10 +19,13 @@ import WaakvlamTransport
 // two for nginx. Then once: a backlog run against a second node whose recipient is down.
 
 private let endToEndUsage = """
-usage: waakvlam-bench e2e [--seconds N] [--senders N] [--rate R] [--runs N] [--backlog N] [--keep]
+usage: waakvlam-bench e2e [--seconds N] [--senders N] [--generator-loops N] [--rate R] [--runs N] [--backlog N] [--keep]
 
   --seconds N   length of each throughput and latency measurement (default 10)
   --senders N   concurrent sender connections for the throughput measurement (default 64)
+  --generator-loops N
+                event-loop threads the throughput measurement's senders share (default 1);
+                0: a thread per sender connection, blocking (the generator before 2026-11-22)
   --rate R      offered load for the latency measurement, signals/s (default 1000)
   --runs N      rounds; medians are reported (default 3; 0 runs only the backlog part)
   --backlog N   signals submitted while the recipient is down (default 100000; 0 skips)
@@ -46,6 +49,7 @@ func runEndToEndBenchmark(_ arguments: [String]) -> Int32 {
         switch option {
         case "--seconds" where value > 0: options.seconds = value
         case "--senders" where value >= 1: options.senders = Int(value)
+        case "--generator-loops": options.generatorLoops = Int(value)
         case "--rate" where value > 0: options.rate = value
         case "--runs": options.runs = Int(value)
         case "--backlog": options.backlog = Int(value)
@@ -66,6 +70,7 @@ func runEndToEndBenchmark(_ arguments: [String]) -> Int32 {
 private struct EndToEndOptions {
     var seconds = 10.0
     var senders = 64
+    var generatorLoops = 1
     var rate = 1_000.0
     var runs = 3
     var backlog = 100_000
@@ -198,7 +203,7 @@ private struct EndToEndBenchmark {
         waakvlamd (policy per message, journal with fdatasync before 202, push over mutual TLS, receipt journaled)
         vs nginx \(Nginx.version) as a plain mutual-TLS reverse proxy (proxy_pass https, node certificate, keep-alive upstream)
         to the same recipient stand-in. \(cores) cores shared by both servers, the recipient and the load generator.
-        throughput: \(options.senders) closed-loop senders for \(options.seconds) s; latency: open loop at \(Int(options.rate)) signals/s
+        throughput: \(options.senders) closed-loop senders \(generatorDescription) for \(options.seconds) s; latency: open loop at \(Int(options.rate)) signals/s
         for \(options.seconds) s over \(options.latencyConnections) connections, measured from each request's due time.
         """)
         let waakvlam = Target(name: "waakvlamd", endpoint: site.peerEndpoint, expectedStatus: 202, pid: node.processIdentifier,
@@ -250,6 +255,14 @@ private struct EndToEndBenchmark {
         """)
     }
 
+    private var generatorDescription: String {
+        switch options.generatorLoops {
+        case 0: "(a thread each)"
+        case 1: "(on one event loop)"
+        default: "(on \(options.generatorLoops) event loops)"
+        }
+    }
+
     // MARK: Measurements
 
     private struct Target {
@@ -274,10 +287,19 @@ private struct EndToEndBenchmark {
         let before = try site.recipientStats()
         let cpuBefore = [cpuSeconds(target.pid, children: true), cpuSeconds(target.recipientPID), cpuSeconds(getpid())]
         let submissions = Submissions(prefix: prefix)
-        let result = try closedLoop(threads: options.senders, seconds: seconds, setup: {
-            try HTTPClientConnection(to: target.endpoint, tls: site.senderTLS)
-        }) { connection, number in
-            try submissions.send(number, on: connection, expecting: target.expectedStatus)
+        let result: ClosedLoopResult
+        if options.generatorLoops > 0 {
+            let expected = target.expectedStatus
+            result = try closedLoopOnEventLoops(
+                connections: options.senders, loops: options.generatorLoops, seconds: seconds, tls: site.senderTLS,
+                endpoint: target.endpoint, warmUp: HTTPRequest(method: "GET", target: "/healthz"),
+                request: { submissions.request($0) }, check: { Submissions.problem(with: $0, expecting: expected) })
+        } else {
+            result = try closedLoop(threads: options.senders, seconds: seconds, setup: {
+                try HTTPClientConnection(to: target.endpoint, tls: site.senderTLS)
+            }) { connection, number in
+                try submissions.send(number, on: connection, expecting: target.expectedStatus)
+            }
         }
         let after = try site.waitForDeliveries(before.distinct + result.total, timeout: max(120, seconds * 20))
         let cpuAfter = [cpuSeconds(target.pid, children: true), cpuSeconds(target.recipientPID), cpuSeconds(getpid())]
@@ -377,16 +399,24 @@ private struct Submissions: Sendable {
         + #""waarneming":"Post stapelt zich op, buren hebben de bewoner twee weken niet gezien.","urgentie":"hoog","#
         + #""gezondheidsobservatie":"Bewoner leek verward bij het laatste huisbezoek."}}"#).utf8)
 
+    /// Submission `number`.
+    func request(_ number: Int) -> HTTPRequest {
+        let id = "\(prefix)-\(number)"
+        return HTTPRequest(method: "POST", target: "/v1/signals",
+                           headers: HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", id)]),
+                           body: Self.head + Array(id.utf8) + Self.tail)
+    }
+
+    /// What is wrong with the answer to a submission (nil: it has `status`).
+    static func problem(with response: HTTPResponse, expecting status: Int) -> String? {
+        guard response.status != status else { return nil }
+        return "expected \(status), got \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))"
+    }
+
     func send(_ number: Int, on connection: HTTPClientConnection, expecting status: Int) throws {
         guard connection.isReusable else { throw BenchError.load("the server closed a keep-alive connection") }
-        let id = "\(prefix)-\(number)"
-        let request = HTTPRequest(method: "POST", target: "/v1/signals",
-                                  headers: HTTPHeaders([("Content-Type", "application/json"), ("Waakvlam-Signal-Id", id)]),
-                                  body: Self.head + Array(id.utf8) + Self.tail)
-        let response = try connection.send(request)
-        guard response.status == status else {
-            throw BenchError.load("expected \(status), got \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
-        }
+        let response = try connection.send(request(number))
+        if let problem = Self.problem(with: response, expecting: status) { throw BenchError.load(problem) }
     }
 }
 
