@@ -400,6 +400,26 @@ func cpuSeconds(_ pid: Int32, children: Bool = false) -> Double {
     }
 }
 
+/// The machine's CPU time since boot from /proc/stat, in clock ticks: all of it, and the part
+/// the hypervisor gave to others while this machine wanted to run (steal).
+struct HostTimes {
+    var total = 0.0, steal = 0.0
+
+    static func now() -> HostTimes {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return HostTimes() }
+        let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        guard ticks.count >= 8 else { return HostTimes() }
+        return HostTimes(total: ticks[0..<8].reduce(0, +), steal: ticks[7])
+    }
+
+    /// Percent of the CPU time between `earlier` and this that was stolen.
+    func stealPercent(since earlier: HostTimes) -> Double {
+        total > earlier.total ? 100 * (steal - earlier.steal) / (total - earlier.total) : 0
+    }
+}
+
 /// The fields of /proc/PID/stat after the command name: state, ppid, ... (utime is [11]).
 private func statFields(_ pid: Int32) -> [Substring]? {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

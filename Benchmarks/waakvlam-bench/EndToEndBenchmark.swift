@@ -160,6 +160,7 @@ private struct EndToEndBenchmark {
         case serverCPU = "server CPU per signal (us)"
         case recipientCPU = "recipient CPU per signal (us)"
         case generatorCPU = "load generator CPU per signal (us)"
+        case stolen = "CPU time stolen by the host (%)"
     }
 
     func run() throws {
@@ -224,13 +225,13 @@ private struct EndToEndBenchmark {
                                                  .p99: Double(quantile(latencies, 0.99)) / 1e6,
                                                  .p999: Double(quantile(latencies, 0.999)) / 1e6,
                                                  .serverCPU: rates.cpu.server, .recipientCPU: rates.cpu.recipient,
-                                                 .generatorCPU: rates.cpu.generator]
+                                                 .generatorCPU: rates.cpu.generator, .stolen: rates.cpu.stealPercent]
                 for (measure, value) in values { figures[target.name]![measure, default: []].append(value) }
                 print("  run \(round)  " + pad(target.name, 10)
                       + String(format: "accepted %6.0f/s  delivered %6.0f/s (last %.1f s after the senders stopped)  p50 %.2f  p99 %.2f  p99.9 %.2f ms"
-                                + "  CPU/signal: server %.0f, recipient %.0f, generator %.0f us",
+                                + "  CPU/signal: server %.0f, recipient %.0f, generator %.0f us; stolen %.0f%%",
                                rates.accepted, rates.delivered, rates.drainSeconds, values[.p50]!, values[.p99]!, values[.p999]!,
-                               rates.cpu.server, rates.cpu.recipient, rates.cpu.generator))
+                               rates.cpu.server, rates.cpu.recipient, rates.cpu.generator, rates.cpu.stealPercent))
             }
         }
         let memory = residentMemory(of: node.processIdentifier)
@@ -240,8 +241,10 @@ private struct EndToEndBenchmark {
         for measure in Measure.allCases {
             let ours = median(figures[waakvlam.name]![measure]!), theirs = median(figures[proxy.name]![measure]!)
             let format = [.p50, .p99, .p999].contains(measure) ? "%.2f" : "%.0f"
+            // Steal is the host's, not the servers': no ratio.
+            let ratio = measure == .stolen ? "" : String(format: "%.2f", ours / theirs)
             print("  " + pad(measure.rawValue, 34) + pad(String(format: format, ours), 12, right: true)
-                  + pad(String(format: format, theirs), 12, right: true) + pad(String(format: "%.2f", ours / theirs), 10, right: true))
+                  + pad(String(format: format, theirs), 12, right: true) + pad(ratio, 10, right: true))
         }
         if let memory {
             print("  waakvlamd peak RSS (VmHWM) over the run: \(memory.peak / 1024) MiB (now \(memory.now / 1024) MiB)")
@@ -274,9 +277,10 @@ private struct EndToEndBenchmark {
         let recipientPID: Int32
     }
 
-    /// CPU microseconds per signal of the server, the recipient stand-in and this process.
+    /// CPU microseconds per signal of the server, the recipient stand-in and this process;
+    /// and the share of the machine's CPU time the hypervisor stole meanwhile.
     private struct CPUShare {
-        var server = 0.0, recipient = 0.0, generator = 0.0
+        var server = 0.0, recipient = 0.0, generator = 0.0, stealPercent = 0.0
     }
 
     /// Closed-loop senders for `seconds`; then waits until the recipient has every accepted
@@ -286,6 +290,7 @@ private struct EndToEndBenchmark {
         throws -> (accepted: Double, delivered: Double, drainSeconds: Double, cpu: CPUShare) {
         let before = try site.recipientStats()
         let cpuBefore = [cpuSeconds(target.pid, children: true), cpuSeconds(target.recipientPID), cpuSeconds(getpid())]
+        let hostBefore = HostTimes.now()
         let submissions = Submissions(prefix: prefix)
         let result: ClosedLoopResult
         if options.generatorLoops > 0 {
@@ -304,10 +309,11 @@ private struct EndToEndBenchmark {
         let after = try site.waitForDeliveries(before.distinct + result.total, timeout: max(120, seconds * 20))
         let cpuAfter = [cpuSeconds(target.pid, children: true), cpuSeconds(target.recipientPID), cpuSeconds(getpid())]
         let perSignal = zip(cpuAfter, cpuBefore).map { ($0 - $1) * 1e6 / Double(max(1, result.total)) }
+        let steal = HostTimes.now().stealPercent(since: hostBefore)
         let windowSeconds = Double(after.last - result.windowStart) / 1e9
         return (result.perSecond, Double(after.distinct - before.distinct) / windowSeconds,
                 Double(Int64(after.last) - Int64(result.windowEnd)) / 1e9,
-                CPUShare(server: perSignal[0], recipient: perSignal[1], generator: perSignal[2]))
+                CPUShare(server: perSignal[0], recipient: perSignal[1], generator: perSignal[2], stealPercent: steal))
     }
 
     /// Open-loop load at the configured rate; the acknowledge latencies, ascending (ns).
