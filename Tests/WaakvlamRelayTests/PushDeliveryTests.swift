@@ -63,6 +63,38 @@ final class PushDeliveryTests: XCTestCase {
         XCTAssertEqual((message["sender"] as? [String: Any])?["id"] as? String, "intermaris")
     }
 
+    /// A slow recipient with a backlog gets at most `perRecipientLimit` pushes at once, and
+    /// they keep to as many connections: a push client that kept fewer idle connections than
+    /// that would open a new one, with a full handshake, for every push beyond them.
+    func testPushesToOneRecipientKeepToTheirLimitAndTheirConnections() throws {
+        let site = try Site()
+        let received = ReceivedBodies()
+        let connections = ConnectionIDs()
+        let recipient = try Self.pushRecipient(site) { request, peer in
+            received.enter()
+            defer { received.leave() }
+            connections.add(peer.id)
+            // Slower than the signals arrive: the deliveries queue up behind the limit.
+            usleep(40_000)
+            received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
+        }
+        defer { recipient.shutdown(gracePeriod: 1) }
+        try site.startNode()
+        let node = try XCTUnwrap(site.node)
+        defer { node.shutdown(gracePeriod: 1) }
+
+        let client = HTTPClient(tls: try site.clientContext("intermaris"))
+        let ids = (0..<300).map { "limit-\($0)" }
+        XCTAssertEqual(Self.submit(ids, site: site, client: client), Array(repeating: 202, count: ids.count))
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while received.count < ids.count && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(received.count, ids.count, "every signal pushed")
+        let limit = DeliveryScheduler.perRecipientLimit
+        XCTAssertLessThanOrEqual(received.maximumConcurrent, limit, "never more pushes at once than the per-recipient limit")
+        XCTAssertGreaterThan(received.maximumConcurrent, limit / 2, "the backlog fills the recipient's slots")
+        XCTAssertLessThanOrEqual(connections.distinct, limit, "no connection opened beyond the limit")
+    }
+
     /// A graceful stop while the last push waits for its answer: the delivery loop ends only
     /// once that push's receipt is durable and told, so its count (and log line) is not lost
     /// with the loop.
@@ -94,10 +126,16 @@ final class PushDeliveryTests: XCTestCase {
     /// A recipient stand-in with 1.Hoorn's certificate that runs `handle` for each push and
     /// answers 200; 1.Hoorn's delivery in the site's configuration is switched to it.
     private static func pushRecipient(_ site: Site, handle: @escaping @Sendable (HTTPRequest) -> Void) throws -> HTTPServer {
+        try pushRecipient(site) { request, _ in handle(request) }
+    }
+
+    /// The same, with the connection each push came on.
+    private static func pushRecipient(_ site: Site, handle: @escaping @Sendable (HTTPRequest, HTTPServer.PeerConnection) -> Void)
+        throws -> HTTPServer {
         let recipient = try HTTPServer(configuration: HTTPServer.Configuration(endpoint: Endpoint(host: "127.0.0.1", port: 0)),
                                        tls: TLSContext(role: .server, certificateChain: site.pki("1hoorn.crt"),
-                                                       privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, _ in
-            handle(request)
+                                                       privateKey: site.pki("1hoorn.key"), trustedCAs: site.pki("ca.pem"))) { request, peer in
+            handle(request, peer)
             return HTTPResponse(status: 200)
         }
         try recipient.start()
@@ -167,4 +205,13 @@ private func deliveryThreads() -> Int {
     return tasks.filter { task in
         ((try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? "").hasPrefix("delivery")
     }.count
+}
+
+/// The distinct connections pushes came on.
+private final class ConnectionIDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids = Set<UInt64>()
+
+    func add(_ id: UInt64) { lock.withLock { _ = ids.insert(id) } }
+    var distinct: Int { lock.withLock { ids.count } }
 }
