@@ -84,6 +84,12 @@ public final class EventLoop: @unchecked Sendable {
         try poller.watch(fd, token: token, reading: reading, writing: writing)
     }
 
+    /// Watches a listening socket shared with other loops (see `Poller.watchExclusively`).
+    /// Loop thread only.
+    public func watchExclusively(_ fd: Int32, token: UInt64) throws {
+        try poller.watchExclusively(fd, token: token)
+    }
+
     /// Stops watching `fd` (before it is closed). Loop thread only.
     public func forget(_ fd: Int32) {
         poller.forget(fd)

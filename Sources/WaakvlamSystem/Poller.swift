@@ -55,6 +55,18 @@ public final class Poller {
         _ = try syscall("epoll_ctl") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
     }
 
+    /// Registers a listening socket that other pollers watch too, for reading, exclusively
+    /// (EPOLLEXCLUSIVE): a new connection wakes one of the waiting pollers instead of all of
+    /// them. Level-triggered. `fd` must not be watched by this poller already (an exclusive
+    /// registration cannot be changed, only forgotten and made again).
+    public func watchExclusively(_ fd: Int32, token: UInt64) throws {
+        precondition(token != Self.wakeToken, "token reserved for wake-ups")
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue
+        event.data.u64 = token
+        _ = try syscall("epoll_ctl") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
+    }
+
     /// Stops watching `fd`; call before closing it.
     public func forget(_ fd: Int32) {
         var event = epoll_event()

@@ -391,9 +391,10 @@ final class ConnectionLoop {
         buffer.deallocate()
     }
 
+    /// Watches the listener, shared with the other loops: a new connection wakes one of them.
     func listen() {
         guard !draining else { return }
-        try? eventLoop.watch(listener, token: Self.listenerToken, reading: true, writing: false)
+        try? eventLoop.watchExclusively(listener, token: Self.listenerToken)
     }
 
     /// Stops accepting and closes connections that wait for a request (or a handshake).

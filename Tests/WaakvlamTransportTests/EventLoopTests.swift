@@ -44,6 +44,37 @@ final class EventLoopTests: PKITestCase {
         XCTAssertLessThan(delays[delays.count / 2], 100_000_000, "median delay \(delays[delays.count / 2]) ns")
     }
 
+    /// A new connection to the listening socket that all of a server's loops watch wakes one
+    /// waiting loop, not every one of them (EPOLLEXCLUSIVE). Watched the ordinary way, all
+    /// three pollers here would return it.
+    func testANewConnectionWakesOneOfThePollersSharingTheListener() throws {
+        let (listener, port) = try Socket.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        defer { close(listener) }
+        let pollers = try (0..<3).map { _ in try Poller() }
+        for poller in pollers { try poller.watchExclusively(listener, token: 1) }
+        let woken = Box()
+        let lock = NSLock()
+        let done = DispatchGroup()
+        for poller in pollers {
+            done.enter()
+            try spawnDetachedThread(stackSize: 256 << 10) {
+                let events = poller.wait(timeoutMilliseconds: 1_000)
+                if !events.isEmpty { lock.withLock { woken.value += 1 } }
+                done.leave()
+            }
+        }
+        usleep(200_000) // all three wait
+        let (family, address) = try XCTUnwrap(try Socket.resolve(Endpoint(host: "127.0.0.1", port: port), passive: false).first)
+        let client = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        let connected = address.withUnsafeBytes {
+            connect(client, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+        }
+        XCTAssertEqual(connected, 0)
+        done.wait()
+        XCTAssertEqual(lock.withLock { woken.value }, 1, "pollers woken by one connection")
+    }
+
     func testManyConcurrentRequestsShareAFewKeptAliveConnections() throws {
         let server = try TestServer(pki)
         let loop = try HTTPClientLoop(tls: try pki.clientContext())
