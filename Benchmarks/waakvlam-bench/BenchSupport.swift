@@ -106,7 +106,8 @@ func closedLoop<State>(threads: Int, warmUp: Double = 0, seconds: Double, count:
 /// the connection's next request goes out in the same turn, so the generator costs no
 /// thread wake-up per request and, with one loop, competes with the servers for the cores as
 /// one thread instead of `connections`. Before the window, every connection makes one
-/// `warmUp` request (its handshake; its answer is not checked). `request(number)` makes
+/// `warmUp` request (its handshake; only a transport failure counts); the window starts
+/// when all have answered, with the first request of every sender. `request(number)` makes
 /// request `number`; `check` says what is wrong with a response (nil: nothing).
 func closedLoopOnEventLoops(connections: Int, loops loopCount: Int, seconds: Double, tls: TLSContext, endpoint: Endpoint,
                             warmUp: HTTPRequest, request: @escaping @Sendable (Int) -> HTTPRequest,
@@ -115,15 +116,33 @@ func closedLoopOnEventLoops(connections: Int, loops loopCount: Int, seconds: Dou
     let clients = try (0..<loopCount).map { index in
         try HTTPClientLoop(tls: tls, configuration: configuration, threadName: "generator-\(index)")
     }
-    for client in clients { try client.start() }
-    defer { for client in clients { client.stop(deadline: monotonicNanoseconds()) } }
+    var started: [HTTPClientLoop] = []
+    defer { for client in started { client.stop(deadline: monotonicNanoseconds()) } }
+    for client in clients {
+        try client.start()
+        started.append(client)
+    }
     let completed = Counter()
     let stop = Flag()
     let connected = DispatchGroup()
     let finished = DispatchGroup()
+    // Each connection's handshake first, so that no signal is sent before the window starts.
+    for chain in 0..<connections {
+        connected.enter()
+        clients[chain % loopCount].execute {
+            clients[chain % loopCount].send(warmUp, to: endpoint, idempotent: true) { result in
+                if case .failure(let error) = result {
+                    completed.fail("\(error)")
+                    stop.set()
+                }
+                connected.leave()
+            }
+        }
+    }
+    connected.wait()
+    let start = monotonicNanoseconds()
     for chain in 0..<connections {
         let client = clients[chain % loopCount]
-        connected.enter()
         finished.enter()
         client.execute {
             var sequence = 0
@@ -147,26 +166,16 @@ func closedLoopOnEventLoops(connections: Int, loops loopCount: Int, seconds: Dou
                     next()
                 }
             }
-            client.send(warmUp, to: endpoint, idempotent: true) { result in
-                connected.leave()
-                if case .failure(let error) = result {
-                    completed.fail("\(error)")
-                    stop.set()
-                }
-                next()
-            }
+            next()
         }
     }
-    connected.wait()
-    let start = monotonicNanoseconds()
-    let before = completed.value
     if !stop.isSet { usleep(UInt32(seconds * 1_000_000)) }
-    let after = completed.value
+    let done = completed.value
     let end = monotonicNanoseconds()
     stop.set()
     finished.wait()
     if let failure = completed.failure { throw BenchError.load(failure) }
-    return ClosedLoopResult(perSecond: Double(after - before) / (Double(end - start) / 1e9), total: completed.value,
+    return ClosedLoopResult(perSecond: Double(done) / (Double(end - start) / 1e9), total: completed.value,
                             windowStart: start, windowEnd: end, cpuSeconds: 0)
 }
 
@@ -274,9 +283,10 @@ final class Counter: @unchecked Sendable {
         return count
     }
 
+    /// Keeps the first failure: later ones are usually its consequences.
     func fail(_ message: String) {
         lock.lock()
-        error = message
+        if error == nil { error = message }
         lock.unlock()
     }
 }

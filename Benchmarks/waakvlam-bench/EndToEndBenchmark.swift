@@ -25,7 +25,7 @@ usage: waakvlam-bench e2e [--seconds N] [--senders N] [--generator-loops N] [--r
   --senders N   concurrent sender connections for the throughput measurement (default 64)
   --generator-loops N
                 event-loop threads the throughput measurement's senders share (default 1);
-                0: a thread per sender connection, blocking (the generator before 2026-11-22)
+                0: a thread per sender connection, blocking (the generator up to the seventh session)
   --rate R      offered load for the latency measurement, signals/s (default 1000)
   --runs N      rounds; medians are reported (default 3; 0 runs only the backlog part)
   --backlog N   signals submitted while the recipient is down (default 100000; 0 skips)
@@ -204,8 +204,9 @@ private struct EndToEndBenchmark {
         waakvlamd (policy per message, journal with fdatasync before 202, push over mutual TLS, receipt journaled)
         vs nginx \(Nginx.version) as a plain mutual-TLS reverse proxy (proxy_pass https, node certificate, keep-alive upstream)
         to the same recipient stand-in. \(cores) cores shared by both servers, the recipient and the load generator.
-        throughput: \(options.senders) closed-loop senders \(generatorDescription) for \(options.seconds) s; latency: open loop at \(Int(options.rate)) signals/s
-        for \(options.seconds) s over \(options.latencyConnections) connections, measured from each request's due time.
+        throughput: \(options.senders) closed-loop senders \(generatorDescription) for \(options.seconds) s;
+        latency: open loop at \(Int(options.rate)) signals/s for \(options.seconds) s over \(options.latencyConnections) connections,
+        measured from each request's due time.
         """)
         let waakvlam = Target(name: "waakvlamd", endpoint: site.peerEndpoint, expectedStatus: 202, pid: node.processIdentifier,
                               recipientPID: recipient.processIdentifier)
