@@ -2,19 +2,15 @@
 # usage: Benchmarks/profile/breakdown.sh — over 3 s of round 1 of an e2e benchmark of the release
 # build in the current folder, per accepted submission (one PolicyEngine.decide each): the CPU
 # time of each of the node's threads, its system calls by kind, and the block requests the
-# journal writer issues per group commit. Needs perf and root.
+# node issues per fdatasync (two per group commit). Needs perf and root.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/round.sh"
-binary=$(pwd)/.build/release/waakvlamd
-event=decide_$(pwd | md5sum | cut -c1-8)
-symbol=$(nm "$binary" | awk '$2 == "T" && /PolicyEngineO6decide_6sender13configuration2at/ {print $3}')
-perf probe -q -d "probe_waakvlamd:$event" 2>/dev/null || true
-perf probe -q -x "$binary" -a "$event=$symbol" || { echo "cannot put a uprobe on $symbol in $binary (perf probe, as root)" >&2; exit 1; }
+probe_decide || exit 1
 log=$(mktemp) counts=$(mktemp) threads=$(mktemp)
 start_round 8 "$log" || exit 1
 calls="read write epoll_wait epoll_ctl futex fdatasync pwrite64 sync_file_range getpid mprotect madvise"
-events=(-e "probe_waakvlamd:$event" -e context-switches -e block:block_rq_issue)
+events=(-e "probe_waakvlamd:$DECIDE" -e context-switches -e block:block_rq_issue)
 for call in $calls; do events+=(-e "syscalls:sys_enter_$call"); done
 # All threads for the counts, and per thread for the CPU time, over the same 3 s.
 perf stat -x, "${events[@]}" -p "$NODE" -o "$counts" -- sleep 3 &
@@ -44,7 +40,7 @@ for name, value in counts.items():
         print(f"  {name.replace('sys_enter_', ''):<16} {value / submissions:7.2f}")
 syncs = counts.get('sys_enter_fdatasync', 0)
 if syncs:
-    print(f"block requests per fdatasync: {counts.get('block_rq_issue', 0) / syncs:.2f} (the node's own; the cache flushes come from kworkers on top)")
+    requests = counts.get('block_rq_issue', 0) / syncs
+    print(f"block requests per fdatasync: {requests:.2f} (the node's own; the cache flushes come from kworkers)")
 PY
-perf probe -q -d "probe_waakvlamd:$event"
 rm -f "$log" "$counts" "$threads"

@@ -7,22 +7,17 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/round.sh"
-binary=$(pwd)/.build/release/waakvlamd
-event=decide_$(pwd | md5sum | cut -c1-8)
-symbol=$(nm "$binary" | awk '$2 == "T" && /PolicyEngineO6decide_6sender13configuration2at/ {print $3}')
+probe_decide || exit 1
 swiftcore=$(dirname "$(readlink -f "$(command -v swift)")")/../lib/swift/linux/libswiftCore.so
-libc=$(ldd "$binary" | awk '/libc.so.6/ {print $3}')
-perf probe -q -d "probe_waakvlamd:$event" 2>/dev/null || true
-perf probe -q -x "$binary" -a "$event=$symbol" || { echo "cannot put a uprobe on $symbol in $binary (perf probe, as root)" >&2; exit 1; }
+libc=$(ldd .build/release/waakvlamd | awk '/libc.so.6/ {print $3}')
 perf probe -q -x "$libc" malloc 2>/dev/null || true
 for f in swift_allocObject swift_retain swift_release; do perf probe -q -x "$swiftcore" $f 2>/dev/null || true; done
 log=$(mktemp)
 start_round 10 "$log" || exit 1
-perf stat -x, -e "probe_waakvlamd:$event" -e probe_libc:malloc -e probe_libswiftCore:swift_allocObject \
+perf stat -x, -e "probe_waakvlamd:$DECIDE" -e probe_libc:malloc -e probe_libswiftCore:swift_allocObject \
     -e probe_libswiftCore:swift_retain -e probe_libswiftCore:swift_release \
     -e raw_syscalls:sys_enter -e context-switches -p "$NODE" -- sleep 3 2>&1 \
     | awk -F, 'NR == 1 {n = $1} {printf "%-40s %10d  per submission %7.1f\n", $3, $1, $1 / n}'
 wait $BENCH
 grep "run 1" "$log"
 rm -f "$log"
-perf probe -q -d "probe_waakvlamd:$event"

@@ -39,3 +39,16 @@ stop_round() {
 
 # User plus system clock ticks the node has used.
 node_ticks() { awk '{print $14 + $15}' /proc/$NODE/stat 2>/dev/null; }
+
+# Puts a uprobe on PolicyEngine.decide (one call per accepted submission) in the release build
+# in the current folder, named DECIDE (probe_waakvlamd:$DECIDE), and removes it when the script
+# exits however it ends.
+probe_decide() {
+    local binary symbol
+    binary=$(pwd)/.build/release/waakvlamd
+    DECIDE=decide_$(pwd | md5sum | cut -c1-8)
+    symbol=$(nm "$binary" | awk '$2 == "T" && /PolicyEngineO6decide_6sender13configuration2at/ {print $3}')
+    perf probe -q -d "probe_waakvlamd:$DECIDE" 2>/dev/null || true
+    perf probe -q -x "$binary" -a "$DECIDE=$symbol" || { echo "cannot put a uprobe on $symbol in $binary (perf probe, as root)" >&2; return 1; }
+    trap 'perf probe -q -d "probe_waakvlamd:$DECIDE" 2>/dev/null' EXIT
+}
