@@ -73,7 +73,7 @@ final class DeliveryScheduler: @unchecked Sendable {
     private var sweeping = Set<UInt64>()
 
     /// Deliveries to one recipient at the same time, at most. The push client keeps as many
-    /// idle connections per recipient (see `init`): with fewer, every push beyond them would
+    /// idle connections per recipient (`pushClient`): with fewer, every push beyond them would
     /// open a connection and pay a full handshake at both ends.
     static let perRecipientLimit = 32
     /// Expiries and purges appended per sweep, at most (the rest follows a second later).
@@ -83,17 +83,21 @@ final class DeliveryScheduler: @unchecked Sendable {
     /// How long wake-ups may gather before a pass (adds at most this to a push).
     static let gatherNanoseconds: UInt64 = 500_000
 
-    /// `tls` is the node's client context; `client` the timeouts of pushes (its idle pool is
-    /// raised to `perRecipientLimit` connections per recipient).
+    /// `tls` is the node's client context; `client` the timeouts of pushes.
     init(journal: Journal, tls: TLSContext, client: HTTPClientConfiguration, configuration: ConfigurationHolder,
          metrics: Metrics) throws {
         self.journal = journal
-        var client = client
-        client.maximumIdleConnectionsPerEndpoint = max(client.maximumIdleConnectionsPerEndpoint, Self.perRecipientLimit)
-        self.loop = try HTTPClientLoop(tls: tls, configuration: client, threadName: "delivery")
+        self.loop = try HTTPClientLoop(tls: tls, configuration: Self.pushClient(client), threadName: "delivery")
         self.configuration = configuration
         self.metrics = metrics
         deliveries = metrics.counters("waakvlam_deliveries_total", by: "via")
+    }
+
+    /// `client` with room for `perRecipientLimit` idle connections per recipient.
+    static func pushClient(_ client: HTTPClientConfiguration) -> HTTPClientConfiguration {
+        var pushes = client
+        pushes.maximumIdleConnectionsPerEndpoint = max(client.maximumIdleConnectionsPerEndpoint, perRecipientLimit)
+        return pushes
     }
 
     func start() throws {

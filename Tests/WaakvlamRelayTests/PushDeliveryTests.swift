@@ -63,19 +63,25 @@ final class PushDeliveryTests: XCTestCase {
         XCTAssertEqual((message["sender"] as? [String: Any])?["id"] as? String, "intermaris")
     }
 
-    /// A slow recipient with a backlog gets at most `perRecipientLimit` pushes at once, and
-    /// they keep to as many connections: a push client that kept fewer idle connections than
-    /// that would open a new one, with a full handshake, for every push beyond them.
+    /// A recipient with a backlog gets exactly `perRecipientLimit` pushes at once, and they
+    /// keep to as many connections: a push client that kept fewer idle connections would open
+    /// a new one, with a full handshake, for every push beyond them.
     func testPushesToOneRecipientKeepToTheirLimitAndTheirConnections() throws {
+        XCTAssertEqual(DeliveryScheduler.pushClient(HTTPClientConfiguration(maximumIdleConnectionsPerEndpoint: 1))
+                           .maximumIdleConnectionsPerEndpoint, DeliveryScheduler.perRecipientLimit)
+        XCTAssertEqual(DeliveryScheduler.pushClient(HTTPClientConfiguration(maximumIdleConnectionsPerEndpoint: 100))
+                           .maximumIdleConnectionsPerEndpoint, 100)
         let site = try Site()
         let received = ReceivedBodies()
         let connections = ConnectionIDs()
+        // The first pushes are held until every signal was accepted: the rest queue behind them.
+        let allAccepted = Gate()
         let recipient = try Self.pushRecipient(site) { request, peer in
             received.enter()
             defer { received.leave() }
             connections.add(peer.id)
-            // Slower than the signals arrive: the deliveries queue up behind the limit.
-            usleep(40_000)
+            allAccepted.wait()
+            usleep(2_000)
             received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
         }
         defer { recipient.shutdown(gracePeriod: 1) }
@@ -84,14 +90,18 @@ final class PushDeliveryTests: XCTestCase {
         defer { node.shutdown(gracePeriod: 1) }
 
         let client = HTTPClient(tls: try site.clientContext("intermaris"))
-        let ids = (0..<300).map { "limit-\($0)" }
+        let ids = (0..<200).map { "limit-\($0)" }
         XCTAssertEqual(Self.submit(ids, site: site, client: client), Array(repeating: 202, count: ids.count))
+        let limit = DeliveryScheduler.perRecipientLimit
+        let filled = Date(timeIntervalSinceNow: 10)
+        while received.inProgress < limit && Date() < filled { usleep(10_000) }
+        usleep(100_000) // none beyond the limit comes either
+        XCTAssertEqual(received.inProgress, limit, "pushes held at the recipient")
+        allAccepted.open()
         let deadline = Date(timeIntervalSinceNow: 30)
         while received.count < ids.count && Date() < deadline { usleep(20_000) }
         XCTAssertEqual(received.count, ids.count, "every signal pushed")
-        let limit = DeliveryScheduler.perRecipientLimit
-        XCTAssertLessThanOrEqual(received.maximumConcurrent, limit, "never more pushes at once than the per-recipient limit")
-        XCTAssertGreaterThan(received.maximumConcurrent, limit / 2, "the backlog fills the recipient's slots")
+        XCTAssertEqual(received.maximumConcurrent, limit, "as many pushes at once as the per-recipient limit, no more")
         XCTAssertLessThanOrEqual(connections.distinct, limit, "no connection opened beyond the limit")
     }
 
@@ -177,6 +187,7 @@ private final class ReceivedBodies: @unchecked Sendable {
     }
 
     func leave() { lock.withLock { concurrent -= 1 } }
+    var inProgress: Int { lock.withLock { concurrent } }
     var maximumConcurrent: Int { lock.withLock { peak } }
 
     func add(_ id: String, _ body: [UInt8]) {
@@ -214,4 +225,23 @@ private final class ConnectionIDs: @unchecked Sendable {
 
     func add(_ id: UInt64) { lock.withLock { _ = ids.insert(id) } }
     var distinct: Int { lock.withLock { ids.count } }
+}
+
+/// Closed until `open`; `wait` blocks until then.
+private final class Gate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var isOpen = false
+
+    func wait() {
+        condition.lock()
+        while !isOpen { condition.wait() }
+        condition.unlock()
+    }
+
+    func open() {
+        condition.lock()
+        isOpen = true
+        condition.broadcast()
+        condition.unlock()
+    }
 }
