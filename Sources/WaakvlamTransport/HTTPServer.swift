@@ -392,9 +392,20 @@ final class ConnectionLoop {
     }
 
     /// Watches the listener, shared with the other loops: a new connection wakes one of them.
+    /// Where the kernel refuses an exclusive watch, an ordinary one (every loop woken) will do.
     func listen() {
         guard !draining else { return }
-        try? eventLoop.watchExclusively(listener, token: Self.listenerToken)
+        do {
+            try eventLoop.watchExclusively(listener, token: Self.listenerToken)
+        } catch let error as SystemError where error.errno == EEXIST {
+            // Watched already.
+        } catch {
+            do {
+                try eventLoop.watch(listener, token: Self.listenerToken, reading: true, writing: false)
+            } catch {
+                Log.shared.error("listener_unwatched", ["loop": eventLoop.name, "reason": "\(error)"])
+            }
+        }
     }
 
     /// Stops accepting and closes connections that wait for a request (or a handshake).
