@@ -75,12 +75,15 @@ final class PushDeliveryTests: XCTestCase {
         let received = ReceivedBodies()
         let connections = ConnectionIDs()
         // The first pushes are held until every signal was accepted: the rest queue behind them.
-        let allAccepted = Gate()
+        // A turnstile: one signal lets every held push through, each passing it on.
+        let allAccepted = DispatchSemaphore(value: 0)
+        defer { allAccepted.signal() } // never leaves pushes held, even when the test fails early
         let recipient = try Self.pushRecipient(site) { request, peer in
             received.enter()
             defer { received.leave() }
             connections.add(peer.id)
             allAccepted.wait()
+            allAccepted.signal()
             usleep(2_000)
             received.add(request.headers["waakvlam-signal-id"] ?? "", request.body)
         }
@@ -97,7 +100,7 @@ final class PushDeliveryTests: XCTestCase {
         while received.inProgress < limit && Date() < filled { usleep(10_000) }
         usleep(100_000) // none beyond the limit comes either
         XCTAssertEqual(received.inProgress, limit, "pushes held at the recipient")
-        allAccepted.open()
+        allAccepted.signal()
         let deadline = Date(timeIntervalSinceNow: 30)
         while received.count < ids.count && Date() < deadline { usleep(20_000) }
         XCTAssertEqual(received.count, ids.count, "every signal pushed")
@@ -225,23 +228,4 @@ private final class ConnectionIDs: @unchecked Sendable {
 
     func add(_ id: UInt64) { lock.withLock { _ = ids.insert(id) } }
     var distinct: Int { lock.withLock { ids.count } }
-}
-
-/// Closed until `open`; `wait` blocks until then.
-private final class Gate: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var isOpen = false
-
-    func wait() {
-        condition.lock()
-        while !isOpen { condition.wait() }
-        condition.unlock()
-    }
-
-    func open() {
-        condition.lock()
-        isOpen = true
-        condition.broadcast()
-        condition.unlock()
-    }
 }
