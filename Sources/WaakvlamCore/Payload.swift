@@ -119,7 +119,8 @@ public enum Payload {
         withUnsafeTemporaryAllocation(of: CanonicalOrder.self, capacity: payload.count) { order in
             var count = 0
             for index in payload.indices {
-                order.initializeElement(at: count, to: CanonicalOrder(start: CanonicalOrder.start(of: payload.keys[index]), index: index))
+                let start = CanonicalOrder.start(of: payload.keys[index])
+                order.initializeElement(at: count, to: CanonicalOrder(start: start, index: index))
                 count += 1
             }
             var sorted = UnsafeMutableBufferPointer(rebasing: order[..<count])

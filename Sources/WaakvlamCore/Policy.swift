@@ -301,8 +301,8 @@ public enum PolicyEngine {
         // Passed on as arguments, not captured by closures (which copied the type, the
         // submission and the configuration, retaining each of their strings and arrays).
         if let typeIndex = configuration.signalTypeIndex(id: submission.type) {
-            return decide(submission, of: configuration.signalTypes[typeIndex], rules: configuration.rulesByType[typeIndex], sender: sender,
-                          configuration: configuration, at: instant, issues: issues)
+            return decide(submission, of: configuration.signalTypes[typeIndex], rules: configuration.rulesByType[typeIndex],
+                          sender: sender, configuration: configuration, at: instant, issues: issues)
         }
         let known = configuration.signalTypes.map(\.id)
         return .invalid(issues + [PayloadIssue(field: "type", code: .unknownType,

@@ -143,14 +143,16 @@ public enum AESGCM {
     private static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
         let count = nonceCount + plaintext.count + tagCount
         return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            try key.withUnsafeBytes { try seal(plaintext, key: $0, nonce: nonce, aad: aad, into: UnsafeMutableRawBufferPointer(buffer)) }
+            try key.withUnsafeBytes {
+                try seal(plaintext, key: $0, nonce: nonce, aad: aad, into: UnsafeMutableRawBufferPointer(buffer))
+            }
             initialized = count
         }
     }
 
     /// Writes nonce || ciphertext || tag into `destination`, which must be exactly
-    /// `nonceCount + plaintext.count + tagCount` bytes: for a caller that seals straight into a larger buffer. The nonce rule of
-    /// `seal(_:key:nonce:aad:)` holds.
+    /// `nonceCount + plaintext.count + tagCount` bytes: for a caller that seals straight into
+    /// a larger buffer. The nonce rule of `seal(_:key:nonce:aad:)` holds.
     public static func seal(_ plaintext: [UInt8], key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: [UInt8],
                             into destination: UnsafeMutableRawBufferPointer) throws {
         guard key.count == keyCount else { throw CryptoError.invalidKeyLength }

@@ -46,7 +46,8 @@ struct ByteWriter {
         let start = bytes.count
         zeros(count)
         try bytes.withUnsafeMutableBytes {
-            try AESGCM.seal(plaintext, key: key, nonce: nonce, aad: aad, into: UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + count]))
+            let sealed = UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + count])
+            try AESGCM.seal(plaintext, key: key, nonce: nonce, aad: aad, into: sealed)
         }
     }
 

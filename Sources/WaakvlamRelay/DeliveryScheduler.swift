@@ -359,7 +359,8 @@ final class DeliveryScheduler: @unchecked Sendable {
             break
         case .expired(let reason):
             metrics.increment("waakvlam_deliveries_expired_total", ["recipient": delivery.recipientID])
-            Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID, "last_outcome": reason])
+            Log.shared.warning("delivery_expired", ["signal": delivery.signalID, "recipient": delivery.recipientID,
+                                                    "last_outcome": reason])
         }
     }
 

@@ -324,12 +324,16 @@ public struct HTTPResponse: Sendable, Equatable {
             return true
         }
         if overridesDefault {
-            for (name, value) in defaults.headers.fields where headers[name] == nil { appendField(name.utf8, value.utf8, to: &out) }
+            for (name, value) in defaults.headers.fields where headers[name] == nil {
+                appendField(name.utf8, value.utf8, to: &out)
+            }
         } else {
             out.append(contentsOf: defaults.bytes)
         }
         out.append(contentsOf: dateLine)
-        if status >= 200 && status != 204 && status != 304 { appendField("content-length".utf8, String(body.count).utf8, to: &out) }
+        if status >= 200 && status != 204 && status != 304 {
+            appendField("content-length".utf8, String(body.count).utf8, to: &out)
+        }
         if !keepAlive { appendField("connection".utf8, "close".utf8, to: &out) }
         out.append(CR)
         out.append(LF)
