@@ -110,19 +110,21 @@ public final class Log: @unchecked Sendable {
 
     public func log(_ level: Level, _ event: String, _ fields: Fields = [:]) {
         guard level >= minimumLevel else { return }
+        // Formatted outside the lock (a line takes about a microsecond; the threads that log
+        // on every signal would otherwise queue for it), in this thread's own buffer, so that
+        // a line allocates nothing. Lines of different threads may therefore reach the buffer
+        // a few microseconds out of timestamp order.
+        let line = LineBuffer.current
+        line.bytes.removeAll(keepingCapacity: true)
+        Self.appendLine(level, event, fields, to: &line.bytes)
         condition.lock()
-        // Written straight into the buffer (a line takes about a microsecond): no buffer of
-        // its own per line.
-        let wasEmpty = buffered.isEmpty
-        let start = buffered.count
-        Self.appendLine(level, event, fields, to: &buffered)
         if let sink {
             defer { condition.unlock() }
-            let line = String(decoding: buffered[start..<buffered.count - 1], as: UTF8.self)
-            buffered.removeSubrange(start...)
-            sink(line)
+            sink(String(decoding: line.bytes.dropLast(), as: UTF8.self))
             return
         }
+        let wasEmpty = buffered.isEmpty
+        buffered.append(contentsOf: line.bytes)
         let backedUp = buffered.count > Self.maximumBuffered
         if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
         condition.unlock()
@@ -163,6 +165,32 @@ public final class Log: @unchecked Sendable {
         if !writingBuffer.isEmpty { writingBuffer.withUnsafeBytes { try? writeAll(STDERR_FILENO, $0) } }
         // A burst's buffer is not kept.
         if writingBuffer.capacity > Self.maximumBuffered { writingBuffer = [] } else { writingBuffer.removeAll(keepingCapacity: true) }
+    }
+
+    /// The calling thread's line buffer, kept for the thread's life (freed when it ends).
+    private final class LineBuffer {
+        var bytes: [UInt8] = []
+
+        init() { bytes.reserveCapacity(512) }
+
+        private static let key: pthread_key_t = {
+            var key = pthread_key_t()
+            let created = pthread_key_create(&key) { buffer in
+                guard let buffer else { return }
+                Unmanaged<LineBuffer>.fromOpaque(buffer).release()
+            }
+            precondition(created == 0, "pthread_key_create failed")
+            return key
+        }()
+
+        static var current: LineBuffer {
+            if let existing = pthread_getspecific(key) {
+                return Unmanaged<LineBuffer>.fromOpaque(existing).takeUnretainedValue()
+            }
+            let buffer = LineBuffer()
+            pthread_setspecific(key, Unmanaged.passRetained(buffer).toOpaque())
+            return buffer
+        }
     }
 
     /// RFC 3339 UTC with milliseconds.
