@@ -70,3 +70,64 @@ final class HotPathTests: XCTestCase {
         }
     }
 }
+
+/// One submission per signal id at a time, across the stripes of the in-flight table.
+final class InFlightSubmissionsTests: XCTestCase {
+    func testASecondSubmissionOfAnIDInFlightWaitsForTheFirstAndRunsAfterIt() {
+        let table = InFlightSubmissions()
+        var askedJournal: [String] = []
+        let journaled: (String) -> Bool = { askedJournal.append($0); return $0 == "on-disk" }
+        XCTAssertEqual(table.start("a", journaled: journaled, orQueue: {}), .started)
+        final class Reruns: @unchecked Sendable { var count = 0 }
+        let reran = Reruns()
+        XCTAssertEqual(table.start("a", journaled: journaled, orQueue: { reran.count += 1 }), .queued)
+        XCTAssertEqual(table.start("b", journaled: journaled, orQueue: {}), .started, "another id is not held up")
+        XCTAssertEqual(table.start("on-disk", journaled: journaled, orQueue: {}), .journaled)
+        XCTAssertEqual(askedJournal, ["a", "b", "on-disk"], "an id in flight is not looked up in the journal")
+
+        let waiting = table.end("a")
+        XCTAssertEqual(waiting.count, 1)
+        waiting.forEach { $0() }
+        XCTAssertEqual(reran.count, 1)
+        XCTAssertTrue(table.end("a").isEmpty, "ended")
+        XCTAssertEqual(table.start("a", journaled: { _ in true }, orQueue: {}), .journaled, "once ended, the journal answers")
+        XCTAssertEqual(table.start("on-disk", journaled: journaled, orQueue: {}), .journaled, "nothing was left in flight")
+    }
+
+    /// Threads racing on overlapping ids: at no moment are two submissions of one id in
+    /// flight, and every queued one is handed back by `end`.
+    func testConcurrentStartsOfOneIDNeverOverlap() {
+        let table = InFlightSubmissions()
+        let ids = (0..<64).map { "id-\($0)" }
+        let lock = NSLock()
+        var flying: Set<String> = []
+        var overlaps = 0, started = 0, queued = 0, handedBack = 0
+        DispatchQueue.concurrentPerform(iterations: 8) { thread in
+            for round in 0..<2_000 {
+                let id = ids[(round * 7 + thread * 13) % ids.count]
+                switch table.start(id, journaled: { _ in false }, orQueue: {}) {
+                case .started:
+                    lock.lock()
+                    if !flying.insert(id).inserted { overlaps += 1 }
+                    started += 1
+                    flying.remove(id)
+                    lock.unlock()
+                    let waiting = table.end(id)
+                    lock.lock()
+                    handedBack += waiting.count
+                    lock.unlock()
+                case .queued:
+                    lock.lock()
+                    queued += 1
+                    lock.unlock()
+                case .journaled:
+                    XCTFail("never journaled here")
+                }
+            }
+        }
+        XCTAssertEqual(overlaps, 0)
+        XCTAssertEqual(started + queued, 8 * 2_000)
+        XCTAssertEqual(handedBack, queued, "every queued submission is handed back once")
+        for id in ids { XCTAssertTrue(table.end(id).isEmpty) }
+    }
+}
