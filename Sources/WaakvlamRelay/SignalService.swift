@@ -15,11 +15,15 @@ final class SignalService: @unchecked Sendable {
     /// Told about push deliveries: their messages before they are journaled, then that they are.
     private let onQueued: @Sendable (Outbound.Notice) -> Void
 
+    /// Submissions being decided and journaled, by signal id, with the submissions of the
+    /// same id that came meanwhile: those run again once the first is answered (and then get
+    /// its answer from the journal, or a 409).
+    private let inFlightLock = NSLock()
     /// Held from a feedback's duplicate check until its append is durable: two identical
     /// feedback requests at once (handler threads) must not both journal a decision, which
     /// would push the terugmelding twice. Feedback is rare; one lock for all of it is enough.
     private let feedbackLock = NSLock()
-    private let inFlight = InFlightSubmissions()
+    private var inFlight: [String: [@Sendable () -> Void]] = [:]
     /// The counters of every accepted signal, by type and by denial reason.
     private let acceptedByType: Metrics.CounterFamily, allowedByType: Metrics.CounterFamily, deniedByReason: Metrics.CounterFamily
 
@@ -70,17 +74,20 @@ final class SignalService: @unchecked Sendable {
 
         // One submission per id at a time; a duplicate runs again after the first, and replays.
         let id = submission.id
-        switch inFlight.start(id, journaled: { journal.deliveryState().contains(signalID: $0) },
-                              orQueue: { [self] in submit(request, sender: sender, snapshot: snapshot, loop: loop, reply: reply) }) {
-        case .queued:
+        inFlightLock.lock()
+        if inFlight[id] != nil {
+            inFlight[id]!.append { [self] in submit(request, sender: sender, snapshot: snapshot, loop: loop, reply: reply) }
+            inFlightLock.unlock()
             return
-        case .journaled:
+        }
+        if journal.deliveryState().contains(signalID: id) {
+            inFlightLock.unlock()
             // The replay reads the journal: not on the caller's event loop.
             DispatchQueue.global().async { [self] in reply(replay(id, sender: sender, requestHash: requestHash)) }
             return
-        case .started:
-            break
         }
+        inFlight[id] = []
+        inFlightLock.unlock()
         decideAndJournal(submission, sender: sender, snapshot: snapshot, canonicalPayload: canonicalPayload,
                          requestHash: requestHash, trace: trace, loop: loop, reply: reply)
     }
@@ -89,7 +96,9 @@ final class SignalService: @unchecked Sendable {
     /// submissions of the same id that came meanwhile run again.
     private func finish(_ signalID: String, _ response: HTTPResponse, reply: @Sendable (HTTPResponse) -> Void) {
         reply(response)
-        let waiting = inFlight.end(signalID)
+        inFlightLock.lock()
+        let waiting = inFlight.removeValue(forKey: signalID) ?? []
+        inFlightLock.unlock()
         // Not on the connection's loop: a re-run may read the journal, which blocks.
         for resubmission in waiting { DispatchQueue.global().async(execute: resubmission) }
     }
