@@ -152,3 +152,71 @@ final class DeliveryIndexPagingTests: XCTestCase {
         return total
     }
 }
+
+/// `contains(signalID:)` is asked on the connection loops while the journal writer applies
+/// group commits: it must stay right while ids are added (growing the id table) and
+/// compaction swaps the table. The index is in anonymous memory here, where a window given
+/// back reads as zeros: a look-up in a table being replaced would miss (or crash, as it did
+/// with the look-up's lock taken out).
+final class DeliveryIndexConcurrencyTests: XCTestCase {
+    func testIDLookUpsStayRightWhileIDsAreAddedAndTheTableIsCompacted() throws {
+        let index = DeliveryIndex(directory: nil)
+        let old = time(0), recent = time(100 * 86400)
+        /// What the writer has published and what the readers found, under `lock`.
+        final class Shared: @unchecked Sendable {
+            let lock = NSLock()
+            var keepersApplied = 0, finished = false
+            var lookUps = 0, wrong: [String] = []
+        }
+        let shared = Shared()
+        let readers = DispatchGroup()
+        for reader in 0..<3 {
+            DispatchQueue.global().async(group: readers) {
+                while true {
+                    shared.lock.lock()
+                    let known = shared.keepersApplied, done = shared.finished
+                    shared.lock.unlock()
+                    if done { return }
+                    var mistakes: [String] = []
+                    // The newest ids, which each grow of the table moves.
+                    for k in max(0, known - 64)..<known where !index.contains(signalID: "keep-\(k)") {
+                        mistakes.append("keep-\(k) missing")
+                    }
+                    if index.contains(signalID: "never-\(reader)") { mistakes.append("never-\(reader) found") }
+                    shared.lock.lock()
+                    shared.lookUps += 1
+                    shared.wrong += mistakes
+                    shared.lock.unlock()
+                }
+            }
+        }
+        // Pending keepers stay; complete (denied) old signals go at each compaction. 60,000 ids
+        // grow the table's slots from 1,024 to 131,072.
+        var sequence: UInt64 = 1
+        for round in 0..<300 {
+            var records: [JournalRecord] = []
+            for i in round * 100..<(round + 1) * 100 {
+                records += [Sample.received("keep-\(i)", at: recent), Sample.decision("keep-\(i)", at: recent),
+                            Sample.received("old-\(i)", at: old), Sample.decision("old-\(i)", allowed: false, at: old)]
+            }
+            let positions = records.indices.map { RecordPosition(segment: 1, offset: UInt32($0), sequence: sequence + UInt64($0)) }
+            sequence += UInt64(records.count)
+            index.apply { apply in apply(records, positions, 0) }
+            shared.lock.lock()
+            shared.keepersApplied = (round + 1) * 100
+            shared.lock.unlock()
+            if round % 50 == 49 {
+                XCTAssertEqual(index.forgetCompleted(receivedBefore: time(86400)), 5_000, "round \(round)")
+            }
+        }
+        shared.lock.lock()
+        shared.finished = true
+        shared.lock.unlock()
+        readers.wait()
+        XCTAssertEqual(shared.wrong.prefix(5), [])
+        XCTAssertGreaterThan(shared.lookUps, 100)
+        XCTAssertEqual(index.signalCount, 30_000)
+        XCTAssertTrue((0..<30_000).allSatisfy { index.contains(signalID: "keep-\($0)") })
+        XCTAssertFalse(index.contains(signalID: "old-0"))
+    }
+}
