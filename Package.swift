@@ -23,7 +23,7 @@ let package = Package(
         // structured logger.
         .target(name: "WaakvlamSystem", dependencies: ["CLinux"]),
         // SHA-256, HMAC, AES-GCM and randomness over OpenSSL's EVP interface.
-        .target(name: "WaakvlamCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "WaakvlamCrypto", dependencies: ["COpenSSL", "WaakvlamSystem"]),
         // The pure domain: configuration model, validation, policy engine, diff. No I/O.
         .target(name: "WaakvlamCore"),
         // The append-only, hash-chained, group-committed delivery journal.

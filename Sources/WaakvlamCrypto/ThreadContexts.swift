@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import COpenSSL
+import WaakvlamSystem
 
 /// OpenSSL contexts kept per thread, so that hashing and sealing allocate nothing they can
 /// avoid: a fresh cipher context costs two allocations per message (a context reused with
@@ -36,24 +37,8 @@ final class ThreadContexts {
         EVP_CIPHER_CTX_free(opening)
     }
 
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let created = pthread_key_create(&key) { contexts in
-            // The thread ends: its contexts with it.
-            guard let contexts else { return }
-            Unmanaged<ThreadContexts>.fromOpaque(contexts).release()
-        }
-        precondition(created == 0, "pthread_key_create failed")
-        return key
-    }()
+    private static let perThread = PerThread { ThreadContexts() }
 
-    /// The calling thread's contexts.
-    static var current: ThreadContexts {
-        if let existing = pthread_getspecific(key) {
-            return Unmanaged<ThreadContexts>.fromOpaque(existing).takeUnretainedValue()
-        }
-        let contexts = ThreadContexts()
-        pthread_setspecific(key, Unmanaged.passRetained(contexts).toOpaque())
-        return contexts
-    }
+    /// The calling thread's contexts (freed when it ends).
+    static var current: ThreadContexts { perThread.current }
 }

@@ -92,6 +92,8 @@ public final class Log: @unchecked Sendable {
     /// Beyond this many buffered bytes (standard error is slow to take them) the logging
     /// thread writes itself, so that the buffer stays bounded.
     static let maximumBuffered = 4 << 20
+    /// A thread's line buffer beyond this capacity is let go after its line.
+    static let longLine = 16 << 10
 
     /// Guards `buffered`, `flusherStarted` and `sink`; the flusher waits on it.
     private let condition = NSCondition()
@@ -114,7 +116,7 @@ public final class Log: @unchecked Sendable {
         // on every signal would otherwise queue for it), in this thread's own buffer, so that
         // a line allocates nothing. Lines of different threads may therefore reach the buffer
         // a few microseconds out of timestamp order.
-        let line = LineBuffer.current
+        let line = LineBuffer.perThread.current
         line.bytes.removeAll(keepingCapacity: true)
         Self.appendLine(level, event, fields, to: &line.bytes)
         condition.lock()
@@ -125,6 +127,8 @@ public final class Log: @unchecked Sendable {
         }
         let wasEmpty = buffered.isEmpty
         buffered.append(contentsOf: line.bytes)
+        // A rare long line (an error's description) does not keep its buffer for the thread's life.
+        if line.bytes.capacity > Self.longLine { line.bytes = [] }
         let backedUp = buffered.count > Self.maximumBuffered
         if !flusherStarted { startFlusher() } else if wasEmpty { condition.signal() }
         condition.unlock()
@@ -167,30 +171,13 @@ public final class Log: @unchecked Sendable {
         if writingBuffer.capacity > Self.maximumBuffered { writingBuffer = [] } else { writingBuffer.removeAll(keepingCapacity: true) }
     }
 
-    /// The calling thread's line buffer, kept for the thread's life (freed when it ends).
+    /// A thread's line buffer, kept for the thread's life.
     private final class LineBuffer {
         var bytes: [UInt8] = []
 
         init() { bytes.reserveCapacity(512) }
 
-        private static let key: pthread_key_t = {
-            var key = pthread_key_t()
-            let created = pthread_key_create(&key) { buffer in
-                guard let buffer else { return }
-                Unmanaged<LineBuffer>.fromOpaque(buffer).release()
-            }
-            precondition(created == 0, "pthread_key_create failed")
-            return key
-        }()
-
-        static var current: LineBuffer {
-            if let existing = pthread_getspecific(key) {
-                return Unmanaged<LineBuffer>.fromOpaque(existing).takeUnretainedValue()
-            }
-            let buffer = LineBuffer()
-            pthread_setspecific(key, Unmanaged.passRetained(buffer).toOpaque())
-            return buffer
-        }
+        static let perThread = PerThread { LineBuffer() }
     }
 
     /// RFC 3339 UTC with milliseconds.

@@ -48,3 +48,33 @@ public func nameCurrentThread(_ name: String) {
     close(fd)
     #endif
 }
+
+/// One object per thread, made on the thread's first use and released when the thread ends:
+/// a POSIX thread-specific key (Swift has no thread-local stored properties here). For state
+/// a hot path reuses instead of allocating or sharing behind a lock.
+public final class PerThread<Value: AnyObject>: @unchecked Sendable {
+    @usableFromInline let key: pthread_key_t
+    @usableFromInline let make: () -> Value
+
+    public init(_ make: @escaping () -> Value) {
+        var key = pthread_key_t()
+        let created = pthread_key_create(&key) { value in
+            // The thread ends: its object with it.
+            guard let value else { return }
+            Unmanaged<AnyObject>.fromOpaque(value).release()
+        }
+        precondition(created == 0, "pthread_key_create failed")
+        self.key = key
+        self.make = make
+    }
+
+    /// The calling thread's object.
+    @inlinable public var current: Value {
+        if let existing = pthread_getspecific(key) {
+            return Unmanaged<Value>.fromOpaque(existing).takeUnretainedValue()
+        }
+        let value = make()
+        pthread_setspecific(key, Unmanaged.passRetained(value).toOpaque())
+        return value
+    }
+}
