@@ -51,7 +51,8 @@ public func nameCurrentThread(_ name: String) {
 
 /// One object per thread, made on the thread's first use and released when the thread ends:
 /// a POSIX thread-specific key (Swift has no thread-local stored properties here). For state
-/// a hot path reuses instead of allocating or sharing behind a lock.
+/// a hot path reuses instead of allocating or sharing behind a lock. Meant for a `static let`:
+/// its key is never given back, and a process has only so many (PTHREAD_KEYS_MAX).
 public final class PerThread<Value: AnyObject>: @unchecked Sendable {
     @usableFromInline let key: pthread_key_t
     @usableFromInline let make: () -> Value
